@@ -1,0 +1,113 @@
+"""The raw data tpsbench records: one :class:`RequestRecord` per request.
+
+Everything downstream (metrics, summaries, reports, the gate) is a pure function of these records, so they
+hold only what was observed: monotonic timestamps in integer nanoseconds, the token count of each chunk, the
+server's usage and the error, if any. All timestamps of one run come from one clock (``time.perf_counter_ns``
+by default, which is CLOCK_MONOTONIC on Linux and so shared by every process of the machine).
+
+    >>> r = RequestRecord(request_id=0, level=0, send_ns=0, end_ns=30,
+    ...                   chunk_ns=[10, 20, 30], chunk_tokens=[1, 3, 3], output_tokens=7,
+    ...                   token_source=TokenSource.USAGE)
+    >>> r.ok
+    True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+NS_PER_S = 1_000_000_000
+
+
+class Clock(Protocol):
+    """A monotonic clock in integer nanoseconds: the seam tests use to script time."""
+
+    def __call__(self) -> int: ...
+
+
+default_clock: Callable[[], int] = time.perf_counter_ns
+
+
+class ErrorKind(StrEnum):
+    """Why a request failed. Recorded per request; the run goes on."""
+
+    CONNECT = "connect"  # refused, DNS, TLS: no response at all
+    HTTP_4XX = "http_4xx"
+    HTTP_429 = "http_429"  # rate limited: kept apart from other 4xx because it means "slow down"
+    HTTP_5XX = "http_5xx"
+    TIMEOUT_CONNECT = "timeout_connect"
+    TIMEOUT_FIRST_TOKEN = "timeout_first_token"
+    TIMEOUT_REQUEST = "timeout_request"
+    STREAM_CUT = "stream_cut"  # the body ended (or the connection dropped) before `data: [DONE]`
+    MALFORMED_SSE = "malformed_sse"  # bytes that are not a valid event stream
+    MALFORMED_JSON = "malformed_json"  # an event whose data is not the JSON we expect
+    SERVER_ERROR_EVENT = "server_error_event"  # an in-stream {"error": ...} event
+    NO_TOKENS = "no_tokens"  # the stream completed but carried no generated text
+    CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C) while this request was in flight
+    OTHER = "other"
+
+
+class TokenSource(StrEnum):
+    """Where a record's output token count came from."""
+
+    CHUNK_USAGE = "chunk_usage"  # per-chunk cumulative usage (e.g. vLLM continuous_usage_stats)
+    USAGE = "usage"  # usage.completion_tokens of the final chunk
+    TOKENIZER = "tokenizer"  # counted with a tokenizer from the generated text
+    ESTIMATE = "estimate"  # estimated from characters (labelled; never silently chunks-as-tokens)
+    NONE = "none"  # failed before any token
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What happened to one request, raw. Times are clock nanoseconds (same clock for the whole run).
+
+    - ``scheduled_ns``: when an open-loop schedule wanted the request sent (None in closed loop).
+    - ``send_ns``: when the request was handed to the transport (t_send).
+    - ``headers_ns``: when the response headers arrived.
+    - ``chunk_ns`` / ``chunk_tokens``: arrival time and token count of each chunk that carried generated
+      text (role-only and usage-only events are not token chunks). A chunk may carry several tokens;
+      counts are floats only when they were estimated and scaled to the request's total.
+    - ``end_ns``: when the stream finished (``[DONE]``, end of body, or error).
+    """
+
+    request_id: int
+    level: int
+    send_ns: int
+    end_ns: int
+    scheduled_ns: int | None = None
+    headers_ns: int | None = None
+    worker: int = 0
+    warmup: bool = False
+    status: int | None = None
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+    chunk_ns: list[int] = field(default_factory=list)
+    chunk_tokens: list[float] = field(default_factory=list)
+    output_tokens: int | None = None
+    token_source: TokenSource = TokenSource.NONE
+    input_tokens: int | None = None  # usage.prompt_tokens, else the workload's count
+    requested_output_tokens: int | None = None  # max_tokens asked for
+    finish_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["error"] = self.error.value if self.error else None
+        d["token_source"] = self.token_source.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RequestRecord:
+        names = cls.__dataclass_fields__
+        kw = {k: v for k, v in d.items() if k in names}
+        if kw.get("error") is not None:
+            kw["error"] = ErrorKind(kw["error"])
+        kw["token_source"] = TokenSource(kw.get("token_source", "none"))
+        return cls(**kw)
