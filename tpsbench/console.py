@@ -1,0 +1,117 @@
+"""What the user sees in the terminal while a run goes on: a progress bar per level with live TPS/user,
+then one table of every level. Everything rich lives here; the benchmark only calls the Observer API."""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from tpsbench.scenario import Level
+
+LIVE_WINDOW = 200  # live TPS/user is the median of the last requests, enough to be stable, quick to move
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:,.1f}"
+
+
+class RichObserver:
+    """Rich progress for :func:`tpsbench.benchmark.run_benchmark`."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[live]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+        self._tps: deque[float] = deque(maxlen=LIVE_WINDOW)
+        self._errors = 0
+        self._done = 0
+
+    def __enter__(self) -> RichObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def run_started(self, run_dir: Path, base_url: str, model: str) -> None:
+        self.console.print(f"[bold]tpsbench[/] {model} at {base_url}\n  results: {run_dir}")
+
+    def level_started(self, index: int, level: Level, expected: int | None) -> None:
+        self._tps.clear()
+        self._errors = 0
+        self._done = 0
+        self._task = self.progress.add_task(f"level {index} {level.label}", total=expected, live="")
+
+    def request_done(self, line: dict[str, Any]) -> None:
+        if self._task is None:
+            return
+        self._done += 1
+        if line.get("error"):
+            self._errors += 1
+        elif line.get("tps_user") is not None and not line.get("warmup"):
+            self._tps.append(float(line["tps_user"]))
+        live = f"TPS/user p50 {statistics.median(self._tps):,.0f}" if self._tps else "warming up"
+        if self._errors:
+            live += f"  [red]{self._errors} errors[/]"
+        self.progress.update(self._task, advance=1, live=live)
+
+    def level_done(self, index: int, point: dict[str, Any]) -> None:
+        if self._task is not None:
+            self.progress.update(self._task, total=self._done, completed=self._done)
+        for w in point.get("warnings", []):
+            self.console.print(f"  [yellow]warning[/] level {index}: {w}")
+
+    def message(self, text: str) -> None:
+        self.console.print(f"[yellow]{text}[/]")
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """One row per level: the numbers users compare (median and spread, with N, never a bare number)."""
+    table = Table(title=f"{summary['run'].get('model', '')}: per-level results", show_lines=False)
+    for col in ("level", "n ok/meas.", "TTFT p50 ms", "TTFT p99 ms", "TPS/user p50", "TPS/user p10",
+                "output TPS", "per GPU", "errors"):
+        table.add_column(col, justify="right")
+    for p in summary.get("points", []):
+        load = f"c={p['concurrency']}" if p.get("concurrency") is not None else f"rate={p.get('rate'):g}/s"
+        ttft, tps = p.get("ttft_s") or {}, p.get("tps_user") or {}
+        errors = ", ".join(f"{k} {v}" for k, v in (p.get("errors") or {}).items()) or "0"
+        flag = " [red]client-bound[/]" if (p.get("self_check") or {}).get("client_bound") else ""
+        table.add_row(
+            load + flag,
+            f"{p.get('ok', 0)}/{p.get('measured', 0)}",
+            fmt_ms(ttft.get("p50")),
+            fmt_ms(ttft.get("p99")),
+            fmt(tps.get("p50")),
+            fmt(tps.get("p10")),
+            fmt(p.get("output_tps"), 0),
+            fmt(p.get("output_tps_per_gpu"), 0),
+            errors,
+        )
+    return table

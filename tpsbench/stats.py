@@ -1,0 +1,129 @@
+"""Distribution summaries with seeded bootstrap confidence intervals. Pure functions, no I/O.
+
+    >>> d = describe([1.0, 2.0, 3.0, 4.0], ci=False)
+    >>> d["n"], d["mean"], d["p50"], d["max"]
+    (4, 2.5, 2.5, 4.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+PERCENTILES: tuple[int, ...] = (1, 5, 10, 50, 90, 95, 99)
+CI_LEVEL = 0.95
+
+# Every key of a describe() block, in output order.
+STAT_KEYS: tuple[str, ...] = (
+    "n",
+    "mean",
+    "std",
+    "min",
+    *(f"p{q}" for q in PERCENTILES),
+    "max",
+    "mean_ci",
+    "p50_ci",
+)
+
+# Bootstrap resamples are drawn in blocks of at most this many values (~64 MB as int64 indices plus
+# float64 values), so memory stays bounded however long the input is.
+_BLOCK_VALUES = 4_000_000
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _as_array(values: Sequence[float] | FloatArray) -> FloatArray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"expected a flat sequence of numbers, got an array of shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("values must be finite (drop None/NaN/inf before calling)")
+    return x
+
+
+def statistic(values: Sequence[float] | FloatArray, stat: str) -> float | None:
+    """One statistic of ``values``: ``"mean"``, ``"min"``, ``"max"`` or a percentile ``"pQ"`` (0 <= Q <= 100,
+    linear interpolation). None for empty input.
+
+    >>> statistic([1.0, 2.0, 3.0], "p50")
+    2.0
+    """
+    x = _as_array(values)
+    if stat == "mean":
+        q = None
+    elif stat == "min":
+        q = 0.0
+    elif stat == "max":
+        q = 100.0
+    elif stat.startswith("p") and stat[1:].replace(".", "", 1).isdigit() and 0 <= float(stat[1:]) <= 100:
+        q = float(stat[1:])
+    else:
+        raise ValueError(f"unknown statistic {stat!r}; expected 'mean', 'min', 'max' or a percentile like 'p99'")
+    if x.size == 0:
+        return None
+    return float(x.mean()) if q is None else float(np.percentile(x, q))
+
+
+def bootstrap_ci(
+    values: Sequence[float] | FloatArray, *, seed: int = 0, n_boot: int = 1000, level: float = CI_LEVEL
+) -> dict[str, list[float] | None]:
+    """Percentile-bootstrap confidence intervals of the mean and the median.
+
+    Draws ``n_boot`` resamples of size n with replacement (``numpy.random.default_rng(seed)``), computes each
+    resample's mean and median, and returns the (1-level)/2 and (1+level)/2 percentiles of those as
+    ``{"mean_ci": [lo, hi], "p50_ci": [lo, hi]}``. None values when n < 2 (a single value has no spread).
+    Vectorised in blocks: 1000 resamples of 10,000 values take about a tenth of a second.
+    """
+    x = _as_array(values)
+    n = x.size
+    if n < 2:
+        return {"mean_ci": None, "p50_ci": None}
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    medians = np.empty(n_boot)
+    rows = max(1, _BLOCK_VALUES // n)
+    for start in range(0, n_boot, rows):
+        stop = min(n_boot, start + rows)
+        sample = x[rng.integers(0, n, size=(stop - start, n))]
+        means[start:stop] = sample.mean(axis=1)
+        medians[start:stop] = np.median(sample, axis=1)
+    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    return {
+        "mean_ci": [float(v) for v in np.percentile(means, tails)],
+        "p50_ci": [float(v) for v in np.percentile(medians, tails)],
+    }
+
+
+def describe(
+    values: Sequence[float] | FloatArray, *, ci: bool = True, seed: int = 0, n_boot: int = 1000
+) -> dict[str, Any]:
+    """Summarise a sample: ``n, mean, std, min, p1, p5, p10, p50, p90, p95, p99, max, mean_ci, p50_ci``.
+
+    - std is the sample standard deviation, sqrt(sum((x - mean)^2) / (n - 1)); 0.0 when n < 2.
+    - percentiles use numpy's linear interpolation between order statistics (``np.percentile`` default).
+    - ``mean_ci`` / ``p50_ci`` are 95% percentile-bootstrap intervals ``[lo, hi]`` (see :func:`bootstrap_ci`),
+      None when ``ci`` is False or n < 2.
+    - empty input gives ``{"n": 0}`` with every other key None, so blocks always have the same keys.
+
+    Values must be finite; filter out undefined (None) metrics first. Plain Python floats are returned, so the
+    block can go straight to JSON.
+    """
+    x = _as_array(values)
+    out: dict[str, Any] = dict.fromkeys(STAT_KEYS)
+    out["n"] = int(x.size)
+    if x.size == 0:
+        return out
+    out["mean"] = float(x.mean())
+    out["std"] = float(x.std(ddof=1)) if x.size >= 2 else 0.0
+    out["min"] = float(x.min())
+    for q, v in zip(PERCENTILES, np.percentile(x, PERCENTILES), strict=True):
+        out[f"p{q}"] = float(v)
+    out["max"] = float(x.max())
+    if ci:
+        out.update(bootstrap_ci(x, seed=seed, n_boot=n_boot))
+    return out
