@@ -28,9 +28,9 @@ STAT_KEYS: tuple[str, ...] = (
     "p50_ci",
 )
 
-# Bootstrap resamples are drawn in blocks of at most this many values (~64 MB as int64 indices plus
-# float64 values), so memory stays bounded however long the input is.
-_BLOCK_VALUES = 4_000_000
+# Bootstrap resamples are drawn in blocks of at most this many values (~12 MB of int32 indices and float64
+# values), so memory stays bounded however long the input is; larger blocks were slower (page faults).
+_BLOCK_VALUES = 1_000_000
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -84,14 +84,19 @@ def bootstrap_ci(
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     rng = np.random.default_rng(seed)
+    # With the values sorted, a resample's order statistics are the values at its sorted indices, so the
+    # median comes from partitioning int32 indices: cheaper than np.median on gathered floats.
+    xs = np.sort(x)
+    mid = [(n - 1) // 2, n // 2]  # the middle order statistics (equal when n is odd)
     means = np.empty(n_boot)
     medians = np.empty(n_boot)
     rows = max(1, _BLOCK_VALUES // n)
     for start in range(0, n_boot, rows):
         stop = min(n_boot, start + rows)
-        sample = x[rng.integers(0, n, size=(stop - start, n))]
-        means[start:stop] = sample.mean(axis=1)
-        medians[start:stop] = np.median(sample, axis=1)
+        idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32)
+        means[start:stop] = xs[idx].mean(axis=1)
+        idx.partition(mid, axis=1)
+        medians[start:stop] = (xs[idx[:, mid[0]]] + xs[idx[:, mid[1]]]) / 2
     tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
     return {
         "mean_ci": [float(v) for v in np.percentile(means, tails)],

@@ -1,0 +1,170 @@
+"""A minimal OpenAI-compatible streaming server with a known pace, that logs its own send times.
+
+It is the ground truth for measuring tpsbench itself (tests, benchmarks/): after ``ttft_ms`` it sends a
+chunk of ``tokens`` tokens every ``interval_ms`` until ``max_tokens`` are sent, on absolute deadlines (a
+late chunk does not delay the next ones), and records the clock time of every write. Because the clock is
+CLOCK_MONOTONIC (``time.perf_counter_ns`` on Linux), its times compare directly with the client's when both
+run on one host.
+
+``tokens`` may be a range "1-4": each chunk then carries a seeded random count in that range (what
+speculative decoding looks like on the wire).
+
+Run it in its own process so it never shares an event loop with the client under test::
+
+    python -m tpsbench.paceserver --port 0 --ttft-ms 50 --interval-ms 10 --tokens 3
+
+It prints ``http://127.0.0.1:PORT/v1`` on its first stdout line. ``GET /log`` returns the send log,
+``POST /log/reset`` clears it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+PIECE = " tok"  # 4 characters = 1 token under the ceil(chars/4) estimate
+
+
+@dataclass
+class Pace:
+    ttft_ms: float = 50.0
+    interval_ms: float = 10.0
+    tokens_min: int = 3
+    tokens_max: int = 3
+    seed: int = 0
+
+    @classmethod
+    def parse_tokens(cls, text: str) -> tuple[int, int]:
+        lo, _, hi = text.partition("-")
+        return int(lo), int(hi or lo)
+
+
+@dataclass
+class SendLog:
+    """Per request: receive time and the (time, tokens) of every token chunk written."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _chunk(api: str, text: str, usage: dict[str, int] | None = None) -> bytes:
+    if api == "chat":
+        choices = [{"index": 0, "delta": {"content": text}, "finish_reason": None}] if text else []
+        obj: dict[str, Any] = {"id": "pace", "object": "chat.completion.chunk", "choices": choices}
+    else:
+        choices = [{"index": 0, "text": text, "finish_reason": None}] if text else []
+        obj = {"id": "pace", "object": "text_completion", "choices": choices}
+    if usage is not None:
+        obj["usage"] = usage
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def truth(entries: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """What the server actually sent, per request, with tpsbench's metric definitions applied to the
+    server's own send times: TTFT = first write - request received; TPS/user = (n - n_first) /
+    (last write - first write)."""
+    ttft, tps = [], []
+    for e in entries:
+        sends, toks = e["send_ns"], e["tokens"]
+        if not sends:
+            continue
+        ttft.append((sends[0] - e["received_ns"]) / 1e9)
+        if len(sends) > 1 and sends[-1] > sends[0]:
+            tps.append((sum(toks) - toks[0]) / ((sends[-1] - sends[0]) / 1e9))
+    return {"ttft_s": ttft, "tps_user": tps}
+
+
+def make_app(pace: Pace) -> web.Application:
+    log = SendLog()
+    rng = random.Random(pace.seed)
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        received = time.perf_counter_ns()
+        body = await request.json()
+        api = "chat" if request.path.endswith("/chat/completions") else "completions"
+        n = int(body.get("max_tokens") or body.get("max_completion_tokens") or 100)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        entry: dict[str, Any] = {"received_ns": received, "send_ns": [], "tokens": []}
+        log.entries.append(entry)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + pace.ttft_ms / 1000
+        sent = 0
+        while sent < n:
+            delay = deadline - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            k = min(n - sent, rng.randint(pace.tokens_min, pace.tokens_max))
+            await resp.write(_chunk(api, PIECE * k))
+            entry["send_ns"].append(time.perf_counter_ns())
+            entry["tokens"].append(k)
+            sent += k
+            deadline += pace.interval_ms / 1000
+        if include_usage:
+            await resp.write(_chunk(api, "", {"prompt_tokens": 1, "completion_tokens": sent, "total_tokens": sent + 1}))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def get_log(_: web.Request) -> web.Response:
+        return web.json_response(log.entries)
+
+    async def reset_log(_: web.Request) -> web.Response:
+        log.entries.clear()
+        return web.json_response({"ok": True})
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "pace", "object": "model"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stream)
+    app.router.add_post("/v1/completions", stream)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/log", get_log)
+    app.router.add_post("/log/reset", reset_log)
+    return app
+
+
+async def start(pace: Pace, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+    """Start in the current event loop; returns the runner (``await runner.cleanup()`` stops it) and URL."""
+    runner = web.AppRunner(make_app(pace), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    bound = sockets[0].getsockname()[1]
+    return runner, f"http://{host}:{bound}/v1"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--ttft-ms", type=float, default=50.0)
+    ap.add_argument("--interval-ms", type=float, default=10.0)
+    ap.add_argument("--tokens", default="3", help="tokens per chunk, N or MIN-MAX")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    lo, hi = Pace.parse_tokens(a.tokens)
+    pace = Pace(a.ttft_ms, a.interval_ms, lo, hi, a.seed)
+
+    async def serve() -> None:
+        runner, url = await start(pace, a.host, a.port)
+        print(url, flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
