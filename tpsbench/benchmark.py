@@ -41,7 +41,7 @@ from tpsbench.transport import make_transport
 from tpsbench.types import RequestRecord
 from tpsbench.workload import build_prompts
 
-MAX_PROMPTS_PER_LEVEL = 4096  # prompts cycle past this; enough that no two in-flight requests share one
+MAX_PROMPTS_PER_LEVEL = 8192  # duration-only closed-loop levels cycle prompts past this many (memory)
 
 
 class Observer(Protocol):
@@ -167,12 +167,15 @@ async def _run(
     run_dir = create_run_dir(out_root, run_name or scenario.name or "run")
     write_bytes_atomic(run_dir / SCENARIO, dump_scenario(scenario).encode())
     started = time.time()
+    # a per-run nonce in every prompt: the same scenario run twice must not hit the server's prompt cache
+    nonce = time.time_ns() & 0x7FFFFFFF
     metadata: dict[str, Any] = environment_metadata() | {
         "run_name": run_dir.name,
         "scenario_name": scenario.name,
         "endpoint": {"base_url": base_url, "api": ep.api, "model": model, "source": source or "user",
                      "transport": ep.transport},
         "seed": scenario.workload.seed,
+        "prompt_nonce": nonce,
         "workers": scenario.workers,
         "argv": argv or [],
         "start_wall": started,
@@ -203,13 +206,10 @@ async def _run(
             for index, level in enumerate(scenario.load):
                 if stop.is_set():
                     break
-                from tpsbench.runner import resolved_warmup
-
-                warmup = resolved_warmup(level)
+                warmup = level.resolved_warmup
                 expected = expected_requests(level, warmup)
                 prompts = build_prompts(
-                    scenario.workload, ep.api, min(expected or MAX_PROMPTS_PER_LEVEL, MAX_PROMPTS_PER_LEVEL),
-                    stream_id=index,
+                    scenario.workload, ep.api, expected or MAX_PROMPTS_PER_LEVEL, stream_id=index, nonce=nonce
                 )
                 obs.level_started(index, level, expected)
                 if source == "reference":

@@ -45,11 +45,10 @@ def _load(path: Path, **overrides: object):  # type: ignore[no-untyped-def]
     from tpsbench.scenario import ScenarioError, load_scenario
 
     try:
-        scenario = load_scenario(path)
+        return load_scenario(path).with_overrides(**overrides)  # type: ignore[arg-type]
     except ScenarioError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    return scenario.with_overrides(**overrides)  # type: ignore[arg-type]
 
 
 @app.command()

@@ -21,6 +21,7 @@ Two values are kept for failed records because they are facts of the record, not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 from tpsbench.types import NS_PER_S, RequestRecord
@@ -182,7 +183,7 @@ def itl_s(r: RequestRecord) -> list[float] | None:
     ns, _ = _chunks(r)
     if not ns:
         return None
-    return [_s(b - a) for a, b in zip(ns, ns[1:], strict=False)]
+    return [_s(b - a) for a, b in pairwise(ns)]
 
 
 def itl_per_token_s(r: RequestRecord) -> list[float] | None:

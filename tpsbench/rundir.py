@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from tpsbench import __version__
-from tpsbench.metrics import request_metrics
+from tpsbench.metrics import record_row
 from tpsbench.types import RequestRecord
 
 REQUESTS = "requests.jsonl"
@@ -64,7 +64,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: RequestRecord) -> dict[str, Any]:
-        line = record.to_dict() | request_metrics(record)
+        line = record_row(record)
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
         self._file.flush()
         self.count += 1

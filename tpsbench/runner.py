@@ -109,7 +109,7 @@ async def run_level(
     result = LevelResult(level_index, clock(), clock())
     cpu0 = time.process_time()
     probe = asyncio.create_task(_probe_loop_lag(result.loop_lag_s, clock))
-    warmup = resolved_warmup(level)
+    warmup = level.resolved_warmup
     total = warmup + level.requests if level.requests is not None else None
 
     async def one(i: int, scheduled_ns: int | None) -> None:
@@ -170,17 +170,6 @@ async def run_level(
         result.end_ns = clock()
         result.cpu_s = time.process_time() - cpu0
     return result
-
-
-def resolved_warmup(level: Level) -> int:
-    """Unmeasured requests at the start of a level: as configured, else one per closed-loop user (each
-    opens its connection unmeasured), else one second of open-loop arrivals."""
-    if level.warmup is not None:
-        return level.warmup
-    if level.concurrency is not None:
-        return level.concurrency
-    assert level.rate is not None
-    return max(1, round(level.rate))
 
 
 async def _closed_loop(

@@ -44,7 +44,8 @@ class ServerProcess:
             if remaining <= 0 or not sel.select(remaining):
                 self.stop()
                 raise RuntimeError(f"server {' '.join(self.args)} did not start in {self.startup_timeout_s} s")
-            byte = self._proc.stdout.read(1)
+            # os.read on the fd: a buffered read could swallow the line into a buffer the selector can't see
+            byte = os.read(self._proc.stdout.fileno(), 1)
             if not byte:
                 self._proc.wait(timeout=10)
                 self._stderr.seek(0)

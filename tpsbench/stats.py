@@ -1,8 +1,8 @@
 """Distribution summaries with seeded bootstrap confidence intervals. Pure functions, no I/O.
 
-    >>> d = describe([1.0, 2.0, 3.0, 4.0], ci=False)
-    >>> d["n"], d["mean"], d["p50"], d["max"]
-    (4, 2.5, 2.5, 4.0)
+>>> d = describe([1.0, 2.0, 3.0, 4.0], ci=False)
+>>> d["n"], d["mean"], d["p50"], d["max"]
+(4, 2.5, 2.5, 4.0)
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def statistic(values: Sequence[float] | FloatArray, stat: str) -> float | None:
     elif stat.startswith("p") and stat[1:].replace(".", "", 1).isdigit() and 0 <= float(stat[1:]) <= 100:
         q = float(stat[1:])
     else:
-        raise ValueError(f"unknown statistic {stat!r}; expected 'mean', 'min', 'max' or a percentile like 'p99'")
+        raise ValueError(
+            f"unknown statistic {stat!r}; expected 'mean', 'min', 'max' or a percentile like 'p99'"
+        )
     if x.size == 0:
         return None
     return float(x.mean()) if q is None else float(np.percentile(x, q))

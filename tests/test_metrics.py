@@ -1,0 +1,190 @@
+"""Per-request metrics on exact synthetic integer-nanosecond timestamps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tpsbench import metrics
+from tpsbench.types import ErrorKind, RequestRecord, TokenSource
+
+MS = 1_000_000  # ns
+T0 = 5_000 * MS  # an arbitrary clock origin: metrics must only use differences
+
+
+def rec(
+    chunks: list[tuple[int, float]],
+    *,
+    send_ms: int = 0,
+    end_ms: int | None = None,
+    usage: int | None = None,
+    error: ErrorKind | None = None,
+    scheduled_ms: int | None = None,
+    source: TokenSource = TokenSource.USAGE,
+) -> RequestRecord:
+    """A record from (arrival ms after T0, tokens) chunks."""
+    last = chunks[-1][0] if chunks else send_ms
+    return RequestRecord(
+        request_id=1,
+        level=0,
+        send_ns=T0 + send_ms * MS,
+        end_ns=T0 + (end_ms if end_ms is not None else last) * MS,
+        scheduled_ns=None if scheduled_ms is None else T0 + scheduled_ms * MS,
+        chunk_ns=[T0 + t * MS for t, _ in chunks],
+        chunk_tokens=[k for _, k in chunks],
+        output_tokens=usage,
+        token_source=source,
+        error=error,
+    )
+
+
+# send at 0; 3 tokens at 100 ms, 2 at 150, 4 at 250, 1 at 300; [DONE] at 310; usage 10.
+MULTI = [(100, 3), (150, 2), (250, 4), (300, 1)]
+
+
+def test_multi_token_chunks_with_a_large_first_chunk() -> None:
+    m = metrics.request_metrics(rec(MULTI, end_ms=310, usage=10))
+    assert list(m) == list(metrics.METRIC_KEYS)
+    assert m["ttft_s"] == 0.1
+    assert m["first_chunk_tokens"] == 3
+    assert m["output_tokens"] == 10
+    assert m["decode_s"] == 0.2
+    assert m["decode_tokens"] == 7  # n - n_first, not n - 1
+    assert m["tps_user"] == pytest.approx(35.0)  # 7 tokens / 0.2 s
+    assert m["tpot_s"] == pytest.approx(0.2 / 7)
+    assert m["e2e_s"] == 0.31  # to end_ns
+    assert m["e2e_tps"] == pytest.approx(10 / 0.3)  # to the last token chunk, not [DONE]
+    assert m["itl_s"] == [0.05, 0.1, 0.05]
+    assert m["itl_per_token_s"] == pytest.approx([0.025, 0.025, 0.05])  # gap / tokens of the later chunk
+    assert m["tokens_per_chunk"] == [3, 2, 4, 1]
+    assert m["n_chunks"] == 4
+    assert m["sched_lag_s"] is None  # closed loop
+
+
+def test_sum_of_gaps_is_decode_time_and_tpot_inverts_tps() -> None:
+    m = metrics.request_metrics(rec(MULTI, usage=10))
+    assert isinstance(m["itl_s"], list)
+    assert sum(m["itl_s"]) == pytest.approx(m["decode_s"])
+    assert isinstance(m["tps_user"], float) and isinstance(m["tpot_s"], float)
+    assert m["tps_user"] * m["tpot_s"] == pytest.approx(1.0)
+
+
+def test_missing_usage_falls_back_to_the_chunk_sum() -> None:
+    m = metrics.request_metrics(rec(MULTI, usage=None, source=TokenSource.ESTIMATE))
+    assert m["output_tokens"] == 10
+    assert m["decode_tokens"] == 7
+    assert m["tps_user"] == pytest.approx(35.0)
+
+
+def test_usage_wins_over_the_chunk_sum() -> None:
+    # Chunk counts are estimates; the server's usage is the truth for n.
+    m = metrics.request_metrics(rec(MULTI, usage=12))
+    assert m["output_tokens"] == 12
+    assert m["decode_tokens"] == 9
+    assert m["tps_user"] == pytest.approx(45.0)
+
+
+def test_single_chunk_answer_has_ttft_but_no_speed() -> None:
+    m = metrics.request_metrics(rec([(80, 5)], send_ms=20, end_ms=90, usage=5))
+    assert m["ttft_s"] == 0.06
+    assert m["decode_s"] == 0.0
+    assert m["decode_tokens"] == 0
+    assert m["tps_user"] is None
+    assert m["tpot_s"] is None
+    assert m["itl_s"] == []
+    assert m["itl_per_token_s"] == []
+    assert m["e2e_s"] == 0.07
+    assert m["e2e_tps"] == pytest.approx(5 / 0.06)
+    assert m["n_chunks"] == 1
+
+
+def test_two_chunks_at_the_same_instant_have_no_speed() -> None:
+    m = metrics.request_metrics(rec([(100, 1), (100, 4)], usage=5))
+    assert m["decode_s"] == 0.0
+    assert m["tps_user"] is None and m["tpot_s"] is None
+    assert m["itl_s"] == [0.0]
+
+
+@pytest.mark.parametrize(
+    "error, chunks",
+    [
+        (ErrorKind.HTTP_5XX, []),
+        (ErrorKind.STREAM_CUT, [(100, 2), (200, 3)]),  # partial answer: still a failed request
+    ],
+)
+def test_failed_records_have_no_response_metrics(error: ErrorKind, chunks: list[tuple[int, float]]) -> None:
+    m = metrics.request_metrics(
+        rec(chunks, end_ms=500, error=error, scheduled_ms=-3, source=TokenSource.NONE)
+    )
+    facts = {"n_chunks", "sched_lag_s"}
+    assert all(m[k] is None for k in metrics.METRIC_KEYS if k not in facts)
+    assert m["n_chunks"] == len(chunks)
+    assert m["sched_lag_s"] == 0.003  # the client's lateness is known even when the server failed
+
+
+def test_sched_lag_in_open_loop() -> None:
+    m = metrics.request_metrics(rec(MULTI, send_ms=2, scheduled_ms=0, usage=10))
+    assert m["sched_lag_s"] == 0.002
+    assert m["ttft_s"] == 0.098
+
+
+def test_zero_token_chunks_are_skipped_in_per_token_itl() -> None:
+    m = metrics.request_metrics(rec([(100, 2.0), (110, 0.0), (130, 3.0)], usage=5))
+    assert m["itl_s"] == [0.01, 0.02]
+    assert m["itl_per_token_s"] == pytest.approx([0.02 / 3])
+
+
+def test_mismatched_chunk_lists_are_rejected() -> None:
+    r = rec(MULTI, usage=10)
+    r.chunk_tokens.pop()
+    with pytest.raises(ValueError, match="4 chunk times but 3 chunk token counts"):
+        metrics.request_metrics(r)
+
+
+def test_direction() -> None:
+    assert metrics.higher_is_better("tps_user")
+    assert not metrics.higher_is_better("ttft_s")
+    assert not metrics.higher_is_better("itl_s")
+
+
+def test_record_row_keeps_raw_fields_and_round_trips() -> None:
+    r = rec(MULTI, usage=None, source=TokenSource.ESTIMATE, scheduled_ms=-1)
+    row = metrics.record_row(r)
+    assert row["output_tokens"] is None  # raw stays raw: the metric's fallback must not overwrite it
+    assert row["ttft_s"] == 0.1 and row["tps_user"] == pytest.approx(35.0)
+    assert set(metrics.ROW_METRIC_KEYS) <= set(row)
+    assert RequestRecord.from_dict(json.loads(json.dumps(row))) == r
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.integers(0, 10**9), min_size=1, max_size=30),
+    tokens=st.lists(st.integers(1, 8), min_size=31, max_size=31),
+    ttft=st.integers(1, 10**10),
+)
+def test_invariants(gaps: list[int], tokens: list[int], ttft: int) -> None:
+    t = [ttft]
+    for g in gaps:
+        t.append(t[-1] + g)
+    k = tokens[: len(t)]
+    r = RequestRecord(
+        request_id=0,
+        level=0,
+        send_ns=0,
+        end_ns=t[-1],
+        chunk_ns=t,
+        chunk_tokens=[float(x) for x in k],
+        output_tokens=sum(k),
+    )
+    m = metrics.request_metrics(r)
+    assert m["decode_tokens"] == sum(k) - k[0]
+    assert isinstance(m["itl_s"], list) and len(m["itl_s"]) == len(t) - 1
+    assert sum(m["itl_s"]) == pytest.approx(m["decode_s"])
+    if m["tps_user"] is not None:
+        assert isinstance(m["tpot_s"], float)
+        assert m["tps_user"] * m["tpot_s"] == pytest.approx(1.0)
+    else:
+        assert m["decode_s"] == 0.0 and m["tpot_s"] is None

@@ -1,0 +1,342 @@
+"""Scenario loading: every error names file, line, field and what was expected."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tpsbench.scenario import (
+    Distribution,
+    Level,
+    Scenario,
+    ScenarioError,
+    dump_scenario,
+    load_scenario,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def issues(path: Path) -> list[tuple[int | None, str, str]]:
+    """(line, field, message) of every issue load_scenario reports."""
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    err = info.value
+    assert all(i.file == str(path) for i in err.issues)
+    return [(i.line, i.field, i.message) for i in err.issues]
+
+
+def test_valid_scenario_loads_with_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: ok
+        load:
+          - concurrency: 2
+            requests: 10
+          - rate: 2.5
+            duration_s: 30
+        """,
+    )
+    s = load_scenario(path)
+    assert s.name == "ok"
+    assert s.endpoint.api == "chat" and s.endpoint.base_url is None
+    assert [lv.label for lv in s.load] == ["c=2", "rate=2.5/s"]
+    assert s.workload.input_tokens == 1000
+
+
+def test_error_format_and_line_of_wrong_type(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        load:
+          - concurrency: 4
+            requests: 10
+          - rate: fast
+            duration_s: 5
+        """,
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    err = info.value
+    assert str(err) == f"{path}:4: load[1].rate: expected a number > 0, got 'fast'"
+    assert (err.file, err.line, err.field) == (str(path), 4, "load[1].rate")
+    assert err.message == "expected a number > 0, got 'fast'"
+
+
+def test_typo_key_did_you_mean(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        endpoint:
+          api: chat
+          modle: llama
+        load: [{concurrency: 1, requests: 1}]
+        """,
+    )
+    assert issues(path) == [(3, "endpoint.modle", "unknown key 'modle' (did you mean 'model'?)")]
+
+
+def test_unknown_top_level_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        load: [{concurrency: 1, requests: 1}]
+        model: llama
+        concurency: 3
+        colour: blue
+        """,
+    )
+    got = issues(path)
+    assert got[0] == (2, "model", "unknown key 'model' (did you mean 'endpoint.model'?)")
+    assert got[1] == (
+        3,
+        "concurency",
+        "unknown key 'concurency' (did you mean 'concurrency', a key of each item of 'load'?)",
+    )
+    assert got[2][:2] == (4, "colour")
+    assert got[2][2].startswith("unknown key 'colour' (allowed: name, endpoint, workload, load,")
+
+
+def test_rate_must_be_positive_and_levels_need_one_kind(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        load:
+          - rate: 0
+            requests: 5
+          - concurrency: 2
+            rate: 3
+            requests: 5
+          - concurrency: 2
+        """,
+    )
+    assert issues(path) == [
+        (2, "load[0].rate", "expected a number > 0, got 0"),
+        (4, "load[1]", "set exactly one of 'concurrency' (closed loop) or 'rate' (open loop)"),
+        (7, "load[2]", "set 'requests', 'duration_s' or both, so the level stops by itself"),
+    ]
+
+
+def test_all_errors_are_collected_and_sorted_by_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        endpoint:
+          api: chatt
+          base_url: localhost:8000
+        workload:
+          input_tokens: {mena: 100}
+          output_tokens: 0
+        load:
+          - concurrency: true
+            requests: 2.5
+        slo:
+          ttft: {p99: 2}
+          tps_user: {p51: 3}
+        """,
+    )
+    assert issues(path) == [
+        (2, "endpoint.api", "expected one of 'chat', 'completions', got 'chatt' (did you mean 'chat'?)"),
+        (3, "endpoint.base_url", "expected an http:// or https:// URL, got 'localhost:8000'"),
+        (5, "workload.input_tokens.mean", "required key 'mean' is missing (expected a number > 0)"),
+        (5, "workload.input_tokens.mena", "unknown key 'mena' (did you mean 'mean'?)"),
+        (
+            6,
+            "workload.output_tokens",
+            "expected an integer >= 1 or a mapping with keys mean, std, min, max, got 0",
+        ),
+        (8, "load[0].concurrency", "expected an integer >= 1, got true"),
+        (9, "load[0].requests", "expected an integer >= 1, got 2.5"),
+        (11, "slo.ttft", "unknown key 'ttft' (did you mean 'ttft_s'?)"),
+        (12, "slo.tps_user.p51", "unknown key 'p51' (did you mean 'p50'?)"),
+    ]
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert len(str(info.value).splitlines()) == 9
+
+
+def test_wrong_shapes(tmp_path: Path) -> None:
+    path = write(tmp_path, "endpoint: 5\nload: {concurrency: 3}\n")
+    assert issues(path) == [
+        (1, "endpoint", "expected a mapping, got 5"),
+        (2, "load", "expected a non-empty list of mappings, got a mapping"),
+    ]
+    assert issues(write(tmp_path, "load: []\n")) == [
+        (1, "load", "expected a non-empty list of mappings, got an empty list")
+    ]
+    assert issues(write(tmp_path, "name: x\n")) == [
+        (None, "load", "required key 'load' is missing (expected a non-empty list of mappings)")
+    ]
+
+
+def test_open_loop_options_on_closed_loop_level(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        load:
+          - concurrency: 2
+            requests: 4
+            arrival: gamma
+          - rate: 2
+            requests: 4
+            burstiness: 0.5
+        """,
+    )
+    assert issues(path) == [
+        (2, "load[0]", "'arrival' and 'burstiness' apply to open-loop levels ('rate') only"),
+        (5, "load[1]", "'burstiness' applies to 'arrival: gamma' only"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "start"),
+    [
+        ("load: [\n", 2, "invalid YAML: "),
+        ("a: 1\na: 2\n", 2, "invalid YAML: found duplicate key"),
+        ("load:\n  - concurrency: 1\n   bad: [\n", 3, "invalid YAML: "),
+        ("- 1\n- 2\n", 1, "expected a mapping of scenario keys (load, endpoint, ...), got a list"),
+        ("", None, "the file is empty"),
+    ],
+)
+def test_not_a_scenario(tmp_path: Path, text: str, line: int | None, start: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert info.value.line == line
+    assert info.value.message.startswith(start)
+    assert str(info.value).startswith(f"{path}{'' if line is None else f':{line}'}: ")
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"nope\.yaml: no such file"):
+        load_scenario(tmp_path / "nope.yaml")
+    with pytest.raises(ScenarioError, match="is a directory"):
+        load_scenario(tmp_path)
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00load")
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        load_scenario(tmp_path / "bin.yaml")
+
+
+def test_prompts_file_is_resolved_from_the_scenario_directory(tmp_path: Path) -> None:
+    sub = tmp_path / "sc"
+    sub.mkdir()
+    (sub / "p.jsonl").write_text('{"prompt": "hi"}\n')
+    path = write(sub, "workload:\n  prompts_file: p.jsonl\nload: [{concurrency: 1, requests: 1}]\n")
+    s = load_scenario(path)
+    assert s.workload.prompts_file == (sub / "p.jsonl").resolve()
+
+
+def test_missing_prompts_file_names_the_field_with_other_errors(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        workload:
+          prompts_file: missing.jsonl
+        load: [{concurrency: 0, requests: 1}]
+        """,
+    )
+    got = issues(path)
+    assert got[0][:2] == (2, "workload.prompts_file")
+    assert "prompts file not found" in got[0][2] and str(tmp_path / "missing.jsonl") in got[0][2]
+    assert got[1] == (3, "load[0].concurrency", "expected an integer >= 1, got 0")
+
+
+def test_resolved_warmup() -> None:
+    assert Level(concurrency=8, requests=1).resolved_warmup == 8
+    assert Level(rate=2.5, requests=1).resolved_warmup == math.ceil(2.5) == 3
+    assert Level(rate=2.5, requests=1, warmup=0).resolved_warmup == 0
+    assert Level(concurrency=8, duration_s=5).open_loop is False
+
+
+def test_distribution_bounds() -> None:
+    with pytest.raises(ValueError, match="'max' \\(3\\) must be >= 'min' \\(5\\)"):
+        Distribution(mean=4, min=5, max=3)
+
+
+def base() -> Scenario:
+    return Scenario.model_validate(
+        {
+            "endpoint": {"model": "m", "headers": {"X-Trace": "t"}},
+            "load": [{"rate": 2, "duration_s": 30, "warmup": 3}, {"rate": 4, "duration_s": 30}],
+        }
+    )
+
+
+def test_overrides_endpoint_and_model() -> None:
+    s = base().with_overrides(base_url="http://h:1/v1", model="other")
+    assert (s.endpoint.base_url, s.endpoint.model) == ("http://h:1/v1", "other")
+    assert s.endpoint.headers == {"X-Trace": "t"} and len(s.load) == 2
+    assert base().with_overrides() == base()
+
+
+def test_concurrency_override_copies_first_level() -> None:
+    s = base().with_overrides(concurrency=[1, 8])
+    assert [(lv.concurrency, lv.rate, lv.requests, lv.duration_s, lv.warmup) for lv in s.load] == [
+        (1, None, 20, 30.0, 3),
+        (8, None, 32, 30.0, 3),
+    ]
+    closed = Scenario.model_validate({"load": [{"concurrency": 2, "requests": 7}]})
+    assert [lv.requests for lv in closed.with_overrides(concurrency=[4, 64]).load] == [7, 7]
+
+
+def test_invalid_overrides_raise_scenario_error() -> None:
+    with pytest.raises(
+        ScenarioError, match=r"^command line: load\[1\]\.concurrency: expected an integer >= 1"
+    ):
+        base().with_overrides(concurrency=[1, 0])
+    with pytest.raises(ScenarioError, match=r"endpoint\.base_url: expected an http"):
+        base().with_overrides(base_url="ftp://x")
+    with pytest.raises(ScenarioError, match="at least one"):
+        base().with_overrides(concurrency=[])
+
+
+def test_dump_round_trips_and_never_holds_secrets(tmp_path: Path) -> None:
+    s = Scenario.model_validate(
+        {
+            "name": "d",
+            "endpoint": {
+                "base_url": "https://user:hunter2@api.example.com/v1?api_key=sk-123&x=1",
+                "api_key_env": "MY_KEY",
+                "headers": {"Authorization": "Bearer sk-456", "X-Api-Key": "sk-789", "X-Trace": "keep"},
+            },
+            "workload": {"input_tokens": {"mean": 100, "std": 10}},
+            "load": [
+                {"concurrency": 2, "requests": 3},
+                {"rate": 1.5, "arrival": "gamma", "burstiness": 0.5, "duration_s": 9},
+            ],
+            "slo": {"ttft_s": {"p99": 2.0}},
+        }
+    )
+    text = dump_scenario(s)
+    for secret in ("hunter2", "sk-123", "sk-456", "sk-789"):
+        assert secret not in text
+    assert "MY_KEY" in text and "keep" in text
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    back = load_scenario(path)
+    assert back.load == s.load and back.workload == s.workload and back.slo == s.slo
+    assert back.endpoint.headers["Authorization"] == "<redacted>"
+
+
+def test_scenario_error_pickles() -> None:
+    err = ScenarioError("f.yaml", 3, "load[0].rate", "bad")
+    err2 = pickle.loads(pickle.dumps(ScenarioError.from_issues([*err.issues, *err.issues])))
+    assert str(err2) == "f.yaml:3: load[0].rate: bad\nf.yaml:3: load[0].rate: bad"
+    assert (err2.file, err2.line, err2.field, err2.message) == ("f.yaml", 3, "load[0].rate", "bad")
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
+def test_bundled_scenarios_are_valid(path: Path) -> None:
+    load_scenario(path)

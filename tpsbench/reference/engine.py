@@ -1,0 +1,358 @@
+"""A continuous-batching engine that runs the reference model in real time on one asyncio loop.
+
+One task runs step after step. At the start of a step it admits queued requests while fewer than
+``max_batch`` are active, and fixes the step's work:
+
+- the decode batch: every sequence that has its first token verifies k = draft_len(B) drafts;
+- prefill chunks: prompts of admitted requests, first come first served, at most ``prefill_chunk_tokens``
+  tokens per step while anybody decodes (chunked prefill keeps the decoders' inter-token time bounded);
+  with nobody decoding there is nobody to protect, so a pure prefill step takes every admitted prompt whole
+  (so a lone request's TTFT is t_pf(isl), as in the model).
+
+The step lasts ``ReferenceModel.step_time_sum`` of exactly that work (sums of attended positions over the
+batch, not a mean). When it ends, each decoding sequence commits 1..k+1 tokens drawn from the acceptance
+distribution (seeded), capped at what it still may generate, and that becomes ONE chunk on the request's
+``asyncio.Queue``; a prompt whose last chunk was prefilled commits its first token (1 token).
+
+Time keeping: steps are scheduled on absolute deadlines, ``end_i = end_{i-1} + duration_i``, on
+``loop.time()``; a late wake-up shortens the next sleep instead of shifting every later step, so token rates
+stay exact while the host keeps up. The lag, wake-up time minus planned end, is recorded per step: if it
+grows, the host (not the modelled system) sets the pace. epoll sleeps have 1 ms granularity, so the last
+``spin_s`` of each wait yields to the loop with ``sleep(0)`` instead, for sub-millisecond cadence.
+
+Output length: ``max_tokens`` with ``ignore_eos``; otherwise a lognormal with mean ``eos_mean_tokens``,
+at least ``min_tokens`` and at most ``max_tokens``. ``finish_reason`` is "length" when the answer stopped at
+max_tokens, else "stop".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from tpsbench.reference.model import ReferenceModel
+
+
+class Chunk(NamedTuple):
+    """What one step committed for one request."""
+
+    tokens: int  # 1..k+1; 0 only on an abort
+    finish_reason: str | None  # "length" / "stop" on the last chunk, "abort" if the engine stopped
+    time: float  # the step's planned end on the engine clock (loop.time()): when it should reach the wire
+
+
+@dataclass(eq=False)
+class Generation:
+    """One request inside the engine; the server reads ``queue`` until a chunk has a finish_reason."""
+
+    id: int
+    prompt_tokens: int
+    max_tokens: int
+    target_tokens: int  # where it stops: max_tokens with ignore_eos, else a draw
+    queue: asyncio.Queue[Chunk] = field(default_factory=asyncio.Queue)
+    prefilled: int = 0
+    generated: int = 0
+    attended: int = 0  # a(prompt + generated) while decoding: its share of the batch's KV reads
+    done: bool = False
+
+
+class LagStats:
+    """Count, mean, p50, p99 and max of lag samples (seconds); percentiles over the last ``window``."""
+
+    def __init__(self, window: int = 65_536) -> None:
+        self._recent: deque[float] = deque(maxlen=window)
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+        self.last = 0.0
+
+    def add(self, value: float) -> None:
+        self._recent.append(value)
+        self.count += 1
+        self.total += value
+        self.last = value
+        if value > self.max:
+            self.max = value
+
+    def summary(self) -> dict[str, float | int | None]:
+        if not self.count:
+            return {"count": 0, "mean": None, "p50": None, "p99": None, "max": None, "last": None}
+        ordered = sorted(self._recent)
+        return {
+            "count": self.count,
+            "mean": self.total / self.count,
+            "p50": _quantile(ordered, 0.50),
+            "p99": _quantile(ordered, 0.99),
+            "max": self.max,
+            "last": self.last,
+        }
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Nearest-rank quantile of sorted values."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+@dataclass
+class _Counters:
+    started: float
+    steps: int = 0
+    step_time: float = 0.0  # modelled seconds of all steps
+    batch_steps: int = 0  # sum of B over steps (mean batch)
+    submitted: int = 0
+    finished: int = 0
+    cancelled: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    lag: LagStats = field(default_factory=LagStats)
+    work: LagStats = field(default_factory=LagStats)  # CPU seconds of a step's bookkeeping and queue pushes
+
+
+class _Prefill(NamedTuple):
+    gen: Generation
+    end: int  # prompt position prefilled up to after this step
+
+
+class Engine:
+    """The reference system, in real time.
+
+    engine = Engine(ReferenceModel(), seed=0)
+    await engine.start()
+    gen = engine.submit(prompt_tokens=1000, max_tokens=200, ignore_eos=True)
+    while (chunk := await gen.queue.get()).finish_reason is None: ...
+    await engine.stop()
+    """
+
+    def __init__(self, model: ReferenceModel, *, seed: int = 0, spin_s: float = 0.001) -> None:
+        self.model = model
+        self.params = model.params
+        self.spin_s = spin_s
+        self._rng = np.random.default_rng(seed)
+        self._ids = itertools.count()
+        self._waiting: dict[int, Generation] = {}  # queued for a slot, in arrival order
+        self._prefilling: dict[int, Generation] = {}  # admitted, prompt not done
+        self._decoding: dict[int, Generation] = {}  # admitted, generating
+        self._attended = 0  # sum of a(c) over _decoding
+        self._wake = asyncio.Event()
+        self._wake_time: float | None = None  # when the first request reached an idle engine
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._cdf: dict[int, list[float]] = {}
+        self._counters = _Counters(started=0.0)
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._counters = _Counters(started=loop.time())
+        self._task = asyncio.create_task(self._run(), name="reference-engine")
+
+    async def stop(self) -> None:
+        """Stop stepping; every request still in the engine gets an "abort" chunk."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        now = asyncio.get_running_loop().time()
+        for gen in [*self._waiting.values(), *self._prefilling.values(), *self._decoding.values()]:
+            gen.done = True
+            gen.queue.put_nowait(Chunk(0, "abort", now))
+        self._waiting.clear()
+        self._prefilling.clear()
+        self._decoding.clear()
+        self._attended = 0
+
+    # --- requests ----------------------------------------------------------------------------------------
+    def submit(
+        self, prompt_tokens: int, max_tokens: int, *, min_tokens: int = 0, ignore_eos: bool = False
+    ) -> Generation:
+        """Queue a request; it is admitted at the start of the next step that has a free slot."""
+        if self._closed:
+            raise RuntimeError("the engine is stopped")
+        if prompt_tokens < 1 or max_tokens < 1:
+            raise ValueError("prompt_tokens and max_tokens must be >= 1")
+        gen = Generation(
+            next(self._ids), prompt_tokens, max_tokens, self._target(max_tokens, min_tokens, ignore_eos)
+        )
+        self._waiting[gen.id] = gen
+        self._counters.submitted += 1
+        if not self._wake.is_set():
+            self._wake_time = asyncio.get_running_loop().time()
+            self._wake.set()
+        return gen
+
+    def cancel(self, gen: Generation) -> None:
+        """Drop a request (its client went away): frees its slot at once. A no-op once it finished."""
+        if gen.done:
+            return
+        gen.done = True
+        self._counters.cancelled += 1
+        self._waiting.pop(gen.id, None)
+        self._prefilling.pop(gen.id, None)
+        if self._decoding.pop(gen.id, None) is not None:
+            self._attended -= gen.attended
+
+    def _target(self, max_tokens: int, min_tokens: int, ignore_eos: bool) -> int:
+        if ignore_eos:
+            return max_tokens
+        p = self.params
+        mu = math.log(p.eos_mean_tokens) - p.eos_sigma**2 / 2  # so that the mean is eos_mean_tokens
+        drawn = round(float(self._rng.lognormal(mu, p.eos_sigma)))
+        return max(1, min(max_tokens, max(min_tokens, drawn)))
+
+    # --- stats -------------------------------------------------------------------------------------------
+    @property
+    def batch(self) -> int:
+        """Sequences decoding now."""
+        return len(self._decoding)
+
+    @property
+    def active(self) -> int:
+        """Slots in use: decoding plus prefilling."""
+        return len(self._decoding) + len(self._prefilling)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    def stats(self) -> dict[str, Any]:
+        """Lag, bookkeeping time and counters since start or the last reset (JSON-ready).
+
+        ``lag_s``: wake-up minus planned end of each step (>= 0; growing means the host is too slow).
+        ``work_s``: CPU time of a step's bookkeeping; ``busy_fraction`` = its sum / window.
+        """
+        c = self._counters
+        window = max(1e-9, asyncio.get_running_loop().time() - c.started)
+        return {
+            "window_s": window,
+            "steps": c.steps,
+            "lag_s": c.lag.summary(),
+            "work_s": c.work.summary(),
+            "busy_fraction": c.work.total / window,
+            "step_s_mean": c.step_time / c.steps if c.steps else None,
+            "batch_mean": c.batch_steps / c.steps if c.steps else None,
+            "batch": self.batch,
+            "active": self.active,
+            "prefilling": len(self._prefilling),
+            "queued": self.queued,
+            "max_batch": self.params.max_batch,
+            "requests": {"submitted": c.submitted, "finished": c.finished, "cancelled": c.cancelled},
+            "tokens": {"prompt": c.prompt_tokens, "completion": c.completion_tokens},
+            "completion_tps": c.completion_tokens / window,
+        }
+
+    def reset_stats(self) -> dict[str, Any]:
+        """Start a new stats window; returns the stats of the one that ended."""
+        before = self.stats()
+        self._counters = _Counters(started=asyncio.get_running_loop().time())
+        return before
+
+    # --- the loop ----------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        planned_start = loop.time()
+        while True:
+            if not (self._waiting or self._prefilling or self._decoding):
+                self._wake.clear()
+                await self._wake.wait()
+                # Start the timeline at the arrival: the wake-up latency is caught up like any lag.
+                planned_start = self._wake_time if self._wake_time is not None else loop.time()
+            self._admit()
+            decoders = list(self._decoding.values())
+            batch = len(decoders)
+            k = self.model.draft_len(batch) if batch else 0
+            prefills, prefill_tokens, prefill_flops = self._plan_prefill(batch)
+            duration = self.model.step_time_sum(batch, self._attended, k, prefill_tokens, prefill_flops)
+            planned_end = planned_start + duration
+            await self._sleep_until(loop, planned_end)
+            woke = loop.time()
+            self._commit(decoders, k, prefills, planned_end)
+            c = self._counters
+            c.lag.add(max(0.0, woke - planned_end))
+            c.work.add(loop.time() - woke)
+            c.steps += 1
+            c.step_time += duration
+            c.batch_steps += batch
+            c.prompt_tokens += prefill_tokens
+            planned_start = planned_end
+
+    async def _sleep_until(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        # Always yield at least once, so a late engine still lets the handlers write its chunks.
+        await asyncio.sleep(0)
+        while (remaining := deadline - loop.time()) > 0:
+            await asyncio.sleep(remaining - self.spin_s if remaining > self.spin_s else 0)
+
+    def _admit(self) -> None:
+        free = self.params.max_batch - len(self._prefilling) - len(self._decoding)
+        while free > 0 and self._waiting:
+            gen = self._waiting.pop(next(iter(self._waiting)))
+            self._prefilling[gen.id] = gen
+            free -= 1
+
+    def _plan_prefill(self, batch: int) -> tuple[list[_Prefill], int, float]:
+        """Prompt chunks of this step: FIFO within the chunk budget (no budget when nobody decodes)."""
+        budget = self.params.prefill_chunk_tokens if batch else math.inf
+        plan: list[_Prefill] = []
+        tokens = 0
+        flops = 0.0
+        for gen in self._prefilling.values():
+            if budget <= 0:
+                break
+            take = int(min(gen.prompt_tokens - gen.prefilled, budget))
+            plan.append(_Prefill(gen, gen.prefilled + take))
+            flops += self.model.prefill_flops(gen.prefilled, gen.prefilled + take)
+            tokens += take
+            budget -= take
+        return plan, tokens, flops
+
+    def _draws(self, k: int, n: int) -> list[int]:
+        """Tokens committed by each of n sequences verifying k drafts: 1..k+1 from P(1..k+1)."""
+        if k == 0:
+            return [1] * n
+        cdf = self._cdf.get(k)
+        if cdf is None:
+            cdf = list(itertools.accumulate(self.model.token_distribution(k)))
+            cdf[-1] = 1.0
+            self._cdf[k] = cdf
+        return [bisect.bisect_right(cdf, u) + 1 for u in self._rng.random(n).tolist()]
+
+    def _commit(self, decoders: list[Generation], k: int, prefills: list[_Prefill], now: float) -> None:
+        for gen, n in zip(decoders, self._draws(k, len(decoders)), strict=True):
+            if not gen.done:  # cancelled during the step
+                self._emit(gen, n, now)
+        for gen, end in prefills:
+            if gen.done:
+                continue
+            gen.prefilled = end
+            if end == gen.prompt_tokens:  # the prefill's last position yields the first token
+                del self._prefilling[gen.id]
+                self._decoding[gen.id] = gen
+                self._emit(gen, 1, now)
+
+    def _emit(self, gen: Generation, n: int, now: float) -> None:
+        n = min(n, gen.target_tokens - gen.generated)
+        gen.generated += n
+        self._counters.completion_tokens += n
+        finished = gen.generated >= gen.target_tokens
+        if finished:
+            gen.done = True
+            self._counters.finished += 1
+            del self._decoding[gen.id]
+            self._attended -= gen.attended
+            reason = "length" if gen.generated >= gen.max_tokens else "stop"
+            gen.queue.put_nowait(Chunk(n, reason, now))
+            return
+        context = gen.prompt_tokens + gen.generated
+        attended = int(self.model.attended_positions(context))
+        self._attended += attended - gen.attended
+        gen.attended = attended
+        gen.queue.put_nowait(Chunk(n, None, now))

@@ -1,0 +1,658 @@
+"""Report charts, each a function of a :class:`~tpsbench.report.data.Run` returning a matplotlib Figure.
+
+No pyplot: figures are built on the Agg canvas directly, so there is no global figure state and rendering
+is headless by construction. Colours are Okabe-Ito (colour-blind safe) and runs also differ by marker;
+figures are 8 inches wide with 10-pt text, legible when shown 800 px wide.
+
+    >>> fig = pareto_figure([Series("demo", run)])    # doctest: +SKIP
+    >>> png = figure_bytes(fig, "png")                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib import colormaps, rc_context
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
+from matplotlib.transforms import Bbox
+from matplotlib.typing import RcKeyType
+
+from tpsbench.report import fmt
+from tpsbench.report.data import QUANTILES, Point, Run
+from tpsbench.report.pareto import pareto_frontier
+from tpsbench.report.references import PUBLISHED, PUBLISHED_SOURCE, ModelPoint
+
+# Okabe & Ito (2008), "Color Universal Design". Yellow is left out of series colours: too pale on white.
+BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK, YELLOW = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#E69F00",
+    "#CC79A7",
+    "#56B4E9",
+    "#000000",
+    "#F0E442",
+)
+SERIES_COLOURS = (BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK)
+SERIES_MARKERS = ("o", "s", "D", "^", "v", "P", "X")
+GREY = "#6b6b6b"
+WARN = "⚠"
+
+STYLE: dict[RcKeyType, Any] = {
+    "font.size": 10,
+    "axes.titlesize": 12,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 8.5,
+    "legend.framealpha": 0.92,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#d9d9d9",
+    "grid.linewidth": 0.6,
+    "axes.axisbelow": True,
+    "svg.hashsalt": "tpsbench",  # stable SVG ids: the same run renders the same file
+}
+WIDTH_IN = 8.0
+PNG_DPI = 150  # 1200 px wide: sharp when a README or the HTML shows it at 800 px
+
+
+def _new_figure(height_in: float) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
+    FigureCanvasAgg(fig)  # attaches itself: label placement needs a renderer before saving
+    return fig, fig.add_subplot()
+
+
+def _renderer(fig: Figure) -> Any:
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg)
+    # matplotlib's stubs leave these two untyped.
+    canvas.draw()  # type: ignore[no-untyped-call]  # runs the layout, so display coordinates are final
+    return canvas.get_renderer()  # type: ignore[no-untyped-call]
+
+
+def figure_bytes(fig: Figure, fmt_: Literal["png", "svg"]) -> bytes:
+    """Serialize a figure to PNG or SVG, without timestamps so reruns give identical files."""
+    buf = io.BytesIO()
+    metadata: dict[str, str | None] = {"Date": None} if fmt_ == "svg" else {"Software": "tpsbench"}
+    with rc_context(STYLE):
+        fig.savefig(buf, format=fmt_, dpi=PNG_DPI, metadata=metadata)
+    return buf.getvalue()
+
+
+def _use_log(values: Iterable[float], ratio: float = 10.0) -> bool:
+    """Log scale when the positive values span at least ``ratio`` (a sweep's server TPS usually does)."""
+    vs = [v for v in values if v > 0]
+    return len(vs) >= 2 and max(vs) / min(vs) >= ratio
+
+
+def _tokens_axis(axis: Any, log: bool) -> None:
+    """Ticks for token rates: 1k/2k/5k/10k on a log axis, plain 1,000s on a linear one."""
+    if log:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_locator(NullLocator())
+        axis.set_major_formatter(FuncFormatter(lambda v, _: fmt.tokens_short(v)))
+    else:
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
+def _subtitle(ax: Axes, text: str) -> None:
+    # An axes title, not free text: matplotlib lifts it above a top axis (the published-speed labels).
+    ax.set_title(text, loc="left", fontsize=8.5, color=GREY, fontweight="normal")
+
+
+def _run_subtitle(run: Run) -> str:
+    isl, osl = run.isl_osl
+    parts = [run.model or "model unknown"]
+    if isl is not None and osl is not None:
+        parts.append(f"ISL/OSL {isl:,.0f}/{osl:,.0f} tokens")
+    if run.api:
+        parts.append(f"{run.api} API")
+    if run.gpus:
+        parts.append(f"{run.gpus} GPUs")
+    return " · ".join(parts)
+
+
+# --- label placement -----------------------------------------------------------------------------------
+
+# Offsets in points tried in order: up-right first, which on a Pareto chart is beyond the frontier.
+_CANDIDATES = (
+    (6, 5, "left", "bottom"),
+    (6, -5, "left", "top"),
+    (-6, 5, "right", "bottom"),
+    (-6, -5, "right", "top"),
+    (0, 9, "center", "bottom"),
+    (0, -9, "center", "top"),
+    (12, 0, "left", "center"),
+    (-12, 0, "right", "center"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Label:
+    x: float
+    y: float
+    text: str
+    colour: str
+
+
+def _line_boxes(ax: Axes, xs: Sequence[float], ys: Sequence[float], pad: float = 3.0) -> list[Bbox]:
+    """Small boxes every few pixels along a polyline, so labels can avoid crossing drawn lines."""
+    if not xs:
+        return []
+    pts = ax.transData.transform(np.column_stack([xs, ys]))
+    boxes = [Bbox.from_extents(x - pad, y - pad, x + pad, y + pad) for x, y in pts]
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+        steps = int(math.hypot(x1 - x0, y1 - y0) // (2 * pad))
+        for t in np.linspace(0, 1, steps + 2)[1:-1]:
+            x, y = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+            boxes.append(Bbox.from_extents(x - pad, y - pad, x + pad, y + pad))
+    return boxes
+
+
+def _place_labels(
+    fig: Figure, ax: Axes, labels: Sequence[_Label], lines: Sequence[tuple[list[float], list[float]]] = ()
+) -> None:
+    """Annotate points without overlaps: each label takes the first candidate offset whose box stays in
+    the axes and clears the markers, the drawn ``lines``, the legend and the labels already placed (greedy,
+    good enough for the tens of points a sweep has). When nothing fits it takes the first candidate."""
+    renderer = _renderer(fig)
+    frame = ax.get_window_extent(renderer)
+    blocked = _line_boxes(ax, [lab.x for lab in labels], [lab.y for lab in labels], pad=5.0)
+    for xs, ys in lines:
+        blocked += _line_boxes(ax, xs, ys)
+    legend = ax.get_legend()
+    if legend is not None:
+        blocked.append(legend.get_window_extent(renderer))
+    for lab in labels:
+        chosen = None
+        for dx, dy, ha, va in _CANDIDATES:
+            ann = ax.annotate(
+                lab.text,
+                (lab.x, lab.y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                fontsize=8.5,
+                color=lab.colour,
+                annotation_clip=False,
+            )
+            ann.set_in_layout(False)
+            box = ann.get_window_extent(renderer)
+            inside = frame.containsx(box.x0) and frame.containsx(box.x1)
+            inside = inside and frame.containsy(box.y0) and frame.containsy(box.y1)
+            if inside and not any(box.overlaps(b) for b in blocked):
+                chosen = (ann, box)
+                break
+            ann.remove()
+        if chosen is None:
+            dx, dy, ha, va = _CANDIDATES[0]
+            ann = ax.annotate(
+                lab.text,
+                (lab.x, lab.y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                fontsize=8.5,
+                color=lab.colour,
+            )
+            ann.set_in_layout(False)
+            chosen = (ann, ann.get_window_extent(renderer))
+        blocked.append(chosen[1])
+
+
+# --- Pareto ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """One run on a Pareto chart. ``flag`` says why it is not comparable to the first run (forced compare)."""
+
+    label: str
+    run: Run
+    flag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _XY:
+    point: Point
+    x: float
+    y: float
+    ci: tuple[float, float] | None
+
+
+def _pareto_xy(run: Run) -> list[_XY]:
+    out = []
+    for p in run.points:
+        x, y = p.stat("tps_user", "p50"), p.number("output_tps")
+        if x is not None and y is not None:
+            d = p.dist("tps_user")
+            out.append(_XY(p, x, y, d.p50_ci if d is not None else None))
+    return out
+
+
+def _published_top_axis(ax: Axes, xmax: float) -> None:
+    """Published speeds as dotted verticals, named on a top axis so their labels never cover data.
+    Labels closer than ~6% of the axis are merged into one tick (Amazon 291 and Groq 276 would collide)."""
+    shown = sorted((p for p in PUBLISHED if p.tps_user <= xmax), key=lambda p: p.tps_user)
+    for p in shown:
+        ax.axvline(p.tps_user, color=GREY, ls=(0, (1, 2)), lw=1.1, zorder=1)
+    clusters: list[list[float | str]] = []
+    for p in shown:
+        text = f"{p.who} {p.tps_user:,.0f}"
+        if clusters and p.tps_user - float(clusters[-1][0]) < 0.06 * xmax:
+            last = clusters[-1]
+            last[0] = (float(last[0]) + p.tps_user) / 2
+            last[1] = f"{text}\n{last[1]}"
+        else:
+            clusters.append([p.tps_user, text])
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([float(c[0]) for c in clusters], [str(c[1]) for c in clusters])
+    top.tick_params(axis="x", labelsize=8.5, colors=GREY, length=3)
+    top.set_xlabel(PUBLISHED_SOURCE, fontsize=8.5, color=GREY)
+
+
+def pareto_figure(
+    series: Sequence[Series],
+    *,
+    model: Sequence[ModelPoint] | None = None,
+    model_label: str = "reference model, same ISL/OSL\n(simulated Maverick, 8× B200)",
+    published: bool = True,
+    title: str | None = None,
+) -> Figure:
+    """Throughput (output TPS per server, and per GPU on the right axis when every run has the same known
+    GPU count) against interactivity (median TPS/user with its CI), one point per load level, each run's
+    Pareto frontier drawn through its non-dominated levels; the SLO region, the reference model's curve and
+    the published per-user records for context."""
+    if not series:
+        raise ValueError("pareto_figure needs at least one run")
+    with rc_context(STYLE):
+        fig, ax = _new_figure(5.6)
+        data = [_pareto_xy(s.run) for s in series]
+        xs = [d.x for pts in data for d in pts] + [m.tps_user for m in model or ()]
+        ys = [d.y for pts in data for d in pts] + [m.server_tps for m in model or ()]
+        his = [d.ci[1] for pts in data for d in pts if d.ci is not None]
+        log_y = _use_log(ys) and min(ys, default=0) > 0
+        labels: list[_Label] = []
+        lines: list[tuple[list[float], list[float]]] = []
+        warned = False
+        for k, (s, pts) in enumerate(zip(series, data, strict=True)):
+            colour, marker = SERIES_COLOURS[k % len(SERIES_COLOURS)], SERIES_MARKERS[k % len(SERIES_MARKERS)]
+            if not pts:
+                continue
+            front = set(pareto_frontier([(d.x, d.y) for d in pts]))
+            bars = [(d.x, d.y, d.x - d.ci[0], d.ci[1] - d.x) for d in pts if d.ci is not None]
+            if bars:
+                bx, by, left, right = (list(v) for v in zip(*bars, strict=True))
+                ax.errorbar(
+                    bx,
+                    by,
+                    xerr=[left, right],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=1.2,
+                    capsize=3,
+                    zorder=3,
+                )
+            fpts = sorted((d for i, d in enumerate(pts) if i in front), key=lambda d: d.x)
+            lines.append(([d.x for d in fpts], [d.y for d in fpts]))
+            name = f"{s.label}  {WARN} not comparable" if s.flag else s.label
+            ax.plot(
+                [d.x for d in fpts],
+                [d.y for d in fpts],
+                color=colour,
+                marker=marker,
+                ms=7,
+                lw=2,
+                ls="--" if s.flag else "-",
+                label=name,
+                zorder=4,
+            )
+            dominated = [d for i, d in enumerate(pts) if i not in front]
+            if dominated:
+                ax.plot(
+                    [d.x for d in dominated],
+                    [d.y for d in dominated],
+                    ls="none",
+                    marker=marker,
+                    ms=7,
+                    mfc="white",
+                    mec=colour,
+                    mew=1.5,
+                    zorder=4,
+                )
+            for d in pts:
+                has_warning = bool(d.point.warnings)
+                warned |= has_warning
+                text = f"{d.point.label} {WARN}" if has_warning else d.point.label
+                labels.append(_Label(d.x, d.y, text, colour if len(series) > 1 else "#222222"))
+        if any(len(pts) > len(pareto_frontier([(d.x, d.y) for d in pts])) for pts in data):
+            ax.plot([], [], ls="none", marker="o", mfc="white", mec=GREY, label="dominated level (hollow)")
+        if model:
+            # Markers only where the first run was measured, so "c=8 vs the model's c=8" can be read off.
+            run_cs = {p.concurrency for p in series[0].run.points}
+            lines.append(([m.tps_user for m in model], [m.server_tps for m in model]))
+            ax.plot(
+                *lines[-1],
+                color=GREY,
+                ls="--",
+                lw=1.4,
+                marker="o",
+                ms=4,
+                markevery=[i for i, m in enumerate(model) if m.concurrency in run_cs] or None,
+                label=model_label,
+                zorder=2,
+            )
+        xmax = max([*xs, *his, *(p.tps_user for p in PUBLISHED if published)], default=1.0) * 1.08
+        ax.set_xlim(0, xmax)
+        if log_y:
+            ax.set_yscale("log")
+            ax.set_ylim(min(ys) / 1.6, max(ys) * 1.6)
+        else:
+            ax.set_ylim(0, max(ys, default=1.0) * 1.15)
+        _tokens_axis(ax.yaxis, log_y)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        slo = series[0].run.slo.get("tps_user", {})
+        if slo:
+            stat, thr = ("p50", slo["p50"]) if "p50" in slo else max(slo.items(), key=lambda kv: kv[1])
+            label = f"SLO met: TPS/user {stat} ≥ {thr:g}"
+            ax.axvspan(thr, xmax, color=GREEN, alpha=0.09, lw=0, zorder=0, label=label)
+            ax.axvline(thr, color=GREEN, lw=1, alpha=0.7, zorder=1)
+        if published:
+            _published_top_axis(ax, xmax)
+        ax.set_xlabel("TPS/user: median output speed per request (tokens/s) · bars: confidence interval")
+        ax.set_ylabel("output TPS per server (tokens/s)")
+        gpus = {s.run.gpus for s in series}
+        if len(gpus) == 1 and (g := gpus.pop()) is not None:
+
+            def per_gpu(y: Any) -> Any:
+                return y / g
+
+            def per_server(y: Any) -> Any:
+                return y * g
+
+            gpu_axis = ax.secondary_yaxis("right", functions=(per_gpu, per_server))
+            _tokens_axis(gpu_axis.yaxis, log_y)
+            gpu_axis.set_ylabel(f"output TPS per GPU (tokens/s, {g} GPUs)")
+        run0 = series[0].run
+        fig.suptitle(title or f"Throughput vs interactivity: {run0.name}", fontweight="bold", fontsize=12)
+        _subtitle(ax, _run_subtitle(run0) if len(series) == 1 else f"{len(series)} runs")
+        ax.legend(loc="best")
+        notes = []
+        if model:
+            notes.append("model markers: the concurrencies of the run")
+        if warned:
+            notes.append(f"{WARN} the run recorded warnings at this level (see the report)")
+        notes += [f"{WARN} {s.label}: {s.flag}" for s in series if s.flag]
+        if notes:  # a figure-level x label, so the constrained layout makes room for it
+            fig.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=8, color=GREY)
+        _place_labels(fig, ax, labels, lines)
+    return fig
+
+
+# --- load axis shared by the per-level charts ---------------------------------------------------------------
+
+
+def _load_axis(ax: Axes, points: Sequence[Point]) -> list[float]:
+    """x positions of points by their load: concurrency or rate when all share one kind (log when they span
+    8× or more), else evenly spaced levels labelled ``c=..`` / ``rate=..``."""
+    if points and all(p.concurrency is not None for p in points):
+        xs = [float(p.concurrency or 0) for p in points]
+        ax.set_xlabel("concurrency (requests in flight, closed loop)")
+        ticks = [f"{int(x)}" for x in xs]
+    elif points and all(p.rate is not None for p in points):
+        xs = [p.rate or 0.0 for p in points]
+        ax.set_xlabel("offered load (requests/s, open loop)")
+        ticks = [f"{x:g}" for x in xs]
+    else:
+        xs = [float(i) for i in range(len(points))]
+        ax.set_xlabel("load level")
+        ticks = [p.label for p in points]
+        ax.set_xlim(-0.5, len(points) - 0.5)
+        ax.xaxis.set_major_locator(FixedLocator(xs))
+        ax.set_xticklabels(ticks)
+        return xs
+    if _use_log(xs, 8.0):
+        ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(xs))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels(ticks, rotation=45 if len(xs) > 12 else 0)
+    return xs
+
+
+def _seconds_scale(values: Iterable[float]) -> tuple[float, str]:
+    return (1000.0, "ms") if max(values, default=0.0) < 1.0 else (1.0, "s")
+
+
+def ttft_figure(run: Run) -> Figure:
+    """Time to first token against load: median (with CI) and p99, p90 faint between, SLO lines."""
+    with rc_context(STYLE):
+        fig, ax = _new_figure(4.6)
+        pts = [p for p in run.points if p.stat("ttft_s", "p50") is not None]
+        if not pts:
+            return _empty(fig, ax, "Time to first token", "no successful request recorded a first token")
+        xs = _load_axis(ax, pts)
+        p99s = [p.stat("ttft_s", "p99") for p in pts]
+        scale, unit = _seconds_scale(
+            v for v in p99s + [p.stat("ttft_s", "p50") for p in pts] if v is not None
+        )
+        for stat, colour, marker, ls, alpha in (
+            ("p99", VERMILLION, "s", "-", 1.0),
+            ("p90", ORANGE, "", ":", 0.8),
+            ("p50", BLUE, "o", "-", 1.0),
+        ):
+            vals = [p.stat("ttft_s", stat) for p in pts]
+            keep = [(x, v * scale) for x, v in zip(xs, vals, strict=True) if v is not None]
+            if keep:
+                ax.plot(*zip(*keep, strict=True), color=colour, marker=marker, ls=ls, alpha=alpha, label=stat)
+        bars = []
+        for x, p in zip(xs, pts, strict=True):
+            d = p.dist("ttft_s")
+            med = p.stat("ttft_s", "p50")
+            if d is not None and d.p50_ci is not None and med is not None:
+                bars.append((x, med * scale, (med - d.p50_ci[0]) * scale, (d.p50_ci[1] - med) * scale))
+        if bars:
+            bx, by, below, above = (list(v) for v in zip(*bars, strict=True))
+            ax.errorbar(bx, by, yerr=[below, above], fmt="none", ecolor=BLUE, capsize=3)
+        for stat, limit in sorted(run.slo.get("ttft_s", {}).items()):
+            ax.axhline(
+                limit * scale, color=GREEN, ls="--", lw=1.2, label=f"SLO: TTFT {stat} ≤ {fmt.seconds(limit)}"
+            )
+        all_vals = [v * scale for p in pts for s in ("p50", "p99") if (v := p.stat("ttft_s", s)) is not None]
+        top = max(all_vals + [v * scale for v in run.slo.get("ttft_s", {}).values()])
+        # Headroom above the highest line and SLO, so the one-row legend sits over empty space.
+        if _use_log(all_vals, 20.0):
+            ax.set_yscale("log")
+            ax.set_ylim(top=top * 2.2)
+        else:
+            ax.set_ylim(0, top * 1.2)
+        ax.set_ylabel(f"time to first token ({unit})")
+        fig.suptitle("Time to first token against load", fontweight="bold", fontsize=12)
+        _subtitle(ax, f"{_run_subtitle(run)} · bars: CI of the median")
+        ax.legend(loc="upper left", ncols=4)
+    return fig
+
+
+def _empty(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color=GREY)
+    fig.suptitle(title, fontweight="bold", fontsize=12)
+    return fig
+
+
+def tps_user_figure(run: Run) -> Figure:
+    """Per-user speed at each level: box p10-p90, whiskers p1-p99, median and mean from the summary, and one
+    dot per request from requests.jsonl when present, since the slowest users are the ones who complain."""
+    with rc_context(STYLE):
+        fig, ax = _new_figure(4.6)
+        pts = [p for p in run.points if p.stat("tps_user", "p50") is not None]
+        if not pts:
+            return _empty(fig, ax, "TPS/user by load level", "no request streamed more than one chunk")
+        stats = []
+        for p in pts:
+            d = p.dist("tps_user")
+            assert d is not None
+            med = d.get("p50") or 0.0
+            stats.append(
+                {
+                    "med": med,
+                    "q1": d.get("p10") or med,
+                    "q3": d.get("p90") or med,
+                    "whislo": d.get("p1") or d.get("min") or med,
+                    "whishi": d.get("p99") or d.get("max") or med,
+                    "mean": d.get("mean") or med,
+                    "fliers": [],
+                    "label": p.label,
+                }
+            )
+        pos = list(range(len(pts)))
+        ax.bxp(
+            stats,
+            pos,
+            widths=0.55,
+            showmeans=True,
+            patch_artist=True,
+            boxprops={"facecolor": SKY, "alpha": 0.45, "edgecolor": BLUE},
+            medianprops={"color": BLACK, "lw": 2},
+            meanprops={"marker": "D", "mfc": "white", "mec": BLACK, "ms": 5},
+            whiskerprops={"color": BLUE},
+            capprops={"color": BLUE},
+        )
+        rng = np.random.default_rng(0)  # fixed jitter: reruns give the same picture
+        dots = False
+        for i, p in enumerate(pts):
+            vals = [
+                float(v) for r in run.measured(p.level) if isinstance(v := r.get("tps_user"), int | float)
+            ]
+            if vals:
+                dots = True
+                ax.scatter(
+                    i + rng.uniform(-0.2, 0.2, len(vals)),
+                    vals,
+                    s=5,
+                    color=BLUE,
+                    alpha=0.35,
+                    lw=0,
+                    zorder=3,
+                    rasterized=True,
+                )
+        ax.set_xlabel("load level")
+        ax.set_ylabel("TPS/user (tokens/s)")
+        ax.set_ylim(bottom=0)
+        for stat, limit in sorted(run.slo.get("tps_user", {}).items()):
+            ax.axhline(limit, color=GREEN, ls="--", lw=1.2, label=f"SLO: TPS/user {stat} ≥ {limit:g}")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right")
+        fig.suptitle("Per-user speed by load level", fontweight="bold", fontsize=12)
+        how = "box p10–p90 · whiskers p1–p99 · line: median · ◇ mean"
+        _subtitle(ax, f"{how} · dots: one per request" if dots else how)
+    return fig
+
+
+def _level_colours(n: int) -> list[Any]:
+    """A sequential colour per level, light load to heavy (viridis: perceptually uniform, readable with
+    colour-vision deficiency, more hue steps than cividis so neighbouring levels stay apart)."""
+    cmap = colormaps["viridis"]
+    return [cmap(0.9 * i / max(1, n - 1)) for i in range(n)]
+
+
+def itl_figure(run: Run) -> Figure:
+    """Cumulative distribution of the gaps between streamed chunks, one line per level. From requests.jsonl
+    (every gap) when present, else from the summary's quantiles (p1..p99)."""
+    with rc_context(STYLE):
+        fig, ax = _new_figure(4.6)
+        curves: list[tuple[Point, np.ndarray, np.ndarray]] = []
+        for p in run.points:
+            gaps = [
+                g for r in run.measured(p.level) for g in r.get("itl_s") or [] if isinstance(g, int | float)
+            ]
+            if gaps:
+                q = np.linspace(0.0, 1.0, 401)  # 401 quantiles draw the same curve as 100k gaps, smaller SVG
+                curves.append((p, np.quantile(np.asarray(gaps, dtype=float), q), q))
+            elif (d := p.dist("itl_s")) is not None:
+                knots = [(d.get(s), q) for s, q in QUANTILES if d.get(s) is not None]
+                if len(knots) >= 2:
+                    values, shares = zip(*knots, strict=True)
+                    curves.append((p, np.asarray(values, dtype=float), np.asarray(shares, dtype=float)))
+        if not curves:
+            return _empty(fig, ax, "Inter-chunk latency", "no inter-chunk gaps recorded")
+        for (p, vals, qs), colour in zip(curves, _level_colours(len(curves)), strict=True):
+            ax.plot(np.maximum(vals, 1e-6) * 1000, qs * 100, color=colour, lw=1.8, label=p.label)
+        if _use_log(float(v) for _, vals, _ in curves for v in vals):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("gap between consecutive streamed chunks (ms)")
+        ax.set_ylabel("share of gaps ≤ x (%)")
+        ax.legend(title="load", loc="lower right", ncols=2 if len(curves) > 8 else 1)
+        fig.suptitle("Inter-chunk latency", fontweight="bold", fontsize=12)
+        _subtitle(
+            ax, "cumulative share of gaps, one line per load level · one gap may deliver several tokens"
+        )
+    return fig
+
+
+_CHUNK_BINS = ((1, 1, "1"), (2, 2, "2"), (3, 3, "3"), (4, 4, "4"), (5, 8, "5–8"), (9, math.inf, "9+"))
+_BIN_COLOURS = (SKY, BLUE, GREEN, ORANGE, VERMILLION, PURPLE)
+
+
+def _chunk_sizes(request: Mapping[str, Any]) -> list[float]:
+    sizes = request.get("chunk_tokens")
+    if not isinstance(sizes, list):
+        sizes = request.get("tokens_per_chunk")  # older writers named the list this way
+    return [float(s) for s in sizes] if isinstance(sizes, list) else []
+
+
+def tokens_per_chunk_figure(run: Run) -> Figure | None:
+    """Share of chunks carrying 1, 2, 3, ... tokens at each level: bursts of several tokens are speculative
+    decoding or server-side buffering. Needs requests.jsonl; None without it."""
+    rows: list[tuple[Point, list[int], float]] = []
+    for p in run.points:
+        sizes = [max(1, round(s)) for r in run.measured(p.level) for s in _chunk_sizes(r)]
+        if sizes:
+            counts = [sum(1 for s in sizes if lo <= s <= hi) for lo, hi, _ in _CHUNK_BINS]
+            rows.append((p, counts, float(np.mean(sizes))))
+    if not rows:
+        return None
+    used = [i for i in range(len(_CHUNK_BINS)) if any(c[i] for _, c, _ in rows)]
+    with rc_context(STYLE):
+        fig, ax = _new_figure(1.9 + 0.36 * len(rows))
+        ys = list(range(len(rows)))
+        left = np.zeros(len(rows))
+        for i in used:
+            share = np.array([100.0 * c[i] / sum(c) for _, c, _ in rows])
+            ax.barh(ys, share, left=left, color=_BIN_COLOURS[i], height=0.7, label=_CHUNK_BINS[i][2])
+            left += share
+        ax.set_yticks(ys, [p.label for p, _, _ in rows])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.grid(axis="y", visible=False)
+        trans = ax.get_yaxis_transform()
+        for y, (_, _, mean) in zip(ys, rows, strict=True):
+            ax.text(1.01, y, f"{mean:.2f}", transform=trans, va="center", ha="left", fontsize=8.5)
+        ax.text(1.01, -0.75, "mean", transform=trans, va="bottom", ha="left", fontsize=8.5, color=GREY)
+        ax.set_xlabel("share of chunks (%)")
+        ax.legend(
+            title="tokens in one chunk",
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncols=len(used),
+            frameon=False,
+        )
+        fig.suptitle("Tokens per streamed chunk", fontweight="bold", fontsize=12)
+    return fig

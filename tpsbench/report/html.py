@@ -1,0 +1,178 @@
+"""HTML serializers: one self-contained page (images inline as base64 PNG, no external resources) per
+report or comparison. Pure functions; every string from the run is escaped, metadata is redacted.
+
+    >>> page = to_html({"schema": 1, "run": {"name": "demo"}, "points": []}, [])
+    >>> page.startswith("<!doctype html>")
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tpsbench.report.data import Run, redact
+from tpsbench.report.tables import DETAILED, LEGEND, level_table, run_line, run_warnings, slo_text
+
+if TYPE_CHECKING:
+    from tpsbench.report.compare import CompareResult
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A rendered chart for the page: its title, a caption saying how to read it, and PNG bytes."""
+
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+_CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1d;
+       margin: 0; background: #fff; }
+main { max-width: 960px; margin: 0 auto; padding: 24px 20px 48px; }
+h1 { font-size: 1.6em; margin: 0 0 4px; }
+h2 { font-size: 1.2em; margin: 32px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.sub { color: #555; margin: 0 0 16px; }
+.warnings { background: #fff6db; border-left: 4px solid #E69F00; padding: 8px 14px; margin: 16px 0; }
+.warnings ul { margin: 4px 0; padding-left: 20px; }
+.flag { background: #fde9e0; border-left: 4px solid #D55E00; padding: 8px 14px; margin: 16px 0; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
+th, td { padding: 4px 8px; border-bottom: 1px solid #e6e6e6; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; vertical-align: bottom; white-space: normal; }
+td:first-child, th:first-child { text-align: left; }
+tr:nth-child(even) td { background: #fafafa; }
+table.meta td { text-align: left; white-space: normal; word-break: break-all; }
+figure { margin: 20px 0; }
+figure img { width: 100%; max-width: 900px; height: auto; border: 1px solid #eee; }
+figcaption, .note { color: #555; font-size: 13px; }
+footer { margin-top: 40px; color: #888; font-size: 12px; }
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    attr = f' class="{cls}"' if cls else ""
+    return (
+        f'<div class="scroll"><table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    )
+
+
+def _figures(images: Sequence[Image]) -> str:
+    out = []
+    for img in images:
+        data = base64.b64encode(img.png).decode("ascii")
+        caption = f"<figcaption>{_e(img.caption)}</figcaption>" if img.caption else ""
+        out.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{_e(img.title)}">{caption}</figure>'
+        )
+    return "\n".join(out)
+
+
+def _flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list):
+        yield prefix, json.dumps(obj)
+    else:
+        yield prefix, "" if obj is None else str(obj)
+
+
+def _page(title: str, body: Sequence[str], version: str | None) -> str:
+    made_by = f"tpsbench {version}" if version else "tpsbench"
+    return "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head>",
+            "<body><main>",
+            *body,
+            f"<footer>Made by {_e(made_by)}.</footer>",
+            "</main></body></html>",
+            "",
+        ]
+    )
+
+
+def _version(summary: Mapping[str, Any]) -> str | None:
+    tool = summary.get("tool")
+    return str(tool.get("version")) if isinstance(tool, Mapping) and tool.get("version") else None
+
+
+def _warnings_box(items: Sequence[tuple[str, str]]) -> str:
+    if not items:
+        return ""
+    lis = "".join(f"<li><b>{_e(where)}</b>: {_e(msg)}</li>" for where, msg in items)
+    n = len(items)
+    return f'<div class="warnings"><b>⚠ {n} warning{"s" if n > 1 else ""}</b><ul>{lis}</ul></div>'
+
+
+def to_html(
+    summary: Mapping[str, Any],
+    images: Sequence[Image],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> str:
+    """The report page: warnings first, the per-level table (medians with CIs, tails, N), the charts, the
+    SLO and the run's metadata with anything secret-looking redacted. ``notes`` are shown under the charts
+    (e.g. a chart that could not be drawn and why)."""
+    run = Run.from_summary(summary)
+    endpoint = run.info.get("endpoint")
+    body = [
+        f"<h1>tpsbench report: {_e(run.name)}</h1>",
+        f'<p class="sub">{_e(run_line(run, endpoint=redact(endpoint) if endpoint else None))}</p>',
+        _warnings_box(run_warnings(run)),
+    ]
+    if slo := slo_text(run):
+        body.append(f"<p><b>SLO</b>: {_e(slo)}</p>")
+    body.append("<h2>Results by load level</h2>")
+    if run.points:
+        body += [_table(*level_table(run, DETAILED)), f'<p class="note">{_e(LEGEND)}</p>']
+    else:
+        body.append("<p>No load points in this summary.</p>")
+    if images or notes:
+        body += ["<h2>Charts</h2>", _figures(images)]
+        body += [f'<p class="note">{_e(n)}</p>' for n in notes]
+    meta_rows = list(_flatten(redact({"run": dict(run.info), **dict(metadata or {})})))
+    if meta_rows:
+        body += ["<h2>Run metadata</h2>", _table(["field", "value"], meta_rows, "meta")]
+    return _page(f"tpsbench report: {run.name}", body, _version(summary))
+
+
+def compare_to_html(result: CompareResult, images: Sequence[Image]) -> str:
+    """The comparison page: which runs, any non-comparability, the shared Pareto chart, the table."""
+    body = [f"<h1>tpsbench compare: {_e(' vs '.join(result.labels))}</h1>"]
+    items = "".join(
+        f"<li><b>{_e(label)}</b>: {_e(run_line(run))}</li>"
+        for label, run in zip(result.labels, result.runs, strict=True)
+    )
+    body.append(f"<ul>{items}</ul>")
+    for label, reason in result.flags.items():
+        body.append(
+            f'<div class="flag">⚠ <b>{_e(label)}</b> is not comparable with {_e(result.labels[0])}: '
+            f"{_e(reason)}. It is drawn dashed and its differences below are not like for like.</div>"
+        )
+    body.append(_figures(images))
+    rows = [[row.load, row.metric, *(c.display for c in row.cells)] for row in result.rows]
+    body += [
+        "<h2>Side by side</h2>",
+        _table(["load", "metric", *result.labels], rows),
+        f'<p class="note">Changes are relative to {_e(result.labels[0])}. ≈: the confidence intervals of '
+        "the medians overlap, so the difference may be noise. For TTFT lower is better; for TPS higher "
+        "is better.</p>",
+    ]
+    version = _version(result.runs[0].summary) if result.runs else None
+    return _page(f"tpsbench compare: {' vs '.join(result.labels)}", body, version)

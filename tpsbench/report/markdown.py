@@ -1,0 +1,81 @@
+"""Markdown serializers: a run summary and a comparison, sized for a pull-request comment. Pure functions
+of their input; writing files is the caller's business.
+
+    >>> print(to_markdown({"schema": 1, "run": {"name": "demo"}, "points": []}).splitlines()[0])
+    ### tpsbench · demo
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tpsbench.report import fmt
+from tpsbench.report.data import Run, redact
+from tpsbench.report.tables import COMPACT, LEGEND, level_table, run_line, run_warnings, slo_text
+
+if TYPE_CHECKING:
+    from tpsbench.report.compare import CompareResult
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right_from: int = 1) -> str:
+    """A GitHub-flavoured Markdown table; columns from ``right_from`` on are right-aligned (numbers)."""
+    align = ["---" if i < right_from else "--:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _warnings(items: Sequence[tuple[str, str]]) -> list[str]:
+    if not items:
+        return []
+    return ["", f"**{len(items)} warning{'s' if len(items) > 1 else ''}**", ""] + [
+        f"- ⚠ {_cell(where)}: {_cell(msg)}" for where, msg in items
+    ]
+
+
+def to_markdown(summary: Mapping[str, Any]) -> str:
+    """The run's results by load level (TTFT p50/p99, TPS/user p50/p10, output TPS, errors), its SLO and
+    its warnings."""
+    run = Run.from_summary(summary)
+    endpoint = run.info.get("endpoint")
+    lines = [f"### tpsbench · {run.name}", "", run_line(run, endpoint=redact(endpoint) if endpoint else None)]
+    if slo := slo_text(run):
+        lines += ["", f"SLO: {slo}"]
+    lines.append("")
+    if run.points:
+        lines.append(table(*level_table(run, COMPACT)))
+        lines += ["", f"<sub>{LEGEND}</sub>"]
+    else:
+        lines.append("_No load points in this summary._")
+    lines += _warnings(run_warnings(run))
+    return "\n".join(lines) + "\n"
+
+
+def compare_to_markdown(result: CompareResult) -> str:
+    """Runs side by side: each metric at each shared load, with its change relative to the first run."""
+    lines = [f"### tpsbench compare · {' vs '.join(result.labels)}", ""]
+    for label, run in zip(result.labels, result.runs, strict=True):
+        lines.append(f"- **{_cell(label)}**: {run_line(run)}")
+    for label, reason in result.flags.items():
+        lines.append(f"- ⚠ **{_cell(label)} is not comparable** with {_cell(result.labels[0])}: {reason}")
+    lines.append("")
+    headers = ["load", "metric", *result.labels]
+    rows = []
+    previous = None
+    for row in result.rows:
+        load = row.load if row.load != previous else ""
+        previous = row.load
+        rows.append([load, row.metric, *(cell.display for cell in row.cells)])
+    lines.append(table(headers, rows, right_from=2))
+    lines += [
+        "",
+        f"<sub>Changes are relative to {_cell(result.labels[0])}. "
+        "≈: the confidence intervals of the medians overlap, so the difference may be noise. "
+        f"For TTFT lower is better; for TPS higher is better. {fmt.DASH}: not measured at this load.</sub>",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""What a run is drawn next to: published TPS/user records and the bundled reference model's curve.
+
+The published figures are Artificial Analysis measurements of Llama 4 Maverick output speed (May 2025,
+see the reference notes); they are single-user speeds, so they are vertical lines on a Pareto chart.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tpsbench.report.data import Run
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One published per-user speed."""
+
+    who: str
+    tps_user: float
+    note: str
+
+
+PUBLISHED: tuple[Published, ...] = (
+    Published("NVIDIA", 1038.0, "DGX B200 (8× B200), TensorRT-LLM, EAGLE-3"),
+    Published("SambaNova", 792.0, "previous record"),
+    Published("Amazon", 291.0, ""),
+    Published("Groq", 276.0, ""),
+)
+PUBLISHED_SOURCE = "Llama 4 Maverick output speed, measured by Artificial Analysis (May 2025)"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPoint:
+    """The reference model's prediction at one concurrency."""
+
+    concurrency: int
+    tps_user: float
+    server_tps: float
+
+
+_MODEL_MODULE = "tpsbench.reference.model"
+
+
+def model_curve(concurrencies: Sequence[int], isl: float, osl: float) -> list[ModelPoint] | None:
+    """The simulated Maverick-on-8×B200 endpoint's predictions, or None while the model is not installed.
+
+    Imported lazily and by name: the report must render from summary.json alone, and a missing model is
+    only tolerated as a missing *module* (any error inside the model propagates).
+    """
+    try:
+        module = importlib.import_module(_MODEL_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name is not None and _MODEL_MODULE.startswith(e.name):
+            return None
+        raise
+    model = module.ReferenceModel(module.ModelParams())
+    cs = sorted(set(concurrencies))
+    predictions = model.predict_curve(cs, round(isl), round(osl))
+    return [
+        ModelPoint(c, float(p.tps_user), float(p.server_tps)) for c, p in zip(cs, predictions, strict=True)
+    ]
+
+
+def curve_concurrencies(run: Run) -> list[int]:
+    """Where to evaluate the model: a 1-2-4 grid from 1 to the run's highest load, plus its measured levels.
+
+    The curve stops near the measured range, so a sweep to c=64 is not squashed by the model's c=2048 end.
+    Open-loop points use the concurrency they achieved (self_check.achieved_concurrency) when recorded.
+    """
+    measured = [c for p in run.points if (c := p.concurrency or p.achieved_concurrency) is not None]
+    top = max(measured, default=64)
+    grid = {1 << i for i in range(top.bit_length()) if 1 << i <= top}
+    grid |= {c * 3 // 2 for c in grid if c >= 2 and c * 3 // 2 <= top}
+    return sorted(grid | set(measured) | {top})

@@ -1,0 +1,186 @@
+"""Writing reports to disk: the only module here that touches files besides reading the run directory.
+
+>>> paths = render_report(Path("results/my-run"))    # doctest: +SKIP
+>>> [p.name for p in paths]                           # doctest: +SKIP
+['pareto.png', 'pareto.svg', ..., 'report.html', 'summary.md']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from tpsbench.report import charts
+from tpsbench.report.compare import CompareResult
+from tpsbench.report.data import Run, load_run
+from tpsbench.report.html import Image, compare_to_html, to_html
+from tpsbench.report.markdown import compare_to_markdown, to_markdown
+from tpsbench.report.references import ModelPoint, curve_concurrencies, model_curve
+
+FORMATS = frozenset({"png", "svg", "html", "md"})
+REPORT_DIR = "report"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A figure to write as ``name.png`` / ``name.svg`` and show in the HTML with its caption."""
+
+    name: str
+    title: str
+    caption: str
+    figure: Figure
+
+
+def _check_formats(formats: Collection[str]) -> set[str]:
+    wanted = set(formats)
+    if unknown := wanted - FORMATS:
+        raise ValueError(f"unknown report formats {sorted(unknown)}; choose from {sorted(FORMATS)}")
+    return wanted
+
+
+def _model(run: Run, notes: list[str]) -> list[ModelPoint] | None:
+    isl, osl = run.isl_osl
+    if isl is None or osl is None:
+        notes.append("Reference model curve left out: the summary does not state the workload's ISL/OSL.")
+        return None
+    curve = model_curve(curve_concurrencies(run), isl, osl)
+    if curve is None:
+        notes.append("Reference model curve left out: tpsbench.reference.model is not installed.")
+    return curve
+
+
+def build_charts(run: Run, *, reference: bool = True) -> tuple[list[Chart], list[str]]:
+    """Every chart the run's data allows, and notes on what was left out and why."""
+    notes: list[str] = []
+    model = _model(run, notes) if reference else None
+    out = [
+        Chart(
+            "pareto",
+            "Throughput vs interactivity",
+            "One point per load level: median TPS/user with its confidence interval (x) against output TPS "
+            "of the server (y). The line joins the Pareto frontier: levels no other level beats on both; "
+            "hollow points are dominated. Dotted verticals: published single-user speeds on Llama 4 "
+            "Maverick. Dashed grey: the reference model's prediction for the same ISL/OSL.",
+            charts.pareto_figure([charts.Series(run.name, run)], model=model),
+        ),
+        Chart(
+            "ttft",
+            "Time to first token against load",
+            "Median (with its confidence interval), p90 and p99 time to first token at each level. "
+            "Queueing shows up first in p99.",
+            charts.ttft_figure(run),
+        ),
+        Chart(
+            "tps_user",
+            "Per-user speed by load level",
+            "Distribution of TPS/user over the requests of each level: the box spans p10 to p90, whiskers "
+            "p1 to p99; the lower whisker is what the slowest users get.",
+            charts.tps_user_figure(run),
+        ),
+        Chart(
+            "itl",
+            "Inter-chunk latency",
+            "Cumulative distribution of the gaps between streamed chunks at each level (from every gap "
+            "when requests.jsonl is present, else from the summary's quantiles).",
+            charts.itl_figure(run),
+        ),
+    ]
+    tpc = charts.tokens_per_chunk_figure(run)
+    if tpc is not None:
+        out.append(
+            Chart(
+                "tokens_per_chunk",
+                "Tokens per streamed chunk",
+                "Share of chunks carrying 1, 2, 3... tokens at each level, and the mean. Several tokens per "
+                "chunk is speculative decoding (accepted draft tokens) or server-side buffering.",
+                tpc,
+            )
+        )
+    else:
+        notes.append("Tokens-per-chunk chart left out: it needs the raw chunks of requests.jsonl.")
+    return out, notes
+
+
+def _write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def _write_charts(chart_list: list[Chart], out: Path, wanted: set[str]) -> tuple[list[Path], list[Image]]:
+    files: list[Path] = []
+    images: list[Image] = []
+    for chart in chart_list:
+        if wanted & {"png", "html"}:
+            png = charts.figure_bytes(chart.figure, "png")  # rendered once, for the file and the page
+            if "png" in wanted:
+                files.append(_write(out / f"{chart.name}.png", png))
+            images.append(Image(chart.title, png, chart.caption))
+        if "svg" in wanted:
+            files.append(_write(out / f"{chart.name}.svg", charts.figure_bytes(chart.figure, "svg")))
+    return files, images
+
+
+def render_report(
+    run_dir: Path,
+    *,
+    formats: Collection[str] = ("png", "svg", "html", "md"),
+    reference: bool = True,
+    out_dir: Path | None = None,
+) -> list[Path]:
+    """Render a run directory's report into ``RUN_DIR/report/`` (or ``out_dir``): PNG and SVG charts,
+    ``report.html`` (self-contained) and ``summary.md``. ``reference=False`` leaves out the reference
+    model's curve. Returns the paths written."""
+    wanted = _check_formats(formats)
+    run_dir = Path(run_dir)
+    run = load_run(run_dir, requests=bool(wanted - {"md"}))
+    out = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
+    files: list[Path] = []
+    if wanted - {"md"}:
+        chart_list, notes = build_charts(run, reference=reference)
+        chart_files, images = _write_charts(chart_list, out, wanted)
+        files += chart_files
+        if "html" in wanted:
+            page = to_html(run.summary, images, metadata=run.metadata, notes=notes)
+            files.append(_write(out / "report.html", page))
+    if "md" in wanted:
+        files.append(_write(out / "summary.md", to_markdown(run.summary)))
+    return files
+
+
+def write_comparison(
+    result: CompareResult, out_dir: Path, *, formats: Collection[str], reference: bool = True
+) -> list[Path]:
+    """Write a comparison's chart, page and table into ``out_dir``."""
+    wanted = _check_formats(formats)
+    files: list[Path] = []
+    if wanted - {"md"}:
+        base = result.runs[0]
+        notes: list[str] = []
+        model = _model(base, notes) if reference else None
+        series = [
+            charts.Series(label, run, result.flags.get(label))
+            for label, run in zip(result.labels, result.runs, strict=True)
+        ]
+        chart = Chart(
+            "compare_pareto",
+            "Throughput vs interactivity, all runs",
+            "Each run's load levels and Pareto frontier; hollow points are dominated within their run. "
+            + " ".join(notes),
+            charts.pareto_figure(
+                series, model=model, title=f"Throughput vs interactivity: {' vs '.join(result.labels)}"
+            ),
+        )
+        chart_files, images = _write_charts([chart], out_dir, wanted)
+        files += chart_files
+        if "html" in wanted:
+            files.append(_write(out_dir / "compare.html", compare_to_html(result, images)))
+    if "md" in wanted:
+        files.append(_write(out_dir / "compare.md", compare_to_markdown(result)))
+    return files

@@ -1,0 +1,170 @@
+"""Tables of a run, as plain strings: the one place that decides what each column shows, so the Markdown
+and HTML serializers print the same figures.
+
+    >>> from tpsbench.report.data import Run
+    >>> run = Run.from_summary({"schema": 1, "points": [{"level": 0, "concurrency": 4, "measured": 10,
+    ...     "ok": 10, "output_tps": 812.0, "tps_user": {"n": 10, "p50": 203.1, "p10": 190.0}}]})
+    >>> headers, rows = level_table(run, COMPACT)
+    >>> rows[0][headers.index("TPS/user p50")]
+    '203'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tpsbench.report import fmt
+from tpsbench.report.data import Point, Run
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    cell: Callable[[Point, Run], str]
+
+
+def _dist_cell(metric: str, stat: str, *, ci: bool = False) -> Callable[[Point, Run], str]:
+    """A stat of a metric block; medians with their CI in brackets. Seconds pick ms or s by size."""
+
+    def cell(p: Point, _: Run) -> str:
+        d = p.dist(metric)
+        if d is None:
+            return fmt.DASH
+        v = d.get(stat)
+        interval = d.p50_ci if ci and stat == "p50" else d.mean_ci if ci and stat == "mean" else None
+        if metric.endswith("_s"):
+            return fmt.seconds_with_ci(v, interval)
+        return fmt.with_ci(v, interval, fmt.tps)
+
+    return cell
+
+
+def _requests(p: Point, _: Run) -> str:
+    ok, measured = p.number("ok"), p.number("measured")
+    if ok is None and measured is None:
+        n = p.dist("ttft_s")
+        return fmt.count(n.n) if n is not None else fmt.DASH
+    return f"{fmt.count(ok)}/{fmt.count(measured)}"
+
+
+def _output_tps(p: Point, run: Run) -> str:
+    total = p.number("output_tps")
+    per_gpu = p.number("output_tps_per_gpu")
+    if per_gpu is None and total is not None and run.gpus:
+        per_gpu = total / run.gpus
+    if per_gpu is None:
+        return fmt.tps(total)
+    return f"{fmt.tps(total)} ({fmt.tps(per_gpu)}/GPU)"
+
+
+def _errors(p: Point, _: Run) -> str:
+    n = p.n_errors
+    rate = p.number("error_rate")
+    if not n:
+        return "0"
+    return f"{n} ({fmt.percent(rate)})" if rate is not None else str(n)
+
+
+def _per_s(key: str) -> Callable[[Point, Run], str]:
+    def cell(p: Point, _: Run) -> str:
+        v = p.number(key)
+        return fmt.DASH if v is None else f"{v:.3g}/s"
+
+    return cell
+
+
+def _slo_met(p: Point, _: Run) -> str:
+    met = p.raw.get("slo_met")
+    return fmt.DASH if met is None else ("yes" if met else "no")
+
+
+def _tokens_per_chunk(p: Point, _: Run) -> str:
+    v = p.stat("tokens_per_chunk", "mean")
+    return fmt.DASH if v is None else f"{v:.2f}"
+
+
+def _level(p: Point, _: Run) -> str:
+    return p.label
+
+
+LEVEL = Column("level", _level)
+REQUESTS = Column("requests ok/measured", _requests)
+TTFT_P50 = Column("TTFT p50", _dist_cell("ttft_s", "p50", ci=True))
+TTFT_P99 = Column("TTFT p99", _dist_cell("ttft_s", "p99"))
+TPS_P50 = Column("TPS/user p50", _dist_cell("tps_user", "p50", ci=True))
+TPS_P10 = Column("TPS/user p10", _dist_cell("tps_user", "p10"))
+OUTPUT_TPS = Column("output TPS", _output_tps)
+ERRORS = Column("errors", _errors)
+
+# The pull-request table: what a reviewer needs to see a regression, and nothing more.
+COMPACT: tuple[Column, ...] = (LEVEL, REQUESTS, TTFT_P50, TTFT_P99, TPS_P50, TPS_P10, OUTPUT_TPS, ERRORS)
+# The HTML report's table adds the tails, chunking and rates.
+DETAILED: tuple[Column, ...] = (
+    LEVEL,
+    REQUESTS,
+    TTFT_P50,
+    Column("TTFT p90", _dist_cell("ttft_s", "p90")),
+    TTFT_P99,
+    TPS_P50,
+    Column("TPS/user mean", _dist_cell("tps_user", "mean", ci=True)),
+    TPS_P10,
+    Column("TPS/user p1", _dist_cell("tps_user", "p1")),
+    Column("TPOT p50", _dist_cell("tpot_s", "p50", ci=True)),
+    Column("inter-chunk p50", _dist_cell("itl_s", "p50")),
+    Column("inter-chunk p99", _dist_cell("itl_s", "p99")),
+    Column("tokens/chunk mean", _tokens_per_chunk),
+    OUTPUT_TPS,
+    Column("request rate", _per_s("request_rate")),
+    Column("goodput", _per_s("goodput")),
+    ERRORS,
+    Column("SLO met", _slo_met),
+)
+
+
+def level_table(run: Run, columns: Sequence[Column]) -> tuple[list[str], list[list[str]]]:
+    """Headers and one row of formatted cells per load point, in the summary's order."""
+    headers = [c.header for c in columns]
+    if all(p.raw.get("slo_met") is None for p in run.points):
+        headers = [h for h in headers if h != "SLO met"]
+        columns = [c for c in columns if c.header != "SLO met"]
+    return headers, [[c.cell(p, run) for c in columns] for p in run.points]
+
+
+def run_warnings(run: Run) -> list[tuple[str, str]]:
+    """(level label, message) for everything the run recorded against a point, in level order."""
+    return [(p.label, w) for p in run.points for w in p.warnings]
+
+
+def slo_text(run: Run) -> str | None:
+    """``TTFT p99 ≤ 2 s · TPS/user p50 ≥ 50 tokens/s``, or None without an SLO."""
+    parts = []
+    for metric, stats in sorted(run.slo.items()):
+        for stat, v in sorted(stats.items()):
+            if metric == "tps_user":
+                parts.append(f"TPS/user {stat} ≥ {v:g} tokens/s")
+            else:
+                parts.append(f"{metric.removesuffix('_s').upper()} {stat} ≤ {fmt.seconds(v)}")
+    return " · ".join(parts) or None
+
+
+def run_line(run: Run, *, endpoint: str | None = None) -> str:
+    """One line saying what was measured: model, workload, API, GPUs, endpoint."""
+    isl, osl = run.isl_osl
+    parts = [f"model {run.model or 'unknown'}"]
+    if isl is not None and osl is not None:
+        parts.append(f"ISL/OSL {isl:,.0f}/{osl:,.0f} tokens")
+    if run.api:
+        parts.append(f"{run.api} API")
+    if run.gpus:
+        parts.append(f"{run.gpus} GPUs")
+    if endpoint:
+        parts.append(endpoint)
+    return " · ".join(parts)
+
+
+LEGEND = (
+    "Medians are shown with their confidence interval in brackets. TPS/user: output tokens after the first "
+    "chunk per second of streaming, per request; p10 is the speed the slowest 10% of users get or worse. "
+    "Output TPS: output tokens of the measured requests per second of the measured window."
+)
