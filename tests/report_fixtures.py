@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -213,7 +214,13 @@ def synth_run(
                 "cpu_percent": 12.0,
                 "client_bound": level in client_bound,
             },
-            "warnings": list((warnings or {}).get(level, [])),
+            # Like the summary writer: a failed request is always worth a sentence.
+            "warnings": (
+                [f"{n_fail} of {len(measured)} measured requests failed (http_5xx: {n_fail})"]
+                if n_fail
+                else []
+            )
+            + list((warnings or {}).get(level, [])),
         }
         points.append(point)
     summary = {
@@ -269,3 +276,51 @@ def write_run(run_dir: Path, name: str | None = None, *, with_requests: bool = T
             for line in run.lines:
                 f.write(json.dumps(line) + "\n")
     return run_dir
+
+
+# --- a stand-in for tpsbench.reference.model (its interface, the reference notes' numbers) ---
+
+MODEL_TABLE = {1: 1051.0, 8: 639.0, 64: 176.0, 256: 90.0, 1024: 53.0, 2048: 36.0}  # B -> tok/s/user at 1k/1k
+
+
+@dataclass
+class FakePrediction:
+    tps_user: float
+    server_tps: float
+    ttft_s: float
+    step_s: float
+    batch: int
+    k: int
+    accept_len: float
+
+
+class FakeModelParams:
+    pass
+
+
+class FakeReferenceModel:
+    """``ReferenceModel(ModelParams()).predict_curve(concurrencies, isl, osl)``; records each call."""
+
+    calls: ClassVar[list[tuple[list[int], int, int]]] = []
+
+    def __init__(self, params: FakeModelParams) -> None:
+        self.params = params
+
+    def predict_curve(self, concurrencies: list[int], isl: int, osl: int) -> list[FakePrediction]:
+        FakeReferenceModel.calls.append((list(concurrencies), isl, osl))
+        out = []
+        for c in concurrencies:
+            u = _interp_tps(MODEL_TABLE, c)
+            k, al = (3, SPEC_MEAN) if c <= 8 else (0, 1.0)
+            out.append(FakePrediction(u, u * c, 0.012, al / u, c, k, al))
+        return out
+
+
+def fake_model_module() -> types.ModuleType:
+    """A module object to put in ``sys.modules["tpsbench.reference.model"]`` (with monkeypatch)."""
+    FakeReferenceModel.calls = []
+    module = types.ModuleType("tpsbench.reference.model")
+    module.ReferenceModel = FakeReferenceModel  # type: ignore[attr-defined]
+    module.ModelParams = FakeModelParams  # type: ignore[attr-defined]
+    module.Prediction = FakePrediction  # type: ignore[attr-defined]
+    return module

@@ -21,7 +21,18 @@ from tpsbench.serverprocess import ServerProcess
 @pytest.fixture(scope="module")
 def pace_url() -> object:
     with ServerProcess(
-        ["-m", "tpsbench.paceserver", "--port", "0", "--ttft-ms", "50", "--interval-ms", "10", "--tokens", "3"]
+        [
+            "-m",
+            "tpsbench.paceserver",
+            "--port",
+            "0",
+            "--ttft-ms",
+            "50",
+            "--interval-ms",
+            "10",
+            "--tokens",
+            "3",
+        ]
     ) as server:
         yield server.url
 

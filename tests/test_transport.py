@@ -126,6 +126,19 @@ def test_httpx_non_2xx_keeps_the_body_as_detail(status: int, kind: ErrorKind) ->
     assert (raw.status, raw.error, raw.error_detail, raw.reads) == (status, kind, '{"error": "no"}', [])
 
 
+def test_http_error_whose_body_stalls_keeps_status_and_partial_body() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"overloaded"
+            await asyncio.sleep(10)
+            yield b"!"
+
+        return httpx.Response(503, content=body())
+
+    raw = run(via_httpx(handler, ScriptedClock(), Timeouts(request_s=0.05)))
+    assert (raw.status, raw.error, raw.error_detail) == (503, ErrorKind.HTTP_5XX, "overloaded")
+
+
 def test_error_body_is_bounded() -> None:
     clock = ScriptedClock()
     big = [(i, b"x" * 10_000) for i in range(50)]

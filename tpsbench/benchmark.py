@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import httpx
 
 from tpsbench.client import Client, list_models
-from tpsbench.runner import LevelResult, run_level
 from tpsbench.rundir import (
     METADATA,
     REQUESTS,
@@ -35,6 +34,7 @@ from tpsbench.rundir import (
     write_bytes_atomic,
     write_json,
 )
+from tpsbench.runner import LevelResult, run_level
 from tpsbench.scenario import Level, Scenario, dump_scenario
 from tpsbench.summary import read_records, summarize_level, summarize_run, to_csv, to_json
 from tpsbench.transport import make_transport
@@ -172,8 +172,13 @@ async def _run(
     metadata: dict[str, Any] = environment_metadata() | {
         "run_name": run_dir.name,
         "scenario_name": scenario.name,
-        "endpoint": {"base_url": base_url, "api": ep.api, "model": model, "source": source or "user",
-                     "transport": ep.transport},
+        "endpoint": {
+            "base_url": base_url,
+            "api": ep.api,
+            "model": model,
+            "source": source or "user",
+            "transport": ep.transport,
+        },
         "seed": scenario.workload.seed,
         "prompt_nonce": nonce,
         "workers": scenario.workers,
@@ -222,8 +227,14 @@ async def _run(
                     return await client.send(prompt, workload=scenario.workload, **kw)
 
                 result: LevelResult = await run_level(
-                    send, level, index, prompts, sink=sink, seed=scenario.workload.seed,
-                    id_offset=next_id, stop=stop,
+                    send,
+                    level,
+                    index,
+                    prompts,
+                    sink=sink,
+                    seed=scenario.workload.seed,
+                    id_offset=next_id,
+                    stop=stop,
                 )
                 next_id += result.sent
                 self_check = result.self_check()
@@ -231,8 +242,13 @@ async def _run(
                     self_check["simulator"] = await _simulator_metrics(base_url, reset=False)
                 records = [r for r in read_records(run_dir / REQUESTS) if r.level == index]
                 point = summarize_level(
-                    records, level_index=index, level=level, slo=dict(scenario.slo), gpus=scenario.gpus,
-                    self_check=self_check, seed=scenario.workload.seed,
+                    records,
+                    level_index=index,
+                    level=level,
+                    slo=dict(scenario.slo),
+                    gpus=scenario.gpus,
+                    self_check=self_check,
+                    seed=scenario.workload.seed,
                 )
                 points.append(point)
                 summary = summarize_run(points, run_info=run_info, slo=dict(scenario.slo))

@@ -34,8 +34,9 @@ def _parse_int_list(text: str | None, option: str) -> list[int] | None:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers like 1,4,16, got {text!r}",
-                                 param_hint=option) from None
+        raise typer.BadParameter(
+            f"expected comma-separated integers like 1,4,16, got {text!r}", param_hint=option
+        ) from None
     if not values or any(v < 1 for v in values):
         raise typer.BadParameter(f"expected integers >= 1, got {text!r}", param_hint=option)
     return values
@@ -65,7 +66,9 @@ def run(
         Path | None, typer.Argument(help="Scenario YAML (default: scenarios/maverick-b200.yaml).")
     ] = None,
     endpoint: Annotated[str | None, typer.Option(help="Base URL, e.g. http://127.0.0.1:8000/v1.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name (default: the scenario's, else /v1/models).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name (default: the scenario's, else /v1/models).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Results root; each run gets a new directory.")] = Path("results"),
     name: Annotated[str | None, typer.Option(help="Run name (default: the scenario's name).")] = None,
     concurrency: Annotated[
@@ -138,7 +141,9 @@ def compare(
     try:
         result = compare_runs(run_dirs, label, out, force=force)
     except NotComparable as exc:
-        typer.echo(f"error: runs are not comparable: {exc} (use --force to plot them anyway, flagged)", err=True)
+        typer.echo(
+            f"error: runs are not comparable: {exc} (use --force to plot them anyway, flagged)", err=True
+        )
         raise typer.Exit(EXIT_BAD_INPUT) from None
     typer.echo(result.markdown)
     for f in result.files:
@@ -186,13 +191,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     param: Annotated[
-        list[str] | None, typer.Option(help="Override a model parameter, NAME=VALUE (see `tpsbench predict`).")
+        list[str] | None,
+        typer.Option(help="Override a model parameter, NAME=VALUE (see `tpsbench predict`)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the acceptance and output-length draws.")] = 0,
 ) -> None:
     """Serve the bundled reference endpoint: Llama 4 Maverick on one DGX B200, simulated."""
     from tpsbench.reference.model import ModelParams
-    from tpsbench.reference.server import parse_param_overrides, serve as serve_forever
+    from tpsbench.reference.server import parse_param_overrides
+    from tpsbench.reference.server import serve as serve_forever
 
     try:
         params = ModelParams().with_overrides(parse_param_overrides(param or []))
@@ -204,7 +211,9 @@ def serve(
 
 @app.command()
 def predict(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario whose workload and levels to predict.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario whose workload and levels to predict.")
+    ] = None,
     concurrency: Annotated[str | None, typer.Option(help="Concurrencies, e.g. 1,8,64.")] = None,
     param: Annotated[list[str] | None, typer.Option(help="Override a model parameter, NAME=VALUE.")] = None,
 ) -> None:
@@ -226,9 +235,15 @@ def predict(
     for col in ("concurrency", "TPS/user", "server TPS", "per GPU", "TTFT ms", "step ms", "draft k"):
         table.add_column(col, justify="right")
     for p in model.predict_curve(levels, isl, osl):
-        table.add_row(str(p.batch), f"{p.tps_user:,.0f}", f"{p.server_tps:,.0f}",
-                      f"{p.server_tps / model.params.gpus:,.0f}", f"{p.ttft_s * 1000:,.1f}",
-                      f"{p.step_s * 1000:.2f}", str(p.k))
+        table.add_row(
+            str(p.batch),
+            f"{p.tps_user:,.0f}",
+            f"{p.server_tps:,.0f}",
+            f"{p.server_tps / model.params.gpus:,.0f}",
+            f"{p.ttft_s * 1000:,.1f}",
+            f"{p.step_s * 1000:.2f}",
+            str(p.k),
+        )
     Console().print(table)
 
 

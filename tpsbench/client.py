@@ -252,8 +252,8 @@ def decode_exchange(
             detail = f"stream completed without generated text (finish_reason={scan.finish_reason})"
     elif scan.not_sse:
         rec.error = ErrorKind.MALFORMED_SSE
-        text = b"".join(data for _, data in raw.reads).decode("utf-8", errors="replace")
-        detail = f"response is not an event stream: {text[:200]}"
+        head = b"".join(data for _, data in raw.reads[:8])[:800].decode("utf-8", errors="replace")
+        detail = f"response is not an event stream: {head[:200]}"
     elif raw.error is not None:
         rec.error, detail = raw.error, raw.error_detail
     else:
@@ -274,13 +274,39 @@ def decode_exchange(
     return rec
 
 
+_raw_json = json.JSONDecoder().raw_decode  # json.loads minus two wrapper frames: this runs once per chunk
+
+
 def _scan_events(reads: list[tuple[int, bytes]]) -> _Scan:
+    """Walk the events in order, stopping at ``[DONE]`` or at the first error."""
     scan = _Scan()
     parser = SSEParser()
     for t, data in reads:
         for ev in parser.feed(data):
             scan.events += 1
-            if _on_event(scan, t, ev.event, ev.data):
+            payload = ev.data.strip()
+            if payload == "[DONE]":
+                scan.done_ns = t
+                return scan
+            if ev.event == "error":
+                scan.error, scan.error_detail = ErrorKind.SERVER_ERROR_EVENT, payload
+                return scan
+            if not payload:  # an empty data line carries nothing (some servers use it as a keepalive)
+                continue
+            try:
+                obj, end = _raw_json(payload)
+                if end != len(payload):
+                    raise ValueError("extra data after the JSON value")
+            except ValueError:
+                scan.error = ErrorKind.MALFORMED_JSON
+                scan.error_detail = f"event data is not JSON: {payload[:200]}"
+                return scan
+            try:
+                if _apply_chunk(scan, t, obj):
+                    return scan
+            except _BadShape as exc:
+                scan.error = ErrorKind.MALFORMED_JSON
+                scan.error_detail = f"unexpected chunk ({exc}): {payload[:200]}"
                 return scan
     parser.close()
     # Nothing parsed as an event and some line was not SSE at all (e.g. a JSON body): not an event stream.
@@ -288,43 +314,19 @@ def _scan_events(reads: list[tuple[int, bytes]]) -> _Scan:
     return scan
 
 
-def _on_event(scan: _Scan, t: int, event: str | None, data: str) -> bool:
-    """Apply one event to the scan; True when scanning must stop ([DONE] or an error)."""
-    payload = data.strip()
-    if payload == "[DONE]":
-        scan.done_ns = t
+def _apply_chunk(scan: _Scan, t: int, obj: Any) -> bool:
+    """Apply one decoded event; True if it was an in-stream error. Raises _BadShape for unexpected JSON."""
+    if type(obj) is not dict:
+        raise _BadShape("not a JSON object")
+    err = obj.get("error")
+    if err or obj.get("object") == "error":  # {"error": {...}}, or vLLM's older ErrorResponse
+        scan.error = ErrorKind.SERVER_ERROR_EVENT
+        scan.error_detail = json.dumps(err if err else obj, ensure_ascii=False)
         return True
-    if event == "error":
-        scan.error, scan.error_detail = ErrorKind.SERVER_ERROR_EVENT, payload
-        return True
-    if not payload:  # an empty data line carries nothing (some servers use it as a keepalive)
-        return False
-    try:
-        obj = json.loads(payload)
-    except ValueError:
-        scan.error, scan.error_detail = ErrorKind.MALFORMED_JSON, f"event data is not JSON: {payload[:200]}"
-        return True
-    try:
-        if not isinstance(obj, dict):
-            raise _BadShape("not a JSON object")
-        err = obj.get("error")
-        if err or obj.get("object") == "error":  # {"error": {...}}, or vLLM's older ErrorResponse
-            scan.error = ErrorKind.SERVER_ERROR_EVENT
-            scan.error_detail = json.dumps(err if err else obj, ensure_ascii=False)
-            return True
-        _on_chunk(scan, t, obj)
-    except _BadShape as exc:
-        scan.error = ErrorKind.MALFORMED_JSON
-        scan.error_detail = f"unexpected chunk ({exc}): {payload[:200]}"
-        return True
-    return False
-
-
-def _on_chunk(scan: _Scan, t: int, obj: dict[str, Any]) -> None:
     completion: int | None = None
     usage = obj.get("usage")
     if usage is not None:
-        if not isinstance(usage, dict):
+        if type(usage) is not dict:
             raise _BadShape("usage is not an object")
         completion = _int_or_none(usage.get("completion_tokens"))
         if completion is not None:
@@ -334,8 +336,8 @@ def _on_chunk(scan: _Scan, t: int, obj: dict[str, Any]) -> None:
             scan.prompt_tokens = prompt_tokens
     choices = obj.get("choices")
     if not choices:
-        return
-    if not isinstance(choices, list) or not isinstance(choices[0], dict):
+        return False
+    if type(choices) is not list or type(choices[0]) is not dict:
         raise _BadShape("choices is not a list of objects")
     choice = choices[0]
     reason = choice.get("finish_reason")
@@ -346,36 +348,39 @@ def _on_chunk(scan: _Scan, t: int, obj: dict[str, Any]) -> None:
         scan.chunk_ns.append(t)
         scan.texts.append(text)
         scan.chunk_usage.append(completion)
+    return False
 
 
 def _choice_text(choice: dict[str, Any]) -> str:
     """All generated text of one choice: completions ``text``; chat content, reasoning, tool-call args."""
+    delta = choice.get("delta")
+    if delta is None:
+        text = choice.get("text")
+        return "" if text is None else _str(text, "text")
+    if type(delta) is not dict:
+        raise _BadShape("delta is not an object")
     parts: list[str] = []
-    text = choice.get("text")
+    for key in ("content", "reasoning_content", "reasoning"):
+        value = delta.get(key)
+        if value is not None:
+            parts.append(_str(value, key))
+    calls = delta.get("tool_calls")
+    if calls:
+        if type(calls) is not list:
+            raise _BadShape("tool_calls is not a list")
+        for call in calls:
+            fn = call.get("function") if type(call) is dict else None
+            args = fn.get("arguments") if type(fn) is dict else None
+            if args is not None:
+                parts.append(_str(args, "arguments"))
+    text = choice.get("text")  # no server sends both; if one did, its text is generated too
     if text is not None:
         parts.append(_str(text, "text"))
-    delta = choice.get("delta")
-    if delta is not None:
-        if not isinstance(delta, dict):
-            raise _BadShape("delta is not an object")
-        for key in ("content", "reasoning_content", "reasoning"):
-            value = delta.get(key)
-            if value is not None:
-                parts.append(_str(value, key))
-        calls = delta.get("tool_calls")
-        if calls:
-            if not isinstance(calls, list):
-                raise _BadShape("tool_calls is not a list")
-            for call in calls:
-                fn = call.get("function") if isinstance(call, dict) else None
-                args = fn.get("arguments") if isinstance(fn, dict) else None
-                if args is not None:
-                    parts.append(_str(args, "arguments"))
-    return "".join(parts)
+    return parts[0] if len(parts) == 1 else "".join(parts)
 
 
 def _str(value: Any, name: str) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise _BadShape(f"{name} is not a string")
     return value
 

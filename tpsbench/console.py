@@ -95,8 +95,17 @@ class RichObserver:
 def summary_table(summary: dict[str, Any]) -> Table:
     """One row per level: the numbers users compare (median and spread, with N, never a bare number)."""
     table = Table(title=f"{summary['run'].get('model', '')}: per-level results", show_lines=False)
-    for col in ("level", "n ok/meas.", "TTFT p50 ms", "TTFT p99 ms", "TPS/user p50", "TPS/user p10",
-                "output TPS", "per GPU", "errors"):
+    for col in (
+        "level",
+        "n ok/meas.",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "TPS/user p50",
+        "TPS/user p10",
+        "output TPS",
+        "per GPU",
+        "errors",
+    ):
         table.add_column(col, justify="right")
     for p in summary.get("points", []):
         load = f"c={p['concurrency']}" if p.get("concurrency") is not None else f"rate={p.get('rate'):g}/s"

@@ -38,8 +38,12 @@ Statistics, per row (x = baseline samples, y = candidate samples):
   lie beyond it on each side (n * min(q, 1 - q) >= 1.5: n >= 150 for p99); below that the percentile
   bootstrap is anti-conservative (measured: 11% false positives at alpha 0.05 for p99 with n = 50).
 - error rate: two-sided Fisher exact test on the 2x2 table (errors, successes) x (baseline, candidate).
-- output TPS is one number per run (tokens / measured window): there are no per-request samples to test,
-  so its row is judged on the threshold alone and says so (``test = "threshold-only"``).
+- output TPS is one number per run (tokens / measured window), so the change is that number's, and the
+  test is on what it estimates: by Little's law a closed loop of C users delivers C * R tokens/s with
+  R = sum(tokens_i) / sum(latency_i) over the measured requests (failed ones add latency, not tokens).
+  Delta method: Var(log R) ~= var((t_i - R d_i) / mean(d)) / (n R^2); z = (log R_c - log R_b) /
+  sqrt(V_b + V_c), two-sided normal p (``test = "ratio"``). R is free of the window's drain noise (the
+  last, partly idle wave), which on its own made 2% of identical runs' output TPS differ by > 10%.
 - summary-only comparisons: medians are significant when the two summaries' ``p50_ci`` intervals do not
   overlap (asv's rule; conservative, about p < 0.006 for two 95% intervals); other percentiles have no
   interval in the summary and are reported as not tested.
@@ -47,6 +51,8 @@ Statistics, per row (x = baseline samples, y = candidate samples):
   (family-wise error rate <= alpha for the whole run, under any dependence between rows). Without it,
   3 load points x 6 rows at alpha = 0.05 raise a false alarm on 7-10% of identical runs (measured).
 - fewer than ``min_samples`` (default 8) samples on either side: never significant, never a failure.
+- a significant test counts only when its effect points the same way as the change (a rank test can,
+  rarely, disagree with the median).
 
 Verdict: ``regressed`` = worse by more than the threshold AND significant at alpha (after Holm);
 ``improved`` symmetrically; ``large_not_significant`` = beyond the threshold either way but not
@@ -80,10 +86,10 @@ __all__ = [
     "EXIT_REGRESSION",
     "GateInputError",
     "GateResult",
+    "Method",
     "MetricSpec",
     "Row",
     "RunData",
-    "Test",
     "Verdict",
     "bootstrap_quantile_diff",
     "compare",
@@ -117,14 +123,14 @@ class Verdict(StrEnum):
     NOT_COMPARABLE = "not_comparable"
 
 
-class Test(StrEnum):
+class Method(StrEnum):
     """Which significance test a row used."""
 
     MANN_WHITNEY = "mann-whitney"
     BOOTSTRAP = "bootstrap"
     FISHER = "fisher"
     CI_OVERLAP = "ci-overlap"  # summary-only: do the two p50_ci intervals overlap?
-    THRESHOLD_ONLY = "threshold-only"  # one number per run: nothing to test
+    RATIO = "ratio"  # output TPS: z test on sum(tokens) / sum(latency) (Little's law), delta method
     NONE = "none"  # not tested (too few samples, no samples, no interval): never significant
 
 
@@ -262,9 +268,33 @@ def bootstrap_quantile_diff(
     return float(lo), float(hi), min(1.0, 2 * (tail + 1) / (resamples + 1))
 
 
-def _mann_whitney_p(x: Floats, y: Floats) -> float:
-    p = float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
-    return 1.0 if math.isnan(p) else p  # nan when every value is tied: no evidence of a difference
+def _mann_whitney(x: Floats, y: Floats) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U ``(p, sign)``; sign > 0 when y tends to be larger than x."""
+    res = stats.mannwhitneyu(x, y, alternative="two-sided")
+    p = float(res.pvalue)
+    sign = float(np.sign(len(x) * len(y) / 2 - float(res.statistic)))  # statistic = U of x
+    return (1.0 if math.isnan(p) else p), sign  # nan when every value is tied: no evidence
+
+
+def _log_ratio(tokens: Floats, latency: Floats) -> tuple[float, float] | None:
+    """``(log R, Var log R)`` of R = sum(tokens) / sum(latency), delta method; None if R is 0 or undefined."""
+    n, mean_d = len(tokens), float(latency.mean())
+    r = float(tokens.sum() / latency.sum()) if mean_d > 0 else 0.0
+    if r <= 0:
+        return None
+    resid = (tokens - r * latency) / mean_d
+    return math.log(r), float(resid.var(ddof=1)) / n / r**2
+
+
+def _ratio_z(b: tuple[Floats, Floats], c: tuple[Floats, Floats]) -> tuple[float, float] | None:
+    """Two-sided z test of log R_c - log R_b: ``(p, difference)``; None if a ratio is undefined."""
+    lb, lc = _log_ratio(*b), _log_ratio(*c)
+    if lb is None or lc is None:
+        return None
+    diff, var = lc[0] - lb[0], lb[1] + lc[1]
+    if var == 0:
+        return (1.0 if diff == 0 else 0.0), diff
+    return float(2 * stats.norm.sf(abs(diff) / math.sqrt(var))), diff
 
 
 def _fisher_p(errors_b: int, n_b: int, errors_c: int, n_c: int) -> float:
@@ -311,6 +341,18 @@ class _Point:
         rate = _number(self.summary.get("error_rate"))
         return (round(rate * measured), int(measured)) if rate is not None else None
 
+    def throughput_samples(self) -> tuple[Floats, Floats]:
+        """(output tokens, latency s) of each measured request but ``cancelled`` ones (0 tokens if none)."""
+        assert self.records is not None
+        tokens, latency = [], []
+        for r in self.records:
+            send, end = r.get("send_ns"), r.get("end_ns")
+            if r.get("error") == "cancelled" or not isinstance(send, int) or not isinstance(end, int):
+                continue
+            tokens.append(_number(r.get("output_tokens")) or 0.0)
+            latency.append((end - send) / 1e9)
+        return np.asarray(tokens, dtype=np.float64), np.asarray(latency, dtype=np.float64)
+
     def measured(self) -> int | None:
         if self.records is not None:
             return len(self.records)
@@ -326,7 +368,7 @@ class RunData:
     summary: Mapping[str, Any]
     points: tuple[_Point, ...]
     has_records: bool
-    thresholds: Mapping[str, float]  # the run's scenario.yaml gate.thresholds, if any
+    thresholds: Mapping[str, float]  # the run's scenario.yaml gate.thresholds, if read
     warnings: tuple[str, ...] = ()
 
 
@@ -409,8 +451,11 @@ def _point_key(p: Mapping[str, Any], where: str) -> tuple[tuple[Any, ...], str]:
     raise GateInputError(f"{where}: has neither 'concurrency' nor 'rate'")
 
 
-def load_run(path: str | Path) -> RunData:
-    """Load a run directory or a ``summary.json``; raises :class:`GateInputError` naming the bad file."""
+def load_run(path: str | Path, *, read_scenario: bool = True) -> RunData:
+    """Load a run directory or a ``summary.json``; raises :class:`GateInputError` naming the bad file.
+
+    ``read_scenario``: read ``gate.thresholds`` from the run's ``scenario.yaml`` (the candidate's only).
+    """
     path = Path(path)
     warnings: list[str] = []
     if path.is_dir():
@@ -451,7 +496,7 @@ def load_run(path: str | Path) -> RunData:
         points.append(_Point(key, label, p, recs))
 
     thresholds: dict[str, float] = {}
-    if scenario_path is not None and scenario_path.exists():
+    if read_scenario and scenario_path is not None and scenario_path.exists():
         thresholds = _read_gate_thresholds(scenario_path)
     return RunData(path, summary, tuple(points), records is not None, thresholds, tuple(warnings))
 
@@ -494,7 +539,7 @@ class Row:
     n_candidate: int | None
     change: float | None
     threshold: float
-    test: Test
+    test: Method
     p_value: float | None
     p_adjusted: float | None
     verdict: Verdict
@@ -545,9 +590,10 @@ class _Cell:
     n_baseline: int | None = None
     n_candidate: int | None = None
     change: float | None = None
-    test: Test = Test.NONE
+    test: Method = Method.NONE
     p_value: float | None = None
-    significant: bool = False  # for tests without a p-value (ci-overlap, threshold-only)
+    significant: bool = False  # for a test without a p-value (ci-overlap)
+    effect_sign: float = 0.0  # direction of the tested effect (> 0: candidate larger); 0: same as change
     note: str = ""
 
 
@@ -600,11 +646,12 @@ def _quantile_cell(
         if n < need:
             cell.note = f"too few samples to test ({len(x)} vs {len(y)}; {spec.stat} needs {need})"
         elif spec.stat == "p50":
-            cell.test, cell.p_value = Test.MANN_WHITNEY, _mann_whitney_p(x, y)
+            cell.test = Method.MANN_WHITNEY
+            cell.p_value, cell.effect_sign = _mann_whitney(x, y)
         else:
             rng = _row_rng(seed, cell.point, spec.name)
             lo, hi, p = bootstrap_quantile_diff(x, y, spec.q, alpha=alpha, resamples=resamples, rng=rng)
-            cell.test, cell.p_value = Test.BOOTSTRAP, p
+            cell.test, cell.p_value = Method.BOOTSTRAP, p
             cell.note = f"{1 - alpha:.0%} CI of difference [{_fmt_delta(spec, lo)}, {_fmt_delta(spec, hi)}]"
         return
     # At least one side has no requests.jsonl: both sides use their summaries.
@@ -620,7 +667,7 @@ def _quantile_cell(
     elif ci_b is None or ci_c is None:
         cell.note = f"summary only: no per-request samples or {spec.stat}_ci, not tested"
     else:
-        cell.test = Test.CI_OVERLAP
+        cell.test = Method.CI_OVERLAP
         cell.significant = ci_b[1] < ci_c[0] or ci_c[1] < ci_b[0]
         cell.note = f"summary only: {spec.stat}_ci {'do not ' if cell.significant else ''}overlap"
 
@@ -639,25 +686,29 @@ def _error_cell(cell: _Cell, pb: _Point, pc: _Point, *, min_samples: int) -> Non
     if min(nb, nc) < min_samples:
         cell.note = f"too few requests to test ({nb} vs {nc})"
         return
-    cell.test, cell.p_value = Test.FISHER, _fisher_p(kb, nb, kc, nc)
+    cell.test, cell.p_value = Method.FISHER, _fisher_p(kb, nb, kc, nc)
     cell.note = f"{kb}/{nb} vs {kc}/{nc} failed"
 
 
 def _output_tps_cell(cell: _Cell, pb: _Point, pc: _Point, *, min_samples: int) -> None:
-    cell.baseline, cell.candidate = (
-        _number(pb.summary.get("output_tps")),
-        _number(pc.summary.get("output_tps")),
-    )
+    cell.baseline = _number(pb.summary.get("output_tps"))
+    cell.candidate = _number(pc.summary.get("output_tps"))
     cell.n_baseline, cell.n_candidate = pb.measured(), pc.measured()
     if cell.baseline is None or cell.candidate is None:
         cell.note = "output_tps missing from a summary"
         return
     cell.change = _relative(cell.baseline, cell.candidate)
-    if min(cell.n_baseline or 0, cell.n_candidate or 0) < min_samples:
-        cell.note = "too few requests to judge"
+    if pb.records is None or pc.records is None:
+        cell.note = "summary only: one value per run, not tested"
         return
-    cell.test, cell.significant = Test.THRESHOLD_ONLY, True
-    cell.note = "one value per run: no significance test, threshold only"
+    xb, xc = pb.throughput_samples(), pc.throughput_samples()
+    cell.n_baseline, cell.n_candidate = len(xb[0]), len(xc[0])
+    tested = _ratio_z(xb, xc) if min(len(xb[0]), len(xc[0])) >= min_samples else None
+    if tested is None:
+        cell.note = "too few requests (or no tokens) to test"
+        return
+    cell.test, (cell.p_value, cell.effect_sign) = Method.RATIO, tested
+    cell.note = f"tested on sum(tokens)/sum(latency): {math.expm1(tested[1]) * 100:+.1f}%"
 
 
 def _verdict(cell: _Cell, p_adjusted: float | None, alpha: float) -> Verdict:
@@ -667,6 +718,8 @@ def _verdict(cell: _Cell, p_adjusted: float | None, alpha: float) -> Verdict:
     if abs(worse) <= cell.threshold:
         return Verdict.UNCHANGED
     significant = p_adjusted < alpha if p_adjusted is not None else cell.significant
+    if cell.effect_sign * cell.change < 0:  # the test saw the opposite direction: not evidence for this
+        significant = False
     if not significant:
         return Verdict.LARGE_NOT_SIGNIFICANT
     return Verdict.REGRESSED if worse > 0 else Verdict.IMPROVED
@@ -769,7 +822,7 @@ def evaluate(
     """Load both runs and :func:`compare` them. Bad input gives ``exit_code`` 2 with the reason, not an
     exception, so a CLI only prints the result and exits with ``result.exit_code``."""
     try:
-        b, c = load_run(baseline), load_run(candidate)
+        b, c = load_run(baseline, read_scenario=False), load_run(candidate)
     except GateInputError as e:
         return GateResult(str(baseline), str(candidate), (), EXIT_NOT_COMPARABLE, (str(e),), (), alpha)
     return compare(b, c, thresholds, alpha=alpha, seed=seed, min_samples=min_samples, resamples=resamples)
@@ -810,7 +863,7 @@ def _fmt_threshold(row: Row) -> str:
 
 def _fmt_p(row: Row) -> str:
     if row.p_adjusted is None:
-        return {Test.CI_OVERLAP: "CI overlap", Test.THRESHOLD_ONLY: "no test"}.get(row.test, "—")
+        return "CI overlap" if row.test is Method.CI_OVERLAP else "—"
     p = row.p_adjusted
     return "<0.0001" if p < 1e-4 else f"{p:.2g}"
 
@@ -884,8 +937,8 @@ def to_markdown(result: GateResult) -> str:
         "↑ higher is better, ↓ lower is better. *regressed*: worse by more than the threshold (noise floor) "
         "and significant at α after Holm adjustment. *large, not significant*: beyond the threshold but "
         "not significant (more requests per load point would tell). p: Mann-Whitney U for p50, seeded "
-        "bootstrap of the percentile difference for tails, Fisher exact for the error rate; output TPS has "
-        "one value per run and is judged on its threshold alone. Exit codes: 0 pass, 1 regression, "
+        "bootstrap of the percentile difference for tails, Fisher exact for the error rate, a z test on "
+        "sum(tokens)/sum(latency) for output TPS (one value per run). Exit codes: 0 pass, 1 regression, "
         "2 not comparable or bad input.",
         "",
         "</details>",

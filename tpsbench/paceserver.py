@@ -108,7 +108,9 @@ def make_app(pace: Pace) -> web.Application:
             sent += k
             deadline += pace.interval_ms / 1000
         if include_usage:
-            await resp.write(_chunk(api, "", {"prompt_tokens": 1, "completion_tokens": sent, "total_tokens": sent + 1}))
+            await resp.write(
+                _chunk(api, "", {"prompt_tokens": 1, "completion_tokens": sent, "total_tokens": sent + 1})
+            )
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -138,8 +140,7 @@ async def start(pace: Pace, host: str = "127.0.0.1", port: int = 0) -> tuple[web
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-    bound = sockets[0].getsockname()[1]
+    bound = runner.addresses[0][1]
     return runner, f"http://{host}:{bound}/v1"
 
 

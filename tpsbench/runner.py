@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,7 +61,7 @@ class LevelResult:
     loop_lag_s: list[float] = field(default_factory=list)  # event-loop lag samples (self-check)
     cpu_s: float = 0.0  # this process's CPU time over the level
 
-    def self_check(self) -> dict[str, float | int | bool | None]:
+    def self_check(self) -> dict[str, Any]:
         """Client health over the level; the summary turns it into the client-bound flag."""
         wall = (self.end_ns - self.start_ns) / NS_PER_S
         lags = sorted(self.loop_lag_s)
@@ -173,7 +173,7 @@ async def run_level(
 
 
 async def _closed_loop(
-    one: Callable[[int, int | None], Awaitable[None]],
+    one: Callable[[int, int | None], Coroutine[Any, Any, None]],
     users: int,
     total: int | None,
     warmup: int,
@@ -193,7 +193,11 @@ async def _closed_loop(
         now = clock()
         if next_index >= warmup and measure_start is None:
             measure_start = now
-        if duration_s is not None and measure_start is not None and now - measure_start >= duration_s * NS_PER_S:
+        if (
+            duration_s is not None
+            and measure_start is not None
+            and now - measure_start >= duration_s * NS_PER_S
+        ):
             return None
         i = next_index
         next_index += 1
@@ -210,7 +214,7 @@ async def _closed_loop(
 
 
 async def _open_loop(
-    one: Callable[[int, int | None], Awaitable[None]],
+    one: Callable[[int, int | None], Coroutine[Any, Any, None]],
     offsets_s: list[float],
     stop: asyncio.Event,
     clock: Callable[[], int],

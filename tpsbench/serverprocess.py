@@ -27,7 +27,7 @@ class ServerProcess:
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
         # stderr goes to a file, not a pipe: a chatty server must never block on a full pipe
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
 
     def start(self) -> str:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -43,7 +43,9 @@ class ServerProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not sel.select(remaining):
                 self.stop()
-                raise RuntimeError(f"server {' '.join(self.args)} did not start in {self.startup_timeout_s} s")
+                raise RuntimeError(
+                    f"server {' '.join(self.args)} did not start in {self.startup_timeout_s} s"
+                )
             # os.read on the fd: a buffered read could swallow the line into a buffer the selector can't see
             byte = os.read(self._proc.stdout.fileno(), 1)
             if not byte:

@@ -29,6 +29,7 @@ Other errors: refused / DNS / TLS / dropped before any response -> ``CONNECT``; 
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -121,21 +122,25 @@ class _Deadlines:
         return ErrorKind.TIMEOUT_REQUEST
 
 
-class _StreamingTransport:
+class _StreamingTransport(ABC):
     """The shared read loop and error handling; subclasses only open the request and classify errors."""
 
     def __init__(self, clock: Callable[[], int]) -> None:
         self._clock = clock
 
+    @abstractmethod
     def _open(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
     ) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[bytes]]]:
         """Send the request; enter once the headers arrived, giving the status and the body's reads."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _classify(self, exc: Exception, status: int | None) -> ErrorKind:
         """The kind of a library error (not one of our deadlines); ``status`` is None before headers."""
-        raise NotImplementedError
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close every connection; the transport is unusable afterwards."""
 
     async def stream(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
@@ -166,19 +171,23 @@ class _StreamingTransport:
                         first_phase = False
                         scope.reschedule(deadlines.request)
                         buf = bytearray()
-                        async for data in body_reads:
-                            buf += data
-                            if len(buf) >= MAX_ERROR_BODY:
-                                break
-                        ex.error_detail = _decode_error_body(bytes(buf[:MAX_ERROR_BODY]), status)
+                        try:
+                            async for data in body_reads:
+                                buf += data
+                                if len(buf) >= MAX_ERROR_BODY:
+                                    break
+                        finally:  # keep what came even if the body failed or timed out
+                            ex.error_detail = _decode_error_body(bytes(buf[:MAX_ERROR_BODY]), status)
         except Exception as exc:  # CancelledError is a BaseException: it propagates
-            if scope.expired():
+            if ex.error is not None:
+                pass  # an HTTP status error stays one even if reading its body failed
+            elif scope.expired():
                 ex.error = deadlines.expired_kind(first_phase)
                 if ex.error is ErrorKind.TIMEOUT_FIRST_TOKEN:
                     ex.error_detail = f"no response byte within {timeouts.first_token_s:g} s"
                 else:
                     ex.error_detail = f"request took longer than {timeouts.request_s:g} s"
-            elif ex.error is None:  # an HTTP status error stays one even if reading its body failed
+            else:
                 ex.error = self._classify(exc, ex.status)
                 ex.error_detail = _describe(exc)
         ex.end_ns = clock()

@@ -11,8 +11,10 @@ One task runs step after step. At the start of a step it admits queued requests 
 
 The step lasts ``ReferenceModel.step_time_sum`` of exactly that work (sums of attended positions over the
 batch, not a mean). When it ends, each decoding sequence commits 1..k+1 tokens drawn from the acceptance
-distribution (seeded), capped at what it still may generate, and that becomes ONE chunk on the request's
-``asyncio.Queue``; a prompt whose last chunk was prefilled commits its first token (1 token).
+distribution (seeded), capped at what it still may generate, and that becomes ONE :class:`Chunk` on the
+request's ``asyncio.Queue`` (or passed to its ``sink``, the server's streaming fast path); a prompt whose
+last chunk was prefilled commits its first token (1 token). A cancelled request leaves at once, freeing its
+slot for the next step.
 
 Time keeping: steps are scheduled on absolute deadlines, ``end_i = end_{i-1} + duration_i``, on
 ``loop.time()``; a late wake-up shortens the next sleep instead of shifting every later step, so token rates
@@ -33,6 +35,7 @@ import contextlib
 import itertools
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -51,7 +54,11 @@ class Chunk(NamedTuple):
 
 @dataclass(eq=False)
 class Generation:
-    """One request inside the engine; the server reads ``queue`` until a chunk has a finish_reason."""
+    """One request inside the engine; its chunks go to ``queue`` until one has a finish_reason.
+
+    A consumer may set ``sink`` instead: the engine then calls it with each chunk synchronously at the end
+    of the step (the server's streaming fast path: no task wake-up per chunk). It must not raise.
+    """
 
     id: int
     prompt_tokens: int
@@ -62,6 +69,13 @@ class Generation:
     generated: int = 0
     attended: int = 0  # a(prompt + generated) while decoding: its share of the batch's KV reads
     done: bool = False
+    sink: Callable[[Chunk], None] | None = None
+
+    def deliver(self, chunk: Chunk) -> None:
+        if self.sink is not None:
+            self.sink(chunk)
+        else:
+            self.queue.put_nowait(chunk)
 
 
 class LagStats:
@@ -165,7 +179,7 @@ class Engine:
         now = asyncio.get_running_loop().time()
         for gen in [*self._waiting.values(), *self._prefilling.values(), *self._decoding.values()]:
             gen.done = True
-            gen.queue.put_nowait(Chunk(0, "abort", now))
+            gen.deliver(Chunk(0, "abort", now))
         self._waiting.clear()
         self._prefilling.clear()
         self._decoding.clear()
@@ -228,7 +242,8 @@ class Engine:
         """Lag, bookkeeping time and counters since start or the last reset (JSON-ready).
 
         ``lag_s``: wake-up minus planned end of each step (>= 0; growing means the host is too slow).
-        ``work_s``: CPU time of a step's bookkeeping; ``busy_fraction`` = its sum / window.
+        ``work_s``: time to commit a step (draws, bookkeeping, and the streaming sinks' socket writes);
+        ``busy_fraction`` = its sum / window: near 1, the simulator cannot keep up.
         """
         c = self._counters
         window = max(1e-9, asyncio.get_running_loop().time() - c.started)
@@ -239,6 +254,7 @@ class Engine:
             "work_s": c.work.summary(),
             "busy_fraction": c.work.total / window,
             "step_s_mean": c.step_time / c.steps if c.steps else None,
+            "model_time_s": c.step_time,  # / window_s: 1 while busy and on schedule, < 1 when behind or idle
             "batch_mean": c.batch_steps / c.steps if c.steps else None,
             "batch": self.batch,
             "active": self.active,
@@ -349,10 +365,10 @@ class Engine:
             del self._decoding[gen.id]
             self._attended -= gen.attended
             reason = "length" if gen.generated >= gen.max_tokens else "stop"
-            gen.queue.put_nowait(Chunk(n, reason, now))
+            gen.deliver(Chunk(n, reason, now))
             return
         context = gen.prompt_tokens + gen.generated
         attended = int(self.model.attended_positions(context))
         self._attended += attended - gen.attended
         gen.attended = attended
-        gen.queue.put_nowait(Chunk(n, None, now))
+        gen.deliver(Chunk(n, None, now))

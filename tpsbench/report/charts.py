@@ -30,9 +30,10 @@ from tpsbench.report import fmt
 from tpsbench.report.data import QUANTILES, Point, Run
 from tpsbench.report.pareto import pareto_frontier
 from tpsbench.report.references import PUBLISHED, PUBLISHED_SOURCE, ModelPoint
+from tpsbench.report.tables import run_line
 
 # Okabe & Ito (2008), "Color Universal Design". Yellow is left out of series colours: too pale on white.
-BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK, YELLOW = (
+BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK = (
     "#0072B2",
     "#D55E00",
     "#009E73",
@@ -40,11 +41,11 @@ BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK, YELLOW = (
     "#CC79A7",
     "#56B4E9",
     "#000000",
-    "#F0E442",
 )
 SERIES_COLOURS = (BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK)
 SERIES_MARKERS = ("o", "s", "D", "^", "v", "P", "X")
 GREY = "#6b6b6b"
+INK = "#222222"  # point labels of a single run: near-black reads better than the series colour
 WARN = "⚠"
 
 STYLE: dict[RcKeyType, Any] = {
@@ -107,21 +108,16 @@ def _tokens_axis(axis: Any, log: bool) -> None:
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
 
 
-def _subtitle(ax: Axes, text: str) -> None:
-    # An axes title, not free text: matplotlib lifts it above a top axis (the published-speed labels).
-    ax.set_title(text, loc="left", fontsize=8.5, color=GREY, fontweight="normal")
-
-
-def _run_subtitle(run: Run) -> str:
-    isl, osl = run.isl_osl
-    parts = [run.model or "model unknown"]
-    if isl is not None and osl is not None:
-        parts.append(f"ISL/OSL {isl:,.0f}/{osl:,.0f} tokens")
-    if run.api:
-        parts.append(f"{run.api} API")
-    if run.gpus:
-        parts.append(f"{run.gpus} GPUs")
-    return " · ".join(parts)
+def _subtitle(ax: Axes, text: str, width: int = 100) -> None:
+    """A grey line over the axes, wrapped between its `` · `` parts to fit the figure (~100 characters at
+    8.5 pt on 8 inches). An axes title, not free text: matplotlib lifts it above a top axis."""
+    lines = [""]
+    for part in text.split(" · "):
+        if lines[-1] and len(lines[-1]) + 3 + len(part) > width:
+            lines.append(part)
+        else:
+            lines[-1] = f"{lines[-1]} · {part}" if lines[-1] else part
+    ax.set_title("\n".join(lines), loc="left", fontsize=8.5, color=GREY, fontweight="normal")
 
 
 # --- label placement -----------------------------------------------------------------------------------
@@ -139,12 +135,16 @@ _CANDIDATES = (
 )
 
 
+_Line = tuple[list[float], list[float]]  # a polyline's x and y data
+
+
 @dataclass(frozen=True, slots=True)
 class _Label:
     x: float
     y: float
     text: str
     colour: str
+    optional: bool = False  # dropped rather than printed over another label
 
 
 def _line_boxes(ax: Axes, xs: Sequence[float], ys: Sequence[float], pad: float = 3.0) -> list[Bbox]:
@@ -161,22 +161,25 @@ def _line_boxes(ax: Axes, xs: Sequence[float], ys: Sequence[float], pad: float =
     return boxes
 
 
-def _place_labels(
-    fig: Figure, ax: Axes, labels: Sequence[_Label], lines: Sequence[tuple[list[float], list[float]]] = ()
-) -> None:
-    """Annotate points without overlaps: each label takes the first candidate offset whose box stays in
-    the axes and clears the markers, the drawn ``lines``, the legend and the labels already placed (greedy,
-    good enough for the tens of points a sweep has). When nothing fits it takes the first candidate."""
+# What a label may cover, cheapest first: a stretch of line, a marker or legend, another label, the frame.
+_COST_LINE, _COST_MARKER, _COST_TEXT, _COST_OUTSIDE = 1, 20, 100, 1000
+
+
+def _place_labels(fig: Figure, ax: Axes, labels: Sequence[_Label], lines: Sequence[_Line] = ()) -> None:
+    """Annotate points, greedily: each label takes the candidate offset that covers least (lines, then
+    markers and the legend, then labels already placed, then the frame edge; first candidate on ties).
+    An ``optional`` label that would cover another label is left out. Good enough for tens of points."""
     renderer = _renderer(fig)
     frame = ax.get_window_extent(renderer)
-    blocked = _line_boxes(ax, [lab.x for lab in labels], [lab.y for lab in labels], pad=5.0)
-    for xs, ys in lines:
-        blocked += _line_boxes(ax, xs, ys)
+    obstacles: list[tuple[Bbox, int]] = [
+        (b, _COST_MARKER) for b in _line_boxes(ax, [lab.x for lab in labels], [lab.y for lab in labels], 5.0)
+    ]
+    obstacles += [(b, _COST_LINE) for xs, ys in lines for b in _line_boxes(ax, xs, ys)]
     legend = ax.get_legend()
     if legend is not None:
-        blocked.append(legend.get_window_extent(renderer))
+        obstacles.append((legend.get_window_extent(renderer), _COST_TEXT))
     for lab in labels:
-        chosen = None
+        best = None
         for dx, dy, ha, va in _CANDIDATES:
             ann = ax.annotate(
                 lab.text,
@@ -191,27 +194,22 @@ def _place_labels(
             )
             ann.set_in_layout(False)
             box = ann.get_window_extent(renderer)
-            inside = frame.containsx(box.x0) and frame.containsx(box.x1)
-            inside = inside and frame.containsy(box.y0) and frame.containsy(box.y1)
-            if inside and not any(box.overlaps(b) for b in blocked):
-                chosen = (ann, box)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            cost = sum(c for b, c in obstacles if box.overlaps(b)) + (0 if inside else _COST_OUTSIDE)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, box)
+            else:
+                ann.remove()
+            if cost == 0:
                 break
+        assert best is not None
+        cost, ann, box = best
+        if lab.optional and cost >= _COST_TEXT:
             ann.remove()
-        if chosen is None:
-            dx, dy, ha, va = _CANDIDATES[0]
-            ann = ax.annotate(
-                lab.text,
-                (lab.x, lab.y),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                fontsize=8.5,
-                color=lab.colour,
-            )
-            ann.set_in_layout(False)
-            chosen = (ann, ann.get_window_extent(renderer))
-        blocked.append(chosen[1])
+            continue
+        obstacles.append((box, _COST_TEXT))
 
 
 # --- Pareto ----------------------------------------------------------------------------------------------
@@ -265,6 +263,71 @@ def _published_top_axis(ax: Axes, xmax: float) -> None:
     top.set_xlabel(PUBLISHED_SOURCE, fontsize=8.5, color=GREY)
 
 
+def _draw_series(
+    ax: Axes, k: int, s: Series, pts: Sequence[_XY], many: bool
+) -> tuple[list[_Label], _Line, bool]:
+    """One run: CI bars, its frontier as a line (dashed when flagged), dominated levels hollow. Returns
+    the point labels to place, the frontier line and whether any level is dominated."""
+    colour, marker = SERIES_COLOURS[k % len(SERIES_COLOURS)], SERIES_MARKERS[k % len(SERIES_MARKERS)]
+    bars = [(d.x, d.y, d.x - d.ci[0], d.ci[1] - d.x) for d in pts if d.ci is not None]
+    if bars:
+        bx, by, left, right = (list(v) for v in zip(*bars, strict=True))
+        ax.errorbar(
+            bx, by, xerr=[left, right], fmt="none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3
+        )
+    front = pareto_frontier([(d.x, d.y) for d in pts])  # ordered by x: ready to draw
+    line = ([pts[i].x for i in front], [pts[i].y for i in front])
+    name = f"{s.label}  {WARN} not comparable" if s.flag else s.label
+    ax.plot(
+        *line,
+        color=colour,
+        marker=marker,
+        ms=7,
+        lw=2,
+        ls="--" if s.flag else "-",
+        label=name,
+        zorder=4,
+    )
+    dominated = [d for i, d in enumerate(pts) if i not in set(front)]
+    if dominated:
+        ax.plot(
+            [d.x for d in dominated],
+            [d.y for d in dominated],
+            ls="none",
+            marker=marker,
+            ms=7,
+            mfc="white",
+            mec=colour,
+            mew=1.5,
+            zorder=4,
+        )
+    labels = [
+        _Label(
+            d.x,
+            d.y,
+            f"{d.point.label} {WARN}" if d.point.flagged else d.point.label,
+            colour if many else INK,
+            optional=k > 0,  # the first run's labels always show; later runs' give way
+        )
+        for d in pts
+    ]
+    return labels, line, bool(dominated)
+
+
+def _per_gpu_axis(ax: Axes, gpus: int, log: bool) -> None:
+    """The same throughput per GPU on the right: a rescaled copy of the left axis, so one set of points."""
+
+    def per_gpu(y: Any) -> Any:
+        return y / gpus
+
+    def per_server(y: Any) -> Any:
+        return y * gpus
+
+    right = ax.secondary_yaxis("right", functions=(per_gpu, per_server))
+    _tokens_axis(right.yaxis, log)
+    right.set_ylabel(f"output TPS per GPU (tokens/s, {gpus} GPUs)")
+
+
 def pareto_figure(
     series: Sequence[Series],
     *,
@@ -275,98 +338,62 @@ def pareto_figure(
 ) -> Figure:
     """Throughput (output TPS per server, and per GPU on the right axis when every run has the same known
     GPU count) against interactivity (median TPS/user with its CI), one point per load level, each run's
-    Pareto frontier drawn through its non-dominated levels; the SLO region, the reference model's curve and
-    the published per-user records for context."""
+    Pareto frontier drawn through its non-dominated levels; the first run's TPS/user SLO region, the
+    reference model's curve and the published per-user records for context."""
     if not series:
         raise ValueError("pareto_figure needs at least one run")
     with rc_context(STYLE):
         fig, ax = _new_figure(5.6)
         data = [_pareto_xy(s.run) for s in series]
-        xs = [d.x for pts in data for d in pts] + [m.tps_user for m in model or ()]
-        ys = [d.y for pts in data for d in pts] + [m.server_tps for m in model or ()]
-        his = [d.ci[1] for pts in data for d in pts if d.ci is not None]
-        log_y = _use_log(ys) and min(ys, default=0) > 0
+        if not any(data):
+            why = "no load level has both a TPS/user median and an output TPS"
+            return _empty(fig, ax, "Throughput vs interactivity", why)
         labels: list[_Label] = []
-        lines: list[tuple[list[float], list[float]]] = []
-        warned = False
+        lines: list[_Line] = []  # labels steer clear of every drawn line: frontiers and the model's curve
+        any_dominated = False
         for k, (s, pts) in enumerate(zip(series, data, strict=True)):
-            colour, marker = SERIES_COLOURS[k % len(SERIES_COLOURS)], SERIES_MARKERS[k % len(SERIES_MARKERS)]
-            if not pts:
-                continue
-            front = set(pareto_frontier([(d.x, d.y) for d in pts]))
-            bars = [(d.x, d.y, d.x - d.ci[0], d.ci[1] - d.x) for d in pts if d.ci is not None]
-            if bars:
-                bx, by, left, right = (list(v) for v in zip(*bars, strict=True))
-                ax.errorbar(
-                    bx,
-                    by,
-                    xerr=[left, right],
-                    fmt="none",
-                    ecolor=colour,
-                    elinewidth=1.2,
-                    capsize=3,
-                    zorder=3,
-                )
-            fpts = sorted((d for i, d in enumerate(pts) if i in front), key=lambda d: d.x)
-            lines.append(([d.x for d in fpts], [d.y for d in fpts]))
-            name = f"{s.label}  {WARN} not comparable" if s.flag else s.label
-            ax.plot(
-                [d.x for d in fpts],
-                [d.y for d in fpts],
-                color=colour,
-                marker=marker,
-                ms=7,
-                lw=2,
-                ls="--" if s.flag else "-",
-                label=name,
-                zorder=4,
-            )
-            dominated = [d for i, d in enumerate(pts) if i not in front]
-            if dominated:
-                ax.plot(
-                    [d.x for d in dominated],
-                    [d.y for d in dominated],
-                    ls="none",
-                    marker=marker,
-                    ms=7,
-                    mfc="white",
-                    mec=colour,
-                    mew=1.5,
-                    zorder=4,
-                )
-            for d in pts:
-                has_warning = bool(d.point.warnings)
-                warned |= has_warning
-                text = f"{d.point.label} {WARN}" if has_warning else d.point.label
-                labels.append(_Label(d.x, d.y, text, colour if len(series) > 1 else "#222222"))
-        if any(len(pts) > len(pareto_frontier([(d.x, d.y) for d in pts])) for pts in data):
+            if pts:
+                run_labels, line, dominated = _draw_series(ax, k, s, pts, len(series) > 1)
+                labels += run_labels
+                lines.append(line)
+                any_dominated |= dominated
+        if any_dominated:
             ax.plot([], [], ls="none", marker="o", mfc="white", mec=GREY, label="dominated level (hollow)")
+        notes = []
         if model:
-            # Markers only where the first run was measured, so "c=8 vs the model's c=8" can be read off.
+            # Markers only at the first run's concurrencies, so its c=8 can be read against the model's.
             run_cs = {p.concurrency for p in series[0].run.points}
-            lines.append(([m.tps_user for m in model], [m.server_tps for m in model]))
+            marks = [i for i, m in enumerate(model) if m.concurrency in run_cs]
+            line = ([m.tps_user for m in model], [m.output_tps for m in model])
+            lines.append(line)
             ax.plot(
-                *lines[-1],
+                *line,
                 color=GREY,
                 ls="--",
                 lw=1.4,
-                marker="o",
+                marker="o" if marks else "",
                 ms=4,
-                markevery=[i for i, m in enumerate(model) if m.concurrency in run_cs] or None,
+                markevery=marks or None,
                 label=model_label,
                 zorder=2,
             )
-        xmax = max([*xs, *his, *(p.tps_user for p in PUBLISHED if published)], default=1.0) * 1.08
+            if marks:
+                notes.append("model markers: the concurrencies of the run")
+        xs = [d.x for pts in data for d in pts] + [m.tps_user for m in model or ()]
+        ys = [d.y for pts in data for d in pts] + [m.output_tps for m in model or ()]
+        his = [d.ci[1] for pts in data for d in pts if d.ci is not None]
+        xmax = max([*xs, *his, *(p.tps_user for p in PUBLISHED if published)]) * 1.08
         ax.set_xlim(0, xmax)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        log_y = _use_log(ys) and min(ys) > 0
         if log_y:
             ax.set_yscale("log")
             ax.set_ylim(min(ys) / 1.6, max(ys) * 1.6)
         else:
-            ax.set_ylim(0, max(ys, default=1.0) * 1.15)
+            ax.set_ylim(0, max(ys) * 1.15)
         _tokens_axis(ax.yaxis, log_y)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        slo = series[0].run.slo.get("tps_user", {})
-        if slo:
+        if slo := series[0].run.slo.get("tps_user", {}):
+            # The x axis is the median, so a p50 floor is the one to shade; else the strictest floor.
             stat, thr = ("p50", slo["p50"]) if "p50" in slo else max(slo.items(), key=lambda kv: kv[1])
             label = f"SLO met: TPS/user {stat} ≥ {thr:g}"
             ax.axvspan(thr, xmax, color=GREEN, alpha=0.09, lw=0, zorder=0, label=label)
@@ -377,25 +404,22 @@ def pareto_figure(
         ax.set_ylabel("output TPS per server (tokens/s)")
         gpus = {s.run.gpus for s in series}
         if len(gpus) == 1 and (g := gpus.pop()) is not None:
-
-            def per_gpu(y: Any) -> Any:
-                return y / g
-
-            def per_server(y: Any) -> Any:
-                return y * g
-
-            gpu_axis = ax.secondary_yaxis("right", functions=(per_gpu, per_server))
-            _tokens_axis(gpu_axis.yaxis, log_y)
-            gpu_axis.set_ylabel(f"output TPS per GPU (tokens/s, {g} GPUs)")
+            _per_gpu_axis(ax, g, log_y)
         run0 = series[0].run
-        fig.suptitle(title or f"Throughput vs interactivity: {run0.name}", fontweight="bold", fontsize=12)
-        _subtitle(ax, _run_subtitle(run0) if len(series) == 1 else f"{len(series)} runs")
+        title = title or f"Throughput vs interactivity: {run0.name}"
+        if len(title) > 80:  # many or long run labels: the legend names them anyway
+            title = f"Throughput vs interactivity: {len(series)} runs"
+        fig.suptitle(title, fontweight="bold", fontsize=12)
+        if len(series) == 1:
+            _subtitle(ax, run_line(run0))
+        else:
+            first = " (first run)" if any(s.flag for s in series) else ""
+            _subtitle(ax, f"{len(series)} runs · {run_line(run0)}{first}")
         ax.legend(loc="best")
-        notes = []
-        if model:
-            notes.append("model markers: the concurrencies of the run")
-        if warned:
-            notes.append(f"{WARN} the run recorded warnings at this level (see the report)")
+        if any(lab.text.endswith(WARN) for lab in labels):
+            notes.append(
+                f"{WARN} client-bound, failed requests or short answers at this level (see the report)"
+            )
         notes += [f"{WARN} {s.label}: {s.flag}" for s in series if s.flag]
         if notes:  # a figure-level x label, so the constrained layout makes room for it
             fig.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=8, color=GREY)
@@ -433,10 +457,6 @@ def _load_axis(ax: Axes, points: Sequence[Point]) -> list[float]:
     return xs
 
 
-def _seconds_scale(values: Iterable[float]) -> tuple[float, str]:
-    return (1000.0, "ms") if max(values, default=0.0) < 1.0 else (1.0, "s")
-
-
 def ttft_figure(run: Run) -> Figure:
     """Time to first token against load: median (with CI) and p99, p90 faint between, SLO lines."""
     with rc_context(STYLE):
@@ -445,10 +465,10 @@ def ttft_figure(run: Run) -> Figure:
         if not pts:
             return _empty(fig, ax, "Time to first token", "no successful request recorded a first token")
         xs = _load_axis(ax, pts)
-        p99s = [p.stat("ttft_s", "p99") for p in pts]
-        scale, unit = _seconds_scale(
-            v for v in p99s + [p.stat("ttft_s", "p50") for p in pts] if v is not None
-        )
+        seconds = [v for p in pts for s in ("p50", "p99") if (v := p.stat("ttft_s", s)) is not None]
+        log = _use_log(seconds, 20.0)
+        # Milliseconds unless every value is a second or more: a log axis then reads 10, 100, 1,000 ms.
+        scale, unit = (1.0, "s") if min(seconds) >= 1.0 or (not log and max(seconds) >= 1.0) else (1e3, "ms")
         for stat, colour, marker, ls, alpha in (
             ("p99", VERMILLION, "s", "-", 1.0),
             ("p90", ORANGE, "", ":", 0.8),
@@ -467,21 +487,28 @@ def ttft_figure(run: Run) -> Figure:
         if bars:
             bx, by, below, above = (list(v) for v in zip(*bars, strict=True))
             ax.errorbar(bx, by, yerr=[below, above], fmt="none", ecolor=BLUE, capsize=3)
+        top = max(seconds)
+        far = []  # an SLO far above every level would squash the data to the floor: named, not drawn
         for stat, limit in sorted(run.slo.get("ttft_s", {}).items()):
-            ax.axhline(
-                limit * scale, color=GREEN, ls="--", lw=1.2, label=f"SLO: TTFT {stat} ≤ {fmt.seconds(limit)}"
-            )
-        all_vals = [v * scale for p in pts for s in ("p50", "p99") if (v := p.stat("ttft_s", s)) is not None]
-        top = max(all_vals + [v * scale for v in run.slo.get("ttft_s", {}).values()])
+            text = f"SLO: TTFT {stat} ≤ {fmt.seconds(limit)}"
+            if limit > 3 * max(seconds):
+                far.append(text)
+                continue
+            ax.axhline(limit * scale, color=GREEN, ls="--", lw=1.2, label=text)
+            top = max(top, limit)
         # Headroom above the highest line and SLO, so the one-row legend sits over empty space.
-        if _use_log(all_vals, 20.0):
+        if log:
             ax.set_yscale("log")
-            ax.set_ylim(top=top * 2.2)
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,g}"))
+            ax.set_ylim(top=top * scale * 2.2)
         else:
-            ax.set_ylim(0, top * 1.2)
+            ax.set_ylim(0, top * scale * 1.2)
         ax.set_ylabel(f"time to first token ({unit})")
         fig.suptitle("Time to first token against load", fontweight="bold", fontsize=12)
-        _subtitle(ax, f"{_run_subtitle(run)} · bars: CI of the median")
+        far_note = "".join(f" · {t}, above the chart" for t in far)
+        _subtitle(ax, f"{run_line(run)} · bars: CI of the median{far_note}")
         ax.legend(loc="upper left", ncols=4)
     return fig
 
@@ -589,10 +616,15 @@ def itl_figure(run: Run) -> Figure:
                     curves.append((p, np.asarray(values, dtype=float), np.asarray(shares, dtype=float)))
         if not curves:
             return _empty(fig, ax, "Inter-chunk latency", "no inter-chunk gaps recorded")
+        # Gaps far below the typical one are chunks that arrived together (one network read); on a log axis
+        # they would stretch it over decades, so the axis starts at 1/20 of the smallest median and the
+        # curves enter from its left edge at the share of gaps below it.
+        left = min(float(np.interp(0.5, qs, vals)) for _, vals, qs in curves) / 20
         for (p, vals, qs), colour in zip(curves, _level_colours(len(curves)), strict=True):
-            ax.plot(np.maximum(vals, 1e-6) * 1000, qs * 100, color=colour, lw=1.8, label=p.label)
-        if _use_log(float(v) for _, vals, _ in curves for v in vals):
+            ax.plot(np.maximum(vals, left / 10) * 1000, qs * 100, color=colour, lw=1.8, label=p.label)
+        if left > 0 and _use_log(float(v) for _, vals, _ in curves for v in vals if v >= left):
             ax.set_xscale("log")
+            ax.set_xlim(left=left * 1000)
             ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_minor_locator(NullLocator())
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

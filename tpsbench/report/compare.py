@@ -22,10 +22,7 @@ class NotComparable(ValueError):
 
     def __init__(self, reasons: Sequence[str]) -> None:
         self.reasons = list(reasons)
-        super().__init__(
-            "runs are not comparable: " + "; ".join(self.reasons) + " (force=True / --force to draw them "
-            "anyway, flagged)"
-        )
+        super().__init__("; ".join(self.reasons))
 
 
 def _same(a: float | None, b: float | None) -> bool:
@@ -46,6 +43,8 @@ def incomparability(base: Run, other: Run) -> str | None:
         why.append(f"model {other.model!r} vs {base.model!r}")
     if base.api != other.api:
         why.append(f"API {other.api!r} vs {base.api!r}")
+    if base.prompts_file != other.prompts_file:
+        why.append(f"prompts file {other.prompts_file!r} vs {base.prompts_file!r}")
     return ", ".join(why) or None
 
 
@@ -84,6 +83,13 @@ class CompareResult:
     rows: list[CompareRow]
     flags: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+
+    @property
+    def markdown(self) -> str:
+        """The side-by-side table as Markdown (what ``compare.md`` holds)."""
+        from tpsbench.report.markdown import compare_to_markdown
+
+        return compare_to_markdown(self)
 
     def delta(self, load: str, metric: str, label: str) -> float | None:
         """How ``label``'s run differs from the first at a load, relatively: ``delta("c=16", "TPS/user p50",
@@ -125,7 +131,7 @@ METRICS: tuple[_Metric, ...] = (
         "TPS/user p50",
         _stat("tps_user", "p50"),
         _ci("tps_user"),
-        lambda p: fmt.with_ci(p.stat("tps_user", "p50"), _ci("tps_user")(p), fmt.tps),
+        lambda p: fmt.with_ci(p.stat("tps_user", "p50"), _ci("tps_user")(p)),
         True,
     ),
     _Metric(

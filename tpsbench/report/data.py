@@ -159,25 +159,36 @@ class Point:
         return isinstance(check, Mapping) and check.get("client_bound") is True
 
     @property
+    def flagged(self) -> bool:
+        """Whether the point's numbers are suspect for a structural reason (marked on charts): the client
+        was the bottleneck, requests failed, answers came back short or token counts were estimated."""
+        sources = self.raw.get("token_sources")
+        estimated = isinstance(sources, Mapping) and bool(sources.get("estimate"))
+        return self.client_bound or self.n_errors > 0 or bool(self.number("short_outputs")) or estimated
+
+    @property
     def warnings(self) -> list[str]:
-        """What the run recorded against this point, verbatim, then what its fields show and no recorded
-        warning already says (client-bound, errors, short outputs, estimated token counts)."""
+        """What the run recorded against this point, verbatim; plus a client-bound note when
+        ``self_check.client_bound`` is set and no recorded warning mentions the client. A summary without
+        a ``warnings`` field (another writer) gets its errors, short outputs and estimated counts spelled
+        out."""
         recorded = [str(w) for w in self.raw.get("warnings") or [] if str(w).strip()]
-        said = " ".join(recorded).lower()
         derived: list[str] = []
-        if self.client_bound and "client" not in said:
+        if self.client_bound and not any("client" in w.lower() for w in recorded):
             derived.append(
                 "client-bound (self_check.client_bound): the load generator, not the server, may have "
                 "limited this point; rerun with more workers or fewer streams"
             )
-        if self.n_errors and "error" not in said:
+        if "warnings" in self.raw:
+            return recorded + derived
+        if self.n_errors:
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items()))
             derived.append(f"{self.n_errors} failed requests ({kinds})")
         short = self.number("short_outputs")
-        if short and "short" not in said:
+        if short:
             derived.append(f"{int(short)} requests ended before the requested output length")
         sources = self.raw.get("token_sources")
-        if isinstance(sources, Mapping) and sources.get("estimate") and "estimat" not in said:
+        if isinstance(sources, Mapping) and sources.get("estimate"):
             derived.append(
                 f"{sources['estimate']} requests had token counts estimated from characters "
                 "(no usage from the server)"
@@ -238,6 +249,13 @@ class Run:
         if not isinstance(w, Mapping):
             return (None, None)
         return (token_mean(w.get("input_tokens")), token_mean(w.get("output_tokens")))
+
+    @property
+    def prompts_file(self) -> str | None:
+        """The workload's prompts file, when it came from one (a different file is a different workload)."""
+        w = self.info.get("workload")
+        f = w.get("prompts_file") if isinstance(w, Mapping) else None
+        return str(f) if f else None
 
     @property
     def slo(self) -> dict[str, dict[str, float]]:

@@ -5,26 +5,28 @@ leaves the report (pyperf's rule).
 
     >>> seconds(0.2134)
     '213 ms'
-    >>> with_ci(812.4, (798.0, 826.9), tps)
+    >>> with_ci(812.4, (798.0, 826.9))
     '812 [798–827]'
-    >>> seconds_with_ci(0.2134, (0.205, 0.22))
-    '213 ms [205–220]'
+    >>> seconds_with_ci(0.0492, (0.048, 0.0509))
+    '49.2 ms [48.0–50.9]'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 DASH = "—"  # shown where a value is undefined (e.g. every request failed)
 
 
-def _sig(v: float, digits: int = 3) -> str:
-    """``v`` to ``digits`` significant digits, without exponent notation below a million."""
-    if v == 0:
-        return "0"
-    if abs(v) >= 10 ** (digits - 1):
-        return f"{v:,.0f}"
-    return f"{v:.{digits}g}"
+def _decimals(v: float, digits: int = 3) -> int:
+    """Decimals that show ``v`` to ``digits`` significant digits (none for large numbers)."""
+    if v == 0 or not math.isfinite(v):
+        return 0
+    return max(0, digits - 1 - math.floor(math.log10(abs(v))))
+
+
+def _fixed(v: float, decimals: int) -> str:
+    return f"{v:,.{decimals}f}"
 
 
 def _second_scale(v: float) -> tuple[float, str]:
@@ -33,32 +35,30 @@ def _second_scale(v: float) -> tuple[float, str]:
 
 def seconds(v: float | None) -> str:
     """A duration in ms below one second, else in s: ``213 ms``, ``1.23 s``."""
-    if v is None:
-        return DASH
-    scale, unit = _second_scale(v)
-    return f"{_sig(v * scale)} {unit}"
+    return seconds_with_ci(v, None)
 
 
 def seconds_with_ci(v: float | None, ci: tuple[float, float] | None) -> str:
-    """A duration and its interval in the duration's unit: ``213 ms [205–220]``."""
+    """A duration and its interval in the duration's unit and decimals: ``49.2 ms [48.0–50.9]``."""
     if v is None:
         return DASH
-    if ci is None:
-        return seconds(v)
     scale, unit = _second_scale(v)
-    return f"{_sig(v * scale)} {unit} [{_sig(ci[0] * scale)}–{_sig(ci[1] * scale)}]"
+    d = _decimals(v * scale)
+    text = f"{_fixed(v * scale, d)} {unit}"
+    return text if ci is None else f"{text} [{_fixed(ci[0] * scale, d)}–{_fixed(ci[1] * scale, d)}]"
 
 
 def tps(v: float | None) -> str:
-    """Tokens per second: ``11,234``, ``812``, ``48.3``, ``2.71``."""
-    return DASH if v is None else _sig(v)
+    """Tokens per second to three significant digits: ``11,234``, ``812``, ``48.3``, ``2.71``."""
+    return with_ci(v, None)
 
 
-def with_ci(v: float | None, ci: tuple[float, float] | None, fmt: Callable[[float | None], str]) -> str:
-    """``value [lo–hi]``; just the value when the summary has no interval."""
+def with_ci(v: float | None, ci: tuple[float, float] | None) -> str:
+    """``value [lo–hi]`` with the value's decimals throughout; just the value without an interval."""
     if v is None:
         return DASH
-    return fmt(v) if ci is None else f"{fmt(v)} [{fmt(ci[0])}–{fmt(ci[1])}]"
+    d = _decimals(v)
+    return _fixed(v, d) if ci is None else f"{_fixed(v, d)} [{_fixed(ci[0], d)}–{_fixed(ci[1], d)}]"
 
 
 def percent(v: float | None, *, signed: bool = False) -> str:

@@ -146,7 +146,8 @@ def to_html(
     if images or notes:
         body += ["<h2>Charts</h2>", _figures(images)]
         body += [f'<p class="note">{_e(n)}</p>' for n in notes]
-    meta_rows = list(_flatten(redact({"run": dict(run.info), **dict(metadata or {})})))
+    # metadata.json when the run has one (it is the fuller record), else what the summary says of the run.
+    meta_rows = list(_flatten(redact(dict(metadata) if metadata else {"run": dict(run.info)})))
     if meta_rows:
         body += ["<h2>Run metadata</h2>", _table(["field", "value"], meta_rows, "meta")]
     return _page(f"tpsbench report: {run.name}", body, _version(summary))

@@ -31,11 +31,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right_from: 
 
 
 def _warnings(items: Sequence[tuple[str, str]]) -> list[str]:
+    """A short list as is; a long one folded (GitHub renders <details>), so a PR comment stays short."""
     if not items:
         return []
-    return ["", f"**{len(items)} warning{'s' if len(items) > 1 else ''}**", ""] + [
-        f"- ⚠ {_cell(where)}: {_cell(msg)}" for where, msg in items
-    ]
+    title = f"⚠ {len(items)} warning{'s' if len(items) > 1 else ''}"
+    bullets = [f"- {_cell(where)}: {_cell(msg)}" for where, msg in items]
+    if len(items) <= 3:
+        return ["", f"**{title}**", "", *bullets]
+    return ["", f"<details><summary><b>{title}</b></summary>", "", *bullets, "", "</details>"]
 
 
 def to_markdown(summary: Mapping[str, Any]) -> str:

@@ -33,11 +33,11 @@ PUBLISHED_SOURCE = "Llama 4 Maverick output speed, measured by Artificial Analys
 
 @dataclass(frozen=True, slots=True)
 class ModelPoint:
-    """The reference model's prediction at one concurrency."""
+    """The reference model's prediction at one concurrency: per-user speed and output TPS per server."""
 
     concurrency: int
     tps_user: float
-    server_tps: float
+    output_tps: float
 
 
 _MODEL_MODULE = "tpsbench.reference.model"
@@ -58,8 +58,11 @@ def model_curve(concurrencies: Sequence[int], isl: float, osl: float) -> list[Mo
     model = module.ReferenceModel(module.ModelParams())
     cs = sorted(set(concurrencies))
     predictions = model.predict_curve(cs, round(isl), round(osl))
+    # output_tps is what a closed-loop run measures (slots also prefill between answers), so it is the
+    # like-for-like y; server_tps (batch kept full) is the fallback for a model without it.
     return [
-        ModelPoint(c, float(p.tps_user), float(p.server_tps)) for c, p in zip(cs, predictions, strict=True)
+        ModelPoint(c, float(p.tps_user), float(getattr(p, "output_tps", p.server_tps)))
+        for c, p in zip(cs, predictions, strict=True)
     ]
 
 

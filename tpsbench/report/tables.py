@@ -35,7 +35,7 @@ def _dist_cell(metric: str, stat: str, *, ci: bool = False) -> Callable[[Point, 
         interval = d.p50_ci if ci and stat == "p50" else d.mean_ci if ci and stat == "mean" else None
         if metric.endswith("_s"):
             return fmt.seconds_with_ci(v, interval)
-        return fmt.with_ci(v, interval, fmt.tps)
+        return fmt.with_ci(v, interval)
 
     return cell
 

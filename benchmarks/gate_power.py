@@ -1,0 +1,86 @@
+"""Measure the regression gate's false-alarm and detection rates on seeded synthetic runs.
+
+    /work/venv/bin/python benchmarks/gate_power.py [--trials 100]
+
+Each trial writes a fresh baseline and candidate run directory (contract format, closed loop, 8 warmup +
+N measured requests per load point; TTFT lognormal sigma 0.35, TPS/user lognormal sigma 0.10, 0.5% errors
+unless stated) and runs ``tpsbench.gate.evaluate`` with default thresholds. "exit 1" is the fraction of
+trials that fail the gate; the row columns give the fraction of (trial, load point) rows judged regressed.
+The synthetic runs come from tests/test_gate.py, so these are the numbers the tests assert on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from test_gate import Shape, gate_rates  # the tests own the synthetic-run generator
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    candidate: Shape
+    row: str  # the row whose regressed-rate is shown
+    loads: tuple[int, ...] = (16,)
+    n: int = 200
+    baseline: Shape = field(default_factory=Shape)
+
+
+CASES = [
+    Case("identical (false alarm)", Shape(), "tps_user_p50", loads=(4, 16, 64)),
+    Case("identical (false alarm)", Shape(), "tps_user_p50", loads=(4, 16, 64), n=1000),
+    Case(
+        "identical, wide spread (false alarm)",
+        Shape(ttft_sigma=0.6, tps_sigma=0.2),
+        "ttft_s_p99",
+        loads=(4, 16, 64),
+        baseline=Shape(ttft_sigma=0.6, tps_sigma=0.2),
+    ),
+    Case("TPS/user -10%", Shape(tps_factor=0.9), "tps_user_p50"),
+    Case("TPS/user -10%", Shape(tps_factor=0.9), "tps_user_p50", n=50),
+    Case("TPS/user -5% (at the 5% floor)", Shape(tps_factor=0.95), "tps_user_p50"),
+    Case("TTFT x1.2 (p50 and p99 +20%)", Shape(ttft_factor=1.2), "ttft_s_p50"),
+    Case("TTFT x1.2 (p50 and p99 +20%)", Shape(ttft_factor=1.2), "ttft_s_p99"),
+    Case("TTFT p99 +20%, median same", Shape(ttft_tail=0.2), "ttft_s_p99"),
+    Case("TTFT p99 +20%, median same", Shape(ttft_tail=0.2), "ttft_s_p99", n=500),
+    Case("TTFT p99 +20%, median same", Shape(ttft_tail=0.2), "ttft_s_p99", n=1000),
+    Case("TTFT p99 +20%, median same", Shape(ttft_tail=0.2), "ttft_s_p99", n=2000),
+    Case("errors 0.5% -> 5%", Shape(error_p=0.05), "error_rate"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=100)
+    args = parser.parse_args()
+    print(f"{args.trials} seeded trials per case; alpha = 0.05 with Holm; default thresholds\n")
+    print(
+        "| case | load points | requests/point | exit 1 | row | row regressed | other rows regressed | time |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for i, case in enumerate(CASES):
+        t0 = time.perf_counter()
+        exit1, rows = gate_rates(
+            args.trials,
+            case.candidate,
+            baseline=case.baseline,
+            loads=case.loads,
+            n=case.n,
+            first_seed=10_000 * i,
+        )
+        others = ", ".join(f"{m} {r:.1%}" for m, r in rows.items() if r and m != case.row) or "none"
+        print(
+            f"| {case.name} | {len(case.loads)} | {case.n} | {exit1:.0%} | {case.row} | {rows[case.row]:.1%} "
+            f"| {others} | {time.perf_counter() - t0:.1f} s |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The continuous-batching engine: slots, queueing, cancellation, output lengths, chunk sizes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+from tpsbench.reference.engine import Chunk, Engine, Generation
+from tpsbench.reference.model import DEFAULT_PARAMS, ReferenceModel
+
+T = TypeVar("T")
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(main(), 20)
+
+    return asyncio.run(bounded())
+
+
+async def drain(gen: Generation) -> list[Chunk]:
+    chunks = []
+    while True:
+        chunk = await gen.queue.get()
+        chunks.append(chunk)
+        if chunk.finish_reason is not None:
+            return chunks
+
+
+async def started(**overrides: object) -> Engine:
+    engine = Engine(ReferenceModel(DEFAULT_PARAMS.with_overrides(overrides)), seed=1)
+    await engine.start()
+    return engine
+
+
+def test_chunks_add_up_and_carry_one_to_k_plus_one_tokens() -> None:
+    async def main() -> list[Chunk]:
+        engine = await started()
+        try:
+            return await drain(engine.submit(100, 120, ignore_eos=True))
+        finally:
+            await engine.stop()
+
+    chunks = run(main)
+    sizes = [c.tokens for c in chunks]
+    assert sum(sizes) == 120 and sizes[0] == 1  # the prefill yields the first token
+    assert set(sizes[1:-1]) == {1, 2, 3, 4}
+    assert chunks[-1].finish_reason == "length" and all(c.finish_reason is None for c in chunks[:-1])
+    times = [c.time for c in chunks]
+    assert times == sorted(times)
+
+
+def test_no_speculation_above_spec_max_batch() -> None:
+    async def main() -> list[list[Chunk]]:
+        engine = await started(spec_max_batch=1)
+        try:
+            gens = [engine.submit(10, 30, ignore_eos=True) for _ in range(2)]
+            return list(await asyncio.gather(*(drain(g) for g in gens)))
+        finally:
+            await engine.stop()
+
+    for chunks in run(main):
+        assert [c.tokens for c in chunks] == [1] * 30
+
+
+def test_requests_beyond_max_batch_queue_and_cancel_frees_the_slot() -> None:
+    async def main() -> None:
+        engine = await started(max_batch=2)
+        try:
+            a, b, c = (engine.submit(10, 10_000, ignore_eos=True) for _ in range(3))
+            await a.queue.get()
+            assert (engine.active, engine.queued) == (2, 1)
+            engine.cancel(a)
+            assert (engine.active, engine.queued) == (1, 1)
+            first = await asyncio.wait_for(c.queue.get(), 1.0)  # admitted into the freed slot
+            assert first.tokens == 1
+            assert (engine.batch, engine.queued) == (2, 0)
+            stats = engine.stats()
+            assert stats["requests"] == {"submitted": 3, "finished": 0, "cancelled": 1}
+            assert stats["steps"] > 0 and stats["lag_s"]["count"] == stats["steps"]
+            engine.cancel(b)
+            engine.cancel(c)
+            assert engine.active == 0
+        finally:
+            await engine.stop()
+
+    run(main)
+
+
+def test_output_lengths_without_ignore_eos_follow_the_distribution() -> None:
+    async def main() -> tuple[list[int], list[int]]:
+        engine = Engine(ReferenceModel(), seed=3)  # not started: only the length draws matter here
+        free = [engine.submit(10, 2000).target_tokens for _ in range(3000)]
+        floored = [engine.submit(10, 500, min_tokens=300).target_tokens for _ in range(300)]
+        return free, floored
+
+    free, floored = run(main)
+    assert min(free) >= 1 and max(free) <= 2000
+    assert sum(free) / len(free) == pytest.approx(DEFAULT_PARAMS.eos_mean_tokens, rel=0.1)
+    assert len(set(free)) > 100
+    assert all(300 <= n <= 500 for n in floored)
+
+
+def test_stop_aborts_requests_in_flight() -> None:
+    async def main() -> Chunk:
+        engine = await started()
+        gen = engine.submit(10, 10_000, ignore_eos=True)
+        await gen.queue.get()
+        await engine.stop()
+        return (await drain(gen))[-1]
+
+    assert run(main).finish_reason == "abort"
