@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -110,9 +109,11 @@ def synth_run(
     errors: Mapping[int, int] | None = None,
     seed: int = 0,
     metadata_extra: Mapping[str, Any] | None = None,
+    reference: Mapping[str, Any] | None = None,
 ) -> SynthRun:
     """Simulate a sweep. Keys of ``warnings``, ``errors`` (failed requests) and ``client_bound`` are level
-    indexes. ``rates`` adds open-loop levels after the closed-loop ones."""
+    indexes. ``rates`` adds open-loop levels after the closed-loop ones. ``reference`` makes it a run of the
+    bundled reference endpoint with those model overrides in its scenario."""
     rng = np.random.default_rng(seed)
     loads: list[tuple[int | None, float | None]] = [(c, None) for c in concurrencies]
     loads += [(None, r) for r in rates]
@@ -234,6 +235,7 @@ def synth_run(
             "api": api,
             "gpus": gpus,
             "workload": {"input_tokens": isl, "output_tokens": osl},
+            "reference_endpoint": reference is not None,
         },
         "slo": {k: dict(v) for k, v in (slo or {}).items()},
         "points": points,
@@ -260,6 +262,7 @@ def synth_run(
         f"name: {name}-scenario\nendpoint:\n  base_url: http://127.0.0.1:8000/v1\n  model: {model}\n"
         f"  api: {api}\nworkload:\n  input_tokens: {isl}\n  output_tokens: {osl}\n"
         f"gpus: {gpus if gpus else 'null'}\nload:\n{load_yaml}\n"
+        f"reference: {json.dumps(dict(reference or {}))}\n"
     )
     return SynthRun(summary=summary, lines=lines, metadata=metadata, scenario_yaml=scenario)
 
@@ -276,51 +279,3 @@ def write_run(run_dir: Path, name: str | None = None, *, with_requests: bool = T
             for line in run.lines:
                 f.write(json.dumps(line) + "\n")
     return run_dir
-
-
-# --- a stand-in for tpsbench.reference.model (its interface, the reference notes' numbers) ---
-
-MODEL_TABLE = {1: 1051.0, 8: 639.0, 64: 176.0, 256: 90.0, 1024: 53.0, 2048: 36.0}  # B -> tok/s/user at 1k/1k
-
-
-@dataclass
-class FakePrediction:
-    tps_user: float
-    server_tps: float
-    ttft_s: float
-    step_s: float
-    batch: int
-    k: int
-    accept_len: float
-
-
-class FakeModelParams:
-    pass
-
-
-class FakeReferenceModel:
-    """``ReferenceModel(ModelParams()).predict_curve(concurrencies, isl, osl)``; records each call."""
-
-    calls: ClassVar[list[tuple[list[int], int, int]]] = []
-
-    def __init__(self, params: FakeModelParams) -> None:
-        self.params = params
-
-    def predict_curve(self, concurrencies: list[int], isl: int, osl: int) -> list[FakePrediction]:
-        FakeReferenceModel.calls.append((list(concurrencies), isl, osl))
-        out = []
-        for c in concurrencies:
-            u = _interp_tps(MODEL_TABLE, c)
-            k, al = (3, SPEC_MEAN) if c <= 8 else (0, 1.0)
-            out.append(FakePrediction(u, u * c, 0.012, al / u, c, k, al))
-        return out
-
-
-def fake_model_module() -> types.ModuleType:
-    """A module object to put in ``sys.modules["tpsbench.reference.model"]`` (with monkeypatch)."""
-    FakeReferenceModel.calls = []
-    module = types.ModuleType("tpsbench.reference.model")
-    module.ReferenceModel = FakeReferenceModel  # type: ignore[attr-defined]
-    module.ModelParams = FakeModelParams  # type: ignore[attr-defined]
-    module.Prediction = FakePrediction  # type: ignore[attr-defined]
-    return module

@@ -39,6 +39,7 @@ from tpsbench.scenario import Level, Scenario, dump_scenario
 from tpsbench.summary import read_records, summarize_level, summarize_run, to_csv, to_json
 from tpsbench.transport import make_transport
 from tpsbench.types import RequestRecord
+from tpsbench.workers import WorkerJob, run_level_in_workers
 from tpsbench.workload import build_prompts
 
 MAX_PROMPTS_PER_LEVEL = 8192  # duration-only closed-loop levels cycle prompts past this many (memory)
@@ -226,18 +227,20 @@ async def _run(
                 async def send(prompt: Any, **kw: Any) -> RequestRecord:
                     return await client.send(prompt, workload=scenario.workload, **kw)
 
-                result: LevelResult = await run_level(
-                    send,
-                    level,
-                    index,
-                    prompts,
-                    sink=sink,
-                    seed=scenario.workload.seed,
-                    id_offset=next_id,
-                    stop=stop,
-                )
-                next_id += result.sent
-                self_check = result.self_check()
+                if scenario.workers > 1:
+                    jobs = [
+                        WorkerJob(scenario, index, base_url, model, api_key, k, scenario.workers, next_id,
+                                  len(prompts), nonce)
+                        for k in range(scenario.workers)
+                    ]
+                    self_check, sent = await asyncio.to_thread(run_level_in_workers, jobs, sink, stop.is_set)
+                else:
+                    result: LevelResult = await run_level(
+                        send, level, index, prompts, sink=sink, seed=scenario.workload.seed,
+                        id_offset=next_id, stop=stop,
+                    )
+                    self_check, sent = result.self_check(), result.sent
+                next_id += sent
                 if source == "reference":
                     self_check["simulator"] = await _simulator_metrics(base_url, reset=False)
                 records = [r for r in read_records(run_dir / REQUESTS) if r.level == index]

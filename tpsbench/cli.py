@@ -74,6 +74,9 @@ def run(
     concurrency: Annotated[
         str | None, typer.Option(help="Replace the load levels by these concurrencies, e.g. 1,4,16.")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Load-generator processes (default: the scenario's, else 1).")
+    ] = None,
     report: Annotated[bool, typer.Option(help="Render the report when the run ends.")] = True,
 ) -> None:
     """Run a scenario: concurrent streaming requests per load level, raw records and a summary."""
@@ -86,6 +89,8 @@ def run(
 
     path = scenario or _default_scenario()
     s = _load(path, base_url=endpoint, model=model, concurrency=_parse_int_list(concurrency, "--concurrency"))
+    if workers is not None:
+        s = s.model_copy(update={"workers": workers})
     console = Console()
     try:
         with RichObserver() as observer:

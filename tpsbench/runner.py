@@ -98,12 +98,20 @@ async def run_level(
     clock: Callable[[], int] = default_clock,
     id_offset: int = 0,
     worker: int = 0,
+    workers: int = 1,
+    t0_ns: int | None = None,
     stop: asyncio.Event | None = None,
 ) -> LevelResult:
     """Run one level to completion (its request count or duration) and return what the runner saw.
 
     ``prompts`` are used in order and cycled. ``stop`` ends the level early (Ctrl-C): no new requests
     start, requests in flight are cancelled and recorded with ``ErrorKind.CANCELLED``.
+
+    With ``workers`` > 1 this call drives share ``worker`` of the level: the level's requests are numbered
+    globally (g = 0, 1, 2, ...; the first ``warmup`` are warmup) and this worker takes g = worker, worker +
+    workers, ...; closed-loop users are split as evenly as possible; an open-loop schedule is computed whole
+    (same seed) from the common start ``t0_ns`` and dealt round-robin, so the union of all workers is
+    exactly the single-process level.
     """
     stop = stop or asyncio.Event()
     result = LevelResult(level_index, clock(), clock())
@@ -112,10 +120,10 @@ async def run_level(
     warmup = level.resolved_warmup
     total = warmup + level.requests if level.requests is not None else None
 
-    async def one(i: int, scheduled_ns: int | None) -> None:
-        prompt = prompts[i % len(prompts)]
-        rid = id_offset + i
-        is_warmup = i < warmup
+    async def one(g: int, scheduled_ns: int | None) -> None:
+        prompt = prompts[g % len(prompts)]
+        rid = id_offset + g
+        is_warmup = g < warmup
         result.sent += 1
         try:
             record = await send(
@@ -147,7 +155,9 @@ async def run_level(
 
     try:
         if level.concurrency is not None:
-            await _closed_loop(one, level.concurrency, total, warmup, level.duration_s, stop, clock)
+            users = split_evenly(level.concurrency, workers)[worker]
+            share = (worker, workers)
+            await _closed_loop(one, users, total, warmup, level.duration_s, stop, clock, share)
         else:
             assert level.rate is not None
             offsets = arrival_offsets(
@@ -158,7 +168,8 @@ async def run_level(
                 duration_s=None if level.duration_s is None else level.duration_s + warmup / level.rate,
                 seed=seed + level_index,
             )
-            await _open_loop(one, [float(x) for x in offsets], stop, clock)
+            mine = [(g, float(offsets[g])) for g in range(worker, len(offsets), workers)]
+            await _open_loop(one, mine, stop, clock, t0_ns)
     except asyncio.CancelledError:
         result.interrupted = True
         raise
@@ -172,6 +183,15 @@ async def run_level(
     return result
 
 
+def split_evenly(n: int, parts: int) -> list[int]:
+    """``n`` split into ``parts`` integers that differ by at most one, larger first.
+
+    >>> split_evenly(10, 4)
+    [3, 3, 2, 2]
+    """
+    return [n // parts + (1 if k < n % parts else 0) for k in range(parts)]
+
+
 async def _closed_loop(
     one: Callable[[int, int | None], Coroutine[Any, Any, None]],
     users: int,
@@ -180,10 +200,12 @@ async def _closed_loop(
     duration_s: float | None,
     stop: asyncio.Event,
     clock: Callable[[], int],
+    share: tuple[int, int] = (0, 1),
 ) -> None:
     """Exactly ``users`` requests in flight until ``total`` have started or the measured window (which
     opens when the first measured request starts) has lasted ``duration_s``."""
-    next_index = 0
+    first, step = share
+    next_index = first  # global request index: this share takes first, first + step, ...
     measure_start: int | None = None
 
     def take() -> int | None:
@@ -199,9 +221,9 @@ async def _closed_loop(
             and now - measure_start >= duration_s * NS_PER_S
         ):
             return None
-        i = next_index
-        next_index += 1
-        return i
+        g = next_index
+        next_index += step
+        return g
 
     async def user() -> None:
         while (i := take()) is not None:
@@ -215,18 +237,19 @@ async def _closed_loop(
 
 async def _open_loop(
     one: Callable[[int, int | None], Coroutine[Any, Any, None]],
-    offsets_s: list[float],
+    schedule: list[tuple[int, float]],
     stop: asyncio.Event,
     clock: Callable[[], int],
+    t0_ns: int | None = None,
 ) -> None:
     """Start request i at t0 + offsets_s[i] whatever happened to the others. A late start is recorded
     (scheduled_ns vs send_ns), never hidden: that is how coordinated omission stays visible."""
     lead_ns = 20_000_000  # start the schedule a little ahead so request 0 is not late by construction
-    t0 = clock() + lead_ns
+    t0 = t0_ns if t0_ns is not None else clock() + lead_ns
     tasks: list[asyncio.Task[None]] = []
 
     async def dispatch() -> None:
-        for i, off in enumerate(offsets_s):
+        for i, off in schedule:
             scheduled = t0 + int(off * NS_PER_S)
             delay = (scheduled - clock()) / NS_PER_S
             if delay > 0:

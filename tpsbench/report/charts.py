@@ -27,7 +27,7 @@ from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
 
 from tpsbench.report import fmt
-from tpsbench.report.data import QUANTILES, Point, Run
+from tpsbench.report.data import QUANTILES, Dist, Point, Run
 from tpsbench.report.pareto import pareto_frontier
 from tpsbench.report.references import PUBLISHED, PUBLISHED_SOURCE, ModelPoint
 from tpsbench.report.tables import run_line
@@ -65,6 +65,7 @@ STYLE: dict[RcKeyType, Any] = {
     "axes.axisbelow": True,
     "svg.hashsalt": "tpsbench",  # stable SVG ids: the same run renders the same file
 }
+MODEL_LABEL = "reference model, same ISL/OSL\n(simulated Maverick, 8× B200)"
 WIDTH_IN = 8.0
 PNG_DPI = 150  # 1200 px wide: sharp when a README or the HTML shows it at 800 px
 
@@ -332,7 +333,7 @@ def pareto_figure(
     series: Sequence[Series],
     *,
     model: Sequence[ModelPoint] | None = None,
-    model_label: str = "reference model, same ISL/OSL\n(simulated Maverick, 8× B200)",
+    model_label: str = MODEL_LABEL,
     published: bool = True,
     title: str | None = None,
 ) -> Figure:
@@ -520,6 +521,11 @@ def _empty(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
     return fig
 
 
+def _first(d: Dist, *stats: str) -> float:
+    """The first of ``stats`` the block has; its median otherwise (a box then collapses, not fails)."""
+    return next((v for s in stats if (v := d.get(s)) is not None), d.stats.get("p50", 0.0))
+
+
 def tps_user_figure(run: Run) -> Figure:
     """Per-user speed at each level: box p10-p90, whiskers p1-p99, median and mean from the summary, and one
     dot per request from requests.jsonl when present, since the slowest users are the ones who complain."""
@@ -532,23 +538,12 @@ def tps_user_figure(run: Run) -> Figure:
         for p in pts:
             d = p.dist("tps_user")
             assert d is not None
-            med = d.get("p50") or 0.0
-            stats.append(
-                {
-                    "med": med,
-                    "q1": d.get("p10") or med,
-                    "q3": d.get("p90") or med,
-                    "whislo": d.get("p1") or d.get("min") or med,
-                    "whishi": d.get("p99") or d.get("max") or med,
-                    "mean": d.get("mean") or med,
-                    "fliers": [],
-                    "label": p.label,
-                }
-            )
-        pos = list(range(len(pts)))
+            box = {"med": _first(d, "p50"), "q1": _first(d, "p10"), "q3": _first(d, "p90")}
+            ends = {"whislo": _first(d, "p1", "min"), "whishi": _first(d, "p99", "max")}
+            stats.append({**box, **ends, "mean": _first(d, "mean"), "fliers": []})
         ax.bxp(
             stats,
-            pos,
+            list(range(len(pts))),
             widths=0.55,
             showmeans=True,
             patch_artist=True,
@@ -576,6 +571,7 @@ def tps_user_figure(run: Run) -> Figure:
                     zorder=3,
                     rasterized=True,
                 )
+        ax.set_xticks(range(len(pts)), [p.label for p in pts])
         ax.set_xlabel("load level")
         ax.set_ylabel("TPS/user (tokens/s)")
         ax.set_ylim(bottom=0)
@@ -646,7 +642,7 @@ _BIN_COLOURS = (SKY, BLUE, GREEN, ORANGE, VERMILLION, PURPLE)
 def _chunk_sizes(request: Mapping[str, Any]) -> list[float]:
     sizes = request.get("chunk_tokens")
     if not isinstance(sizes, list):
-        sizes = request.get("tokens_per_chunk")  # older writers named the list this way
+        sizes = request.get("tokens_per_chunk")  # the name some writers give the same list
     return [float(s) for s in sizes] if isinstance(sizes, list) else []
 
 
@@ -655,10 +651,12 @@ def tokens_per_chunk_figure(run: Run) -> Figure | None:
     decoding or server-side buffering. Needs requests.jsonl; None without it."""
     rows: list[tuple[Point, list[int], float]] = []
     for p in run.points:
-        sizes = [max(1, round(s)) for r in run.measured(p.level) for s in _chunk_sizes(r)]
-        if sizes:
-            counts = [sum(1 for s in sizes if lo <= s <= hi) for lo, hi, _ in _CHUNK_BINS]
-            rows.append((p, counts, float(np.mean(sizes))))
+        raw = np.asarray([s for r in run.measured(p.level) for s in _chunk_sizes(r)], dtype=float)
+        if raw.size:
+            # Estimated counts are fractional: a chunk is binned by its rounded count (at least 1).
+            sizes = np.maximum(1, np.rint(raw))
+            counts = [int(np.count_nonzero((sizes >= lo) & (sizes <= hi))) for lo, hi, _ in _CHUNK_BINS]
+            rows.append((p, counts, float(raw.mean())))
     if not rows:
         return None
     used = [i for i in range(len(_CHUNK_BINS)) if any(c[i] for _, c, _ in rows)]

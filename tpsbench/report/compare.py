@@ -101,12 +101,15 @@ class CompareResult:
         raise KeyError(f"no row for {metric!r} at {load!r}")
 
 
+_Interval = tuple[float, float] | None
+
+
 @dataclass(frozen=True, slots=True)
 class _Metric:
     name: str
     get: Callable[[Point], float | None]
-    ci: Callable[[Point], tuple[float, float] | None]
-    text: Callable[[Point], str]
+    ci: Callable[[Point], _Interval]  # of the median, for the "may be noise" mark
+    show: Callable[[float | None, _Interval], str]
     higher_is_better: bool
 
 
@@ -114,67 +117,39 @@ def _stat(metric: str, stat: str) -> Callable[[Point], float | None]:
     return lambda p: p.stat(metric, stat)
 
 
-def _ci(metric: str) -> Callable[[Point], tuple[float, float] | None]:
-    def get(p: Point) -> tuple[float, float] | None:
+def _median_ci(metric: str) -> Callable[[Point], _Interval]:
+    def get(p: Point) -> _Interval:
         d = p.dist(metric)
         return d.p50_ci if d is not None else None
 
     return get
 
 
-def _no_ci(_: Point) -> None:
+def _no_ci(_: Point) -> _Interval:
     return None
 
 
 METRICS: tuple[_Metric, ...] = (
-    _Metric(
-        "TPS/user p50",
-        _stat("tps_user", "p50"),
-        _ci("tps_user"),
-        lambda p: fmt.with_ci(p.stat("tps_user", "p50"), _ci("tps_user")(p)),
-        True,
-    ),
-    _Metric(
-        "TPS/user p10", _stat("tps_user", "p10"), _no_ci, lambda p: fmt.tps(p.stat("tps_user", "p10")), True
-    ),
-    _Metric(
-        "output TPS",
-        lambda p: p.number("output_tps"),
-        _no_ci,
-        lambda p: fmt.tps(p.number("output_tps")),
-        True,
-    ),
-    _Metric(
-        "TTFT p50",
-        _stat("ttft_s", "p50"),
-        _ci("ttft_s"),
-        lambda p: fmt.seconds_with_ci(p.stat("ttft_s", "p50"), _ci("ttft_s")(p)),
-        False,
-    ),
-    _Metric(
-        "TTFT p99", _stat("ttft_s", "p99"), _no_ci, lambda p: fmt.seconds(p.stat("ttft_s", "p99")), False
-    ),
-    _Metric(
-        "error rate",
-        lambda p: p.number("error_rate"),
-        _no_ci,
-        lambda p: fmt.percent(p.number("error_rate")),
-        False,
-    ),
+    _Metric("TPS/user p50", _stat("tps_user", "p50"), _median_ci("tps_user"), fmt.with_ci, True),
+    _Metric("TPS/user p10", _stat("tps_user", "p10"), _no_ci, fmt.with_ci, True),
+    _Metric("output TPS", lambda p: p.number("output_tps"), _no_ci, fmt.with_ci, True),
+    _Metric("TTFT p50", _stat("ttft_s", "p50"), _median_ci("ttft_s"), fmt.seconds_with_ci, False),
+    _Metric("TTFT p99", _stat("ttft_s", "p99"), _no_ci, fmt.seconds_with_ci, False),
+    _Metric("error rate", lambda p: p.number("error_rate"), _no_ci, lambda v, _: fmt.percent(v), False),
 )
 
 
 def _cell(metric: _Metric, point: Point | None, base: Point | None) -> CompareCell:
     if point is None:
         return CompareCell(None, fmt.DASH)
-    v = metric.get(point)
-    text = metric.text(point)
+    v, ci = metric.get(point), metric.ci(point)
+    text = metric.show(v, ci)
     if base is point or base is None or v is None:
         return CompareCell(v, text)
     b = metric.get(base)
     if b is None or b == 0:
         return CompareCell(v, text)  # a relative change from zero (e.g. no errors) is undefined
-    ci, base_ci = metric.ci(point), metric.ci(base)
+    base_ci = metric.ci(base)
     noise = None if ci is None or base_ci is None else ci[0] <= base_ci[1] and base_ci[0] <= ci[1]
     return CompareCell(v, text, (v - b) / b, noise)
 

@@ -159,12 +159,21 @@ class Point:
         return isinstance(check, Mapping) and check.get("client_bound") is True
 
     @property
+    def n_short(self) -> int:
+        """Successful requests that returned fewer tokens than asked for."""
+        return int(self.number("short_outputs") or 0)
+
+    @property
+    def n_estimated(self) -> int:
+        """Successful requests whose token counts were estimated from characters (no usage reported)."""
+        sources = self.raw.get("token_sources")
+        return int(_num(sources.get("estimate")) or 0) if isinstance(sources, Mapping) else 0
+
+    @property
     def flagged(self) -> bool:
         """Whether the point's numbers are suspect for a structural reason (marked on charts): the client
         was the bottleneck, requests failed, answers came back short or token counts were estimated."""
-        sources = self.raw.get("token_sources")
-        estimated = isinstance(sources, Mapping) and bool(sources.get("estimate"))
-        return self.client_bound or self.n_errors > 0 or bool(self.number("short_outputs")) or estimated
+        return self.client_bound or bool(self.n_errors or self.n_short or self.n_estimated)
 
     @property
     def warnings(self) -> list[str]:
@@ -184,13 +193,11 @@ class Point:
         if self.n_errors:
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items()))
             derived.append(f"{self.n_errors} failed requests ({kinds})")
-        short = self.number("short_outputs")
-        if short:
-            derived.append(f"{int(short)} requests ended before the requested output length")
-        sources = self.raw.get("token_sources")
-        if isinstance(sources, Mapping) and sources.get("estimate"):
+        if self.n_short:
+            derived.append(f"{self.n_short} requests ended before the requested output length")
+        if self.n_estimated:
             derived.append(
-                f"{sources['estimate']} requests had token counts estimated from characters "
+                f"{self.n_estimated} requests had token counts estimated from characters "
                 "(no usage from the server)"
             )
         return recorded + derived
@@ -270,13 +277,18 @@ class Run:
                     out[str(metric)] = kept
         return out
 
+    @cached_property
+    def _measured_by_level(self) -> dict[int, list[Mapping[str, Any]]]:
+        by_level: dict[int, list[Mapping[str, Any]]] = {}
+        for r in self.requests:
+            level = r.get("level")
+            if isinstance(level, int) and not r.get("warmup") and r.get("error") is None:
+                by_level.setdefault(level, []).append(r)
+        return by_level
+
     def measured(self, level: int) -> list[Mapping[str, Any]]:
         """The raw lines of one level's measured, successful requests (warmup and failures excluded)."""
-        return [
-            r
-            for r in self.requests
-            if r.get("level") == level and not r.get("warmup") and r.get("error") is None
-        ]
+        return self._measured_by_level.get(level, [])
 
 
 def check_schema(summary: Mapping[str, Any], path: Path | None = None) -> None:

@@ -6,10 +6,11 @@ see the reference notes); they are single-user speeds, so they are vertical line
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from tpsbench.reference.model import ModelParams, ReferenceModel
 from tpsbench.report.data import Run
 
 
@@ -40,30 +41,18 @@ class ModelPoint:
     output_tps: float
 
 
-_MODEL_MODULE = "tpsbench.reference.model"
-
-
-def model_curve(concurrencies: Sequence[int], isl: float, osl: float) -> list[ModelPoint] | None:
-    """The simulated Maverick-on-8×B200 endpoint's predictions, or None while the model is not installed.
-
-    Imported lazily and by name: the report must render from summary.json alone, and a missing model is
-    only tolerated as a missing *module* (any error inside the model propagates).
-    """
-    try:
-        module = importlib.import_module(_MODEL_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name is not None and _MODEL_MODULE.startswith(e.name):
-            return None
-        raise
-    model = module.ReferenceModel(module.ModelParams())
+def model_curve(
+    concurrencies: Sequence[int], isl: float, osl: float, overrides: Mapping[str, Any] | None = None
+) -> list[ModelPoint]:
+    """The simulated Maverick-on-8×B200 endpoint's predictions at ``concurrencies`` for ISL/OSL, with the
+    scenario's ``reference:`` parameter overrides when the run measured that endpoint. Unknown parameter
+    names raise ``ValueError`` (from the model)."""
+    model = ReferenceModel(ModelParams().with_overrides(overrides or {}))
     cs = sorted(set(concurrencies))
     predictions = model.predict_curve(cs, round(isl), round(osl))
-    # output_tps is what a closed-loop run measures (slots also prefill between answers), so it is the
-    # like-for-like y; server_tps (batch kept full) is the fallback for a model without it.
-    return [
-        ModelPoint(c, float(p.tps_user), float(getattr(p, "output_tps", p.server_tps)))
-        for c, p in zip(cs, predictions, strict=True)
-    ]
+    # output_tps is what a closed-loop run measures (a slot also prefills between answers), so it is the
+    # like-for-like y; server_tps keeps the batch full and reads higher at small concurrency.
+    return [ModelPoint(c, p.tps_user, p.output_tps) for c, p in zip(cs, predictions, strict=True)]
 
 
 def curve_concurrencies(run: Run) -> list[int]:

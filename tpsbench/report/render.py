@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -19,6 +20,7 @@ from tpsbench.report.data import Run, load_run
 from tpsbench.report.html import Image, compare_to_html, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
 from tpsbench.report.references import ModelPoint, curve_concurrencies, model_curve
+from tpsbench.scenario import ScenarioError, load_scenario
 
 FORMATS = frozenset({"png", "svg", "html", "md"})
 REPORT_DIR = "report"
@@ -41,21 +43,35 @@ def _check_formats(formats: Collection[str]) -> set[str]:
     return wanted
 
 
-def _model(run: Run, notes: list[str]) -> list[ModelPoint] | None:
+def _model_overrides(run: Run) -> dict[str, Any]:
+    """The scenario's ``reference:`` parameters when the run measured the bundled reference endpoint, so
+    the curve is the model that endpoint simulated; none for any other endpoint."""
+    path = run.path / "scenario.yaml" if run.path is not None else None
+    if run.info.get("reference_endpoint") is not True or path is None or not path.is_file():
+        return {}
+    return dict(load_scenario(path).reference)
+
+
+def _model(run: Run, notes: list[str]) -> tuple[list[ModelPoint] | None, str]:
+    """The reference model's curve for the run's workload and its legend label, or None and a note."""
     isl, osl = run.isl_osl
     if isl is None or osl is None:
         notes.append("Reference model curve left out: the summary does not state the workload's ISL/OSL.")
-        return None
-    curve = model_curve(curve_concurrencies(run), isl, osl)
-    if curve is None:
-        notes.append("Reference model curve left out: tpsbench.reference.model is not installed.")
-    return curve
+        return None, ""
+    try:
+        overrides = _model_overrides(run)
+        curve = model_curve(curve_concurrencies(run), isl, osl, overrides)
+    except (ScenarioError, ValueError) as e:  # a hand-edited scenario.yaml must not cost the whole report
+        notes.append(f"Reference model curve left out: {e}")
+        return None, ""
+    changed = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    return curve, charts.MODEL_LABEL + (f"\n{changed}" if changed else "")
 
 
 def build_charts(run: Run, *, reference: bool = True) -> tuple[list[Chart], list[str]]:
     """Every chart the run's data allows, and notes on what was left out and why."""
     notes: list[str] = []
-    model = _model(run, notes) if reference else None
+    model, model_label = _model(run, notes) if reference else (None, "")
     out = [
         Chart(
             "pareto",
@@ -64,7 +80,7 @@ def build_charts(run: Run, *, reference: bool = True) -> tuple[list[Chart], list
             "of the server (y). The line joins the Pareto frontier: levels no other level beats on both; "
             "hollow points are dominated. Dotted verticals: published single-user speeds on Llama 4 "
             "Maverick. Dashed grey: the reference model's prediction for the same ISL/OSL.",
-            charts.pareto_figure([charts.Series(run.name, run)], model=model),
+            charts.pareto_figure([charts.Series(run.name, run)], model=model, model_label=model_label),
         ),
         Chart(
             "ttft",
@@ -163,7 +179,7 @@ def write_comparison(
     if wanted - {"md"}:
         base = result.runs[0]
         notes: list[str] = []
-        model = _model(base, notes) if reference else None
+        model, model_label = _model(base, notes) if reference else (None, "")
         series = [
             charts.Series(label, run, result.flags.get(label))
             for label, run in zip(result.labels, result.runs, strict=True)
@@ -174,7 +190,10 @@ def write_comparison(
             "Each run's load levels and Pareto frontier; hollow points are dominated within their run. "
             + " ".join(notes),
             charts.pareto_figure(
-                series, model=model, title=f"Throughput vs interactivity: {' vs '.join(result.labels)}"
+                series,
+                model=model,
+                model_label=model_label,
+                title=f"Throughput vs interactivity: {' vs '.join(result.labels)}",
             ),
         )
         chart_files, images = _write_charts([chart], out_dir, wanted)

@@ -1,0 +1,128 @@
+"""The runner drives load exactly as the scenario says: closed loop keeps N in flight, open loop follows its
+schedule whatever happens, warmup is flagged, shares across workers add up to the whole level, and a stop
+(Ctrl-C) records every request in flight as cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tpsbench.loadplan import arrival_offsets
+from tpsbench.runner import run_level, split_evenly
+from tpsbench.scenario import Level
+from tpsbench.types import ErrorKind, RequestRecord
+
+
+class FakeEndpoint:
+    """Answers after ``delay_s``; tracks how many requests are in flight."""
+
+    def __init__(self, delay_s: float = 0.01) -> None:
+        self.delay_s = delay_s
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.calls: list[dict[str, Any]] = []
+
+    async def __call__(self, prompt: Any, **kw: Any) -> RequestRecord:
+        self.calls.append(kw)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
+        return RequestRecord(
+            request_id=kw["request_id"], level=kw["level"], send_ns=0, end_ns=1,
+            scheduled_ns=kw["scheduled_ns"], warmup=kw["warmup"], worker=kw["worker"],
+        )
+
+
+def test_closed_loop_keeps_exactly_n_in_flight_and_flags_warmup() -> None:
+    ep = FakeEndpoint()
+    got: list[RequestRecord] = []
+    res = asyncio.run(run_level(ep, Level(concurrency=4, requests=20), 3, ["p"], sink=got.append, id_offset=100))
+    assert ep.max_in_flight == 4
+    assert len(got) == res.sent == res.finished == 24  # default warmup = one request per user
+    assert sum(r.warmup for r in got) == 4
+    assert sorted(r.request_id for r in got) == list(range(100, 124))
+    assert {r.level for r in got} == {3}
+    assert all(r.scheduled_ns is None for r in got)
+    assert not res.interrupted
+
+
+def test_closed_loop_duration_bound_stops_by_itself() -> None:
+    ep = FakeEndpoint(0.02)
+    got: list[RequestRecord] = []
+    asyncio.run(run_level(ep, Level(concurrency=2, duration_s=0.2, warmup=0), 0, ["p"], sink=got.append))
+    # 2 users x 0.2 s / 0.02 s each = about 20 requests; generous bounds for a loaded machine
+    assert 4 <= len(got) <= 24
+
+
+def test_open_loop_follows_schedule_even_when_requests_are_slow() -> None:
+    ep = FakeEndpoint(0.3)  # every request outlives several arrivals: a closed loop would fall behind
+    got: list[RequestRecord] = []
+    level = Level(rate=50, arrival="constant", requests=10, warmup=0)
+    asyncio.run(run_level(ep, level, 0, ["p"], sink=got.append))
+    assert len(got) == 10
+    assert ep.max_in_flight >= 5
+    sched = sorted(r.scheduled_ns for r in got if r.scheduled_ns is not None)
+    gaps = [b - a for a, b in zip(sched, sched[1:], strict=False)]
+    assert all(g == pytest.approx(20_000_000, abs=1) for g in gaps)
+
+
+def test_shares_across_workers_add_up_to_the_single_process_level() -> None:
+    level = Level(rate=100, arrival="poisson", requests=17, warmup=3)
+    single: list[RequestRecord] = []
+    asyncio.run(run_level(FakeEndpoint(0.001), level, 0, ["p"], sink=single.append, seed=5, t0_ns=0))
+    shares: list[RequestRecord] = []
+    for k in range(3):
+        asyncio.run(
+            run_level(FakeEndpoint(0.001), level, 0, ["p"], sink=shares.append, seed=5, worker=k, workers=3,
+                      t0_ns=0)
+        )
+    key = lambda r: r.request_id  # noqa: E731
+    assert [(r.request_id, r.scheduled_ns, r.warmup) for r in sorted(single, key=key)] == [
+        (r.request_id, r.scheduled_ns, r.warmup) for r in sorted(shares, key=key)
+    ]
+    offsets = arrival_offsets(100, "poisson", count=20, duration_s=None, seed=5)
+    assert sorted(r.scheduled_ns for r in single) == [int(o * 1e9) for o in offsets]
+    assert {r.worker for r in shares} == {0, 1, 2}
+
+
+def test_closed_loop_shares_split_users_and_requests() -> None:
+    assert split_evenly(10, 4) == [3, 3, 2, 2]
+    got: list[RequestRecord] = []
+    eps = [FakeEndpoint(), FakeEndpoint()]
+    for k in range(2):
+        asyncio.run(run_level(eps[k], Level(concurrency=5, requests=10), 0, ["p"], sink=got.append,
+                              worker=k, workers=2))
+    assert [ep.max_in_flight for ep in eps] == [3, 2]
+    assert sorted(r.request_id for r in got) == list(range(15))
+    assert sum(r.warmup for r in got) == 5
+
+
+def test_stop_cancels_in_flight_requests_and_records_them() -> None:
+    got: list[RequestRecord] = []
+
+    async def main() -> Any:
+        stop = asyncio.Event()
+        ep = FakeEndpoint(5.0)
+        task = asyncio.create_task(run_level(ep, Level(concurrency=3, requests=10), 0, ["p"], sink=got.append,
+                                             stop=stop))
+        await asyncio.sleep(0.05)
+        stop.set()
+        return await task
+
+    res = asyncio.run(main())
+    assert res.interrupted
+    assert len(got) == 3
+    assert all(r.error is ErrorKind.CANCELLED for r in got)
+
+
+def test_loop_lag_and_cpu_are_recorded() -> None:
+    res = asyncio.run(run_level(FakeEndpoint(0.05), Level(concurrency=1, requests=2), 0, ["p"],
+                                sink=lambda r: None))
+    check = res.self_check()
+    assert check["loop_lag_samples"] > 0
+    assert check["cpu_s"] >= 0
