@@ -5,6 +5,7 @@ schedule whatever happens, warmup is flagged, shares across workers add up to th
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -33,15 +34,22 @@ class FakeEndpoint:
         finally:
             self.in_flight -= 1
         return RequestRecord(
-            request_id=kw["request_id"], level=kw["level"], send_ns=0, end_ns=1,
-            scheduled_ns=kw["scheduled_ns"], warmup=kw["warmup"], worker=kw["worker"],
+            request_id=kw["request_id"],
+            level=kw["level"],
+            send_ns=0,
+            end_ns=1,
+            scheduled_ns=kw["scheduled_ns"],
+            warmup=kw["warmup"],
+            worker=kw["worker"],
         )
 
 
 def test_closed_loop_keeps_exactly_n_in_flight_and_flags_warmup() -> None:
     ep = FakeEndpoint()
     got: list[RequestRecord] = []
-    res = asyncio.run(run_level(ep, Level(concurrency=4, requests=20), 3, ["p"], sink=got.append, id_offset=100))
+    res = asyncio.run(
+        run_level(ep, Level(concurrency=4, requests=20), 3, ["p"], sink=got.append, id_offset=100)
+    )
     assert ep.max_in_flight == 4
     assert len(got) == res.sent == res.finished == 24  # default warmup = one request per user
     assert sum(r.warmup for r in got) == 4
@@ -67,7 +75,7 @@ def test_open_loop_follows_schedule_even_when_requests_are_slow() -> None:
     assert len(got) == 10
     assert ep.max_in_flight >= 5
     sched = sorted(r.scheduled_ns for r in got if r.scheduled_ns is not None)
-    gaps = [b - a for a, b in zip(sched, sched[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(sched)]
     assert all(g == pytest.approx(20_000_000, abs=1) for g in gaps)
 
 
@@ -78,8 +86,9 @@ def test_shares_across_workers_add_up_to_the_single_process_level() -> None:
     shares: list[RequestRecord] = []
     for k in range(3):
         asyncio.run(
-            run_level(FakeEndpoint(0.001), level, 0, ["p"], sink=shares.append, seed=5, worker=k, workers=3,
-                      t0_ns=0)
+            run_level(
+                FakeEndpoint(0.001), level, 0, ["p"], sink=shares.append, seed=5, worker=k, workers=3, t0_ns=0
+            )
         )
     key = lambda r: r.request_id  # noqa: E731
     assert [(r.request_id, r.scheduled_ns, r.warmup) for r in sorted(single, key=key)] == [
@@ -95,8 +104,11 @@ def test_closed_loop_shares_split_users_and_requests() -> None:
     got: list[RequestRecord] = []
     eps = [FakeEndpoint(), FakeEndpoint()]
     for k in range(2):
-        asyncio.run(run_level(eps[k], Level(concurrency=5, requests=10), 0, ["p"], sink=got.append,
-                              worker=k, workers=2))
+        asyncio.run(
+            run_level(
+                eps[k], Level(concurrency=5, requests=10), 0, ["p"], sink=got.append, worker=k, workers=2
+            )
+        )
     assert [ep.max_in_flight for ep in eps] == [3, 2]
     assert sorted(r.request_id for r in got) == list(range(15))
     assert sum(r.warmup for r in got) == 5
@@ -108,8 +120,9 @@ def test_stop_cancels_in_flight_requests_and_records_them() -> None:
     async def main() -> Any:
         stop = asyncio.Event()
         ep = FakeEndpoint(5.0)
-        task = asyncio.create_task(run_level(ep, Level(concurrency=3, requests=10), 0, ["p"], sink=got.append,
-                                             stop=stop))
+        task = asyncio.create_task(
+            run_level(ep, Level(concurrency=3, requests=10), 0, ["p"], sink=got.append, stop=stop)
+        )
         await asyncio.sleep(0.05)
         stop.set()
         return await task
@@ -121,8 +134,9 @@ def test_stop_cancels_in_flight_requests_and_records_them() -> None:
 
 
 def test_loop_lag_and_cpu_are_recorded() -> None:
-    res = asyncio.run(run_level(FakeEndpoint(0.05), Level(concurrency=1, requests=2), 0, ["p"],
-                                sink=lambda r: None))
+    res = asyncio.run(
+        run_level(FakeEndpoint(0.05), Level(concurrency=1, requests=2), 0, ["p"], sink=lambda r: None)
+    )
     check = res.self_check()
     assert check["loop_lag_samples"] > 0
     assert check["cpu_s"] >= 0

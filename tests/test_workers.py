@@ -18,7 +18,9 @@ from tpsbench.workers import merge_self_checks
 
 @pytest.fixture(scope="module")
 def pace_url() -> Iterator[str]:
-    with ServerProcess(["-m", "tpsbench.paceserver", "--port", "0", "--ttft-ms", "20", "--interval-ms", "5"]) as s:
+    with ServerProcess(
+        ["-m", "tpsbench.paceserver", "--port", "0", "--ttft-ms", "20", "--interval-ms", "5"]
+    ) as s:
         yield s.url
 
 

@@ -229,15 +229,31 @@ async def _run(
 
                 if scenario.workers > 1:
                     jobs = [
-                        WorkerJob(scenario, index, base_url, model, api_key, k, scenario.workers, next_id,
-                                  len(prompts), nonce)
+                        WorkerJob(
+                            scenario,
+                            index,
+                            base_url,
+                            model,
+                            api_key,
+                            k,
+                            scenario.workers,
+                            next_id,
+                            len(prompts),
+                            nonce,
+                        )
                         for k in range(scenario.workers)
                     ]
                     self_check, sent = await asyncio.to_thread(run_level_in_workers, jobs, sink, stop.is_set)
                 else:
                     result: LevelResult = await run_level(
-                        send, level, index, prompts, sink=sink, seed=scenario.workload.seed,
-                        id_offset=next_id, stop=stop,
+                        send,
+                        level,
+                        index,
+                        prompts,
+                        sink=sink,
+                        seed=scenario.workload.seed,
+                        id_offset=next_id,
+                        stop=stop,
                     )
                     self_check, sent = result.self_check(), result.sent
                 next_id += sent

@@ -63,8 +63,9 @@ def _worker_main(job: WorkerJob, out: Any, go: Any, t0: Any, stop: Any) -> None:
 async def _worker(job: WorkerJob, out: Any, go: Any, t0: Any, stop_flag: Any) -> None:
     s = job.scenario
     level = s.load[job.level_index]
-    prompts = build_prompts(s.workload, s.endpoint.api, job.prompt_count, stream_id=job.level_index,
-                            nonce=job.nonce)
+    prompts = build_prompts(
+        s.workload, s.endpoint.api, job.prompt_count, stream_id=job.level_index, nonce=job.nonce
+    )
     transport = make_transport(s.endpoint.transport)
     client = Client(s.endpoint, job.base_url, job.model, transport, api_key=job.api_key)
     stop = asyncio.Event()
@@ -90,8 +91,17 @@ async def _worker(job: WorkerJob, out: Any, go: Any, t0: Any, stop_flag: Any) ->
     watcher = asyncio.create_task(watch_stop())
     try:
         result = await run_level(
-            send, level, job.level_index, prompts, sink=sink, seed=s.workload.seed, id_offset=job.id_offset,
-            worker=job.worker, workers=job.workers, t0_ns=start_ns, stop=stop,
+            send,
+            level,
+            job.level_index,
+            prompts,
+            sink=sink,
+            seed=s.workload.seed,
+            id_offset=job.id_offset,
+            worker=job.worker,
+            workers=job.workers,
+            t0_ns=start_ns,
+            stop=stop,
         )
     finally:
         watcher.cancel()
