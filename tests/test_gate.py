@@ -450,7 +450,7 @@ def test_summary_only_baseline_compares_medians_by_ci_overlap(tmp_path: Path) ->
 
     result = gate.evaluate(b / "summary.json", same)
     assert result.exit_code == gate.EXIT_PASS
-    assert any("no requests.jsonl" in w for w in result.warnings)
+    assert any("no requests.jsonl for the baseline:" in w for w in result.warnings)
     assert _row(result, "c=16", "tps_user_p50").test is Method.CI_OVERLAP
     p99 = _row(result, "c=16", "ttft_s_p99")
     assert p99.test is Method.NONE and p99.change is not None and "not tested" in p99.note

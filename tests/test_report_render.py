@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import itertools
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
-from report_fixtures import FakeReferenceModel, fake_model_module, write_run
+from report_fixtures import write_run
 
-from tpsbench.report import charts, load_run, render_report
+from tpsbench.reference.model import ModelParams, ReferenceModel
+from tpsbench.report import charts, load_run, render_report, to_markdown
 from tpsbench.report.references import curve_concurrencies, model_curve
+from tpsbench.report.render import build_charts
 
-MODEL = "tpsbench.reference.model"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHARTS = ["itl", "pareto", "tokens_per_chunk", "tps_user", "ttft"]
 
@@ -33,9 +34,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def rendered(sweep: Path) -> list[Path]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, MODEL, fake_model_module())
-        return render_report(sweep)
+    return render_report(sweep)
 
 
 def test_every_file_is_written(sweep: Path, rendered: list[Path]) -> None:
@@ -54,41 +53,54 @@ def test_html_embeds_every_chart_and_the_warnings(sweep: Path, rendered: list[Pa
     assert page.count('src="data:image/png;base64,') == len(CHARTS)
     assert "client CPU at 95%: client-bound" in page
     assert "Reference model curve left out" not in page
+    assert "Tokens-per-chunk chart left out" not in page
 
 
 def test_summary_md_matches_the_serializer(sweep: Path, rendered: list[Path]) -> None:
-    from tpsbench.report import to_markdown
-
     md = (sweep / "report" / "summary.md").read_text(encoding="utf-8")
     assert md == to_markdown(load_run(sweep).summary)
 
 
-def test_the_model_is_asked_for_the_runs_workload(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, MODEL, fake_model_module())
+def test_the_model_curve_is_for_the_runs_workload(sweep: Path) -> None:
     run = load_run(sweep, requests=False)
     cs = curve_concurrencies(run)
     assert cs[0] == 1 and cs[-1] == 64 and {1, 2, 4, 8, 16, 32, 64} <= set(cs)
-    curve = model_curve(cs, *run.isl_osl)  # type: ignore[arg-type]
-    assert FakeReferenceModel.calls == [(cs, 1000, 60)]
-    assert curve is not None and [m.concurrency for m in curve] == cs
-    fig = charts.pareto_figure([charts.Series(run.name, run)], model=curve)
-    labels = [line.get_label() for line in fig.axes[0].get_lines()]
-    assert any(str(label).startswith("reference model") for label in labels)
+    curve = model_curve(cs, 1000, 60)
+    expected = ReferenceModel(ModelParams()).predict_curve(cs, 1000, 60)
+    assert [(m.concurrency, m.tps_user, m.output_tps) for m in curve] == [
+        (c, p.tps_user, p.output_tps) for c, p in zip(cs, expected, strict=True)
+    ]
+    pareto = build_charts(run)[0][0].figure
+    labels = [str(line.get_label()) for line in pareto.axes[0].get_lines()]
+    assert any(label.startswith("reference model, same ISL/OSL") for label in labels)
 
 
-def test_without_the_model_module_the_curve_is_left_out(
-    sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, MODEL, None)  # makes `import` raise ModuleNotFoundError
-    assert model_curve([1, 2], 1000, 100) is None
-    render_report(sweep, formats=("html",), out_dir=tmp_path)
-    assert "tpsbench.reference.model is not installed" in (tmp_path / "report.html").read_text(
-        encoding="utf-8"
+def test_a_reference_endpoint_run_gets_its_model_overrides(tmp_path: Path) -> None:
+    rd = write_run(
+        tmp_path / "ref", concurrencies=(1, 4), requests_per_level=6, osl=40, reference={"draft_len": 0}
     )
+    chart_list, notes = build_charts(load_run(rd, requests=False))
+    model_line = next(
+        line
+        for line in chart_list[0].figure.axes[0].get_lines()
+        if "reference model" in str(line.get_label())
+    )
+    assert "draft_len=0" in str(model_line.get_label())
+    assert not any("Reference model" in n for n in notes)
+    no_spec = model_curve([1], 1000, 40, {"draft_len": 0})[0].tps_user
+    assert no_spec < 0.6 * model_curve([1], 1000, 40)[0].tps_user  # speculation off: about half the speed
+    assert np.asarray(model_line.get_xdata())[0] == pytest.approx(no_spec)
 
 
-def test_summary_json_alone_renders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, MODEL, None)
+def test_bad_model_overrides_cost_only_the_curve(tmp_path: Path) -> None:
+    rd = write_run(
+        tmp_path / "ref", concurrencies=(1,), requests_per_level=4, osl=20, reference={"draft_lenn": 0}
+    )
+    _, notes = build_charts(load_run(rd, requests=False))
+    assert any("unknown reference model parameter 'draft_lenn'" in n for n in notes)
+
+
+def test_summary_json_alone_renders(tmp_path: Path) -> None:
     rd = write_run(
         tmp_path / "bare",
         concurrencies=(1, 4),

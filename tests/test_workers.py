@@ -62,3 +62,23 @@ def test_merge_self_checks_takes_the_worst_worker() -> None:
     assert merged["cpu_percent"] == 95.0
     assert merged["cpu_s"] == 3.0
     assert merged["loop_lag_samples"] == 10
+
+
+def test_workers_on_a_local_ray_instance(pace_url: str, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    scenario = Scenario.model_validate(
+        {
+            "endpoint": {"base_url": pace_url, "model": "pace"},
+            "workload": {"input_tokens": 8, "output_tokens": 30},
+            "workers": 2,
+            "load": [{"concurrency": 4, "requests": 12}],
+        }
+    )
+    outcome = asyncio.run(run_benchmark(scenario, out_root=tmp_path, cluster="local"))
+    lines = [json.loads(x) for x in (outcome.run_dir / "requests.jsonl").read_text().splitlines()]
+    assert len(lines) == 16
+    assert {x["worker"] for x in lines} == {0, 1}
+    assert all(x["error"] is None and x["output_tokens"] == 30 for x in lines)
+    assert outcome.summary["points"][0]["self_check"]["workers"] == 2
+    meta = json.loads((outcome.run_dir / "metadata.json").read_text())
+    assert meta["cluster"] == "local"

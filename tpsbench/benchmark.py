@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ async def run_benchmark(
     observer: Observer | None = None,
     run_name: str | None = None,
     argv: list[str] | None = None,
+    cluster: str | None = None,
 ) -> RunOutcome:
     """Run every level of ``scenario`` and return the run directory with its summary.
 
@@ -146,7 +148,9 @@ async def run_benchmark(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     try:
         with endpoint_for(scenario) as (base_url, source):
-            return await _run(scenario, base_url, source, api_key, out_root, obs, run_name, argv, stop)
+            return await _run(
+                scenario, base_url, source, api_key, out_root, obs, run_name, argv, stop, cluster
+            )
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
@@ -162,6 +166,7 @@ async def _run(
     run_name: str | None,
     argv: list[str] | None,
     stop: asyncio.Event,
+    cluster: str | None = None,
 ) -> RunOutcome:
     ep = scenario.endpoint
     model = ep.model or (await list_models(base_url, api_key, ep.timeouts.connect_s))[0]
@@ -183,6 +188,7 @@ async def _run(
         "seed": scenario.workload.seed,
         "prompt_nonce": nonce,
         "workers": scenario.workers,
+        "cluster": cluster,
         "argv": argv or [],
         "start_wall": started,
         "start_monotonic_ns": time.perf_counter_ns(),
@@ -227,7 +233,8 @@ async def _run(
                 async def send(prompt: Any, **kw: Any) -> RequestRecord:
                     return await client.send(prompt, workload=scenario.workload, **kw)
 
-                if scenario.workers > 1:
+                if scenario.workers > 1 or cluster:
+                    anchor = (time.time_ns(), time.perf_counter_ns())
                     jobs = [
                         WorkerJob(
                             scenario,
@@ -240,10 +247,14 @@ async def _run(
                             next_id,
                             len(prompts),
                             nonce,
+                            socket.gethostname(),
+                            anchor,
                         )
                         for k in range(scenario.workers)
                     ]
-                    self_check, sent = await asyncio.to_thread(run_level_in_workers, jobs, sink, stop.is_set)
+                    self_check, sent = await asyncio.to_thread(
+                        run_level_in_workers, jobs, sink, stop.is_set, cluster
+                    )
                 else:
                     result: LevelResult = await run_level(
                         send,

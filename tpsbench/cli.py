@@ -77,6 +77,12 @@ def run(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Load-generator processes (default: the scenario's, else 1).")
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the workers on Ray: 'local', 'auto' or an address (pip install 'tpsbench[ray]')."
+        ),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Render the report when the run ends.")] = True,
 ) -> None:
     """Run a scenario: concurrent streaming requests per load level, raw records and a summary."""
@@ -95,7 +101,9 @@ def run(
     try:
         with RichObserver() as observer:
             outcome = asyncio.run(
-                run_benchmark(s, out_root=out, observer=observer, run_name=name, argv=_safe_argv())
+                run_benchmark(
+                    s, out_root=out, observer=observer, run_name=name, argv=_safe_argv(), cluster=cluster
+                )
             )
     except ValueError as exc:  # e.g. the API key variable is not set
         typer.echo(f"error: {exc}", err=True)

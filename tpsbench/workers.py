@@ -18,10 +18,11 @@ import contextlib
 import multiprocessing as mp
 import queue
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tpsbench.client import Client
 from tpsbench.runner import run_level
@@ -48,21 +49,55 @@ class WorkerJob:
     id_offset: int
     prompt_count: int
     nonce: int
+    driver_host: str = ""  # workers on another host convert their clock to the driver's
+    driver_clock_anchor: tuple[int, int] = (0, 0)  # (wall ns, monotonic ns) read together on the driver
 
 
-def _worker_main(job: WorkerJob, out: Any, go: Any, t0: Any, stop: Any) -> None:
-    # Ctrl-C reaches every process of the terminal's group; the parent decides and sets ``stop``.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        asyncio.run(_worker(job, out, go, t0, stop))
-    except BaseException as exc:  # report, so the parent never waits for a dead worker
-        out.put(("failed", job.worker, f"{type(exc).__name__}: {exc}"))
-        raise
+class WorkerSide(Protocol):
+    """How a worker talks to the driver (a multiprocessing queue here, a Ray queue on a cluster)."""
+
+    def put(self, msg: tuple[Any, ...]) -> None: ...
+    def start_ns(self) -> int | None: ...  # the shared start, in the driver's clock; None until "go"
+    def stopped(self) -> bool: ...
 
 
-async def _worker(job: WorkerJob, out: Any, go: Any, t0: Any, stop_flag: Any) -> None:
+class DriverSide(Protocol):
+    def get(self, timeout_s: float) -> tuple[Any, ...] | None: ...
+    def go(self, t0_ns: int) -> None: ...
+    def stop(self) -> None: ...
+    def all_exited(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+def clock_offset_ns(job: WorkerJob) -> int:
+    """driver clock = worker clock + offset. Zero on the driver's host (CLOCK_MONOTONIC is host-wide);
+    elsewhere from wall clocks (NTP-synchronised, so good to about a millisecond: cross-host windows
+    carry that error, per-request metrics do not, they are differences on one clock)."""
+    if not job.driver_host or job.driver_host == socket.gethostname():
+        return 0
+    wall, mono = job.driver_clock_anchor
+    return (wall - mono) - (time.time_ns() - default_clock())
+
+
+def shift_record(record: RequestRecord, offset_ns: int) -> RequestRecord:
+    """The same record with every timestamp moved by ``offset_ns`` (onto the driver's clock)."""
+    if offset_ns == 0:
+        return record
+    record.send_ns += offset_ns
+    record.end_ns += offset_ns
+    if record.scheduled_ns is not None:
+        record.scheduled_ns += offset_ns
+    if record.headers_ns is not None:
+        record.headers_ns += offset_ns
+    record.chunk_ns = [t + offset_ns for t in record.chunk_ns]
+    return record
+
+
+async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
+    """A worker's whole life: set up, say ready, wait for the shared start, drive its share, report."""
     s = job.scenario
     level = s.load[job.level_index]
+    offset = clock_offset_ns(job)
     prompts = build_prompts(
         s.workload, s.endpoint.api, job.prompt_count, stream_id=job.level_index, nonce=job.nonce
     )
@@ -71,7 +106,7 @@ async def _worker(job: WorkerJob, out: Any, go: Any, t0: Any, stop_flag: Any) ->
     stop = asyncio.Event()
 
     async def watch_stop() -> None:
-        while not stop_flag.is_set():
+        while not side.stopped():
             await asyncio.sleep(POLL_S)
         stop.set()
 
@@ -79,13 +114,13 @@ async def _worker(job: WorkerJob, out: Any, go: Any, t0: Any, stop_flag: Any) ->
         return await client.send(prompt, workload=s.workload, **kw)
 
     def sink(record: RequestRecord) -> None:
-        out.put(("record", record.to_dict()))
+        side.put(("record", shift_record(record, offset).to_dict()))
 
-    out.put(("ready", job.worker, None))
-    while not go.wait(POLL_S):
-        await asyncio.sleep(0)
-    start_ns = int(t0.value)
-    delay = (start_ns - default_clock()) / 1e9
+    side.put(("ready", job.worker, None))
+    while (start := side.start_ns()) is None:
+        await asyncio.sleep(POLL_S / 5)
+    local_start = start - offset
+    delay = (local_start - default_clock()) / 1e9
     if delay > 0:
         await asyncio.sleep(delay)
     watcher = asyncio.create_task(watch_stop())
@@ -100,7 +135,7 @@ async def _worker(job: WorkerJob, out: Any, go: Any, t0: Any, stop_flag: Any) ->
             id_offset=job.id_offset,
             worker=job.worker,
             workers=job.workers,
-            t0_ns=start_ns,
+            t0_ns=local_start,
             stop=stop,
         )
     finally:
@@ -108,7 +143,136 @@ async def _worker(job: WorkerJob, out: Any, go: Any, t0: Any, stop_flag: Any) ->
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await transport.aclose()
-    out.put(("done", job.worker, result.self_check() | {"sent": result.sent, "worker": job.worker}))
+    side.put(("done", job.worker, result.self_check() | {"sent": result.sent, "worker": job.worker}))
+
+
+def worker_entry(job: WorkerJob, side: WorkerSide) -> None:
+    """Run a worker to its end in this process, reporting a failure instead of dying silently."""
+    try:
+        asyncio.run(run_worker(job, side))
+    except BaseException as exc:
+        side.put(("failed", job.worker, f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+class _MpWorkerSide:
+    def __init__(self, out: Any, go: Any, t0: Any, stop: Any) -> None:
+        self.out, self.go, self.t0, self.stop = out, go, t0, stop
+
+    def put(self, msg: tuple[Any, ...]) -> None:
+        self.out.put(msg)
+
+    def start_ns(self) -> int | None:
+        return int(self.t0.value) if self.go.is_set() else None
+
+    def stopped(self) -> bool:
+        return bool(self.stop.is_set())
+
+
+def _mp_main(job: WorkerJob, side: _MpWorkerSide) -> None:
+    # Ctrl-C reaches every process of the terminal's group; the driver decides and sets ``stop``.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker_entry(job, side)
+
+
+class ProcessPool:
+    """Driver side of local worker processes (``spawn``: forking under a running event loop is unsafe)."""
+
+    def __init__(self, jobs: list[WorkerJob]) -> None:
+        ctx = mp.get_context("spawn")
+        self.out = ctx.Queue()
+        self.ev_go, self.ev_stop, self.t0 = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
+        side = _MpWorkerSide(self.out, self.ev_go, self.t0, self.ev_stop)
+        self.procs = [ctx.Process(target=_mp_main, args=(job, side), daemon=True) for job in jobs]
+        for p in self.procs:
+            p.start()
+
+    def get(self, timeout_s: float) -> tuple[Any, ...] | None:
+        try:
+            msg: tuple[Any, ...] = self.out.get(timeout=timeout_s)
+            return msg
+        except queue.Empty:
+            return None
+
+    def go(self, t0_ns: int) -> None:
+        self.t0.value = t0_ns
+        self.ev_go.set()
+
+    def stop(self) -> None:
+        self.ev_stop.set()
+
+    def all_exited(self) -> bool:
+        return all(not p.is_alive() for p in self.procs) and self.out.empty()
+
+    def close(self) -> None:
+        self.stop()
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                p.terminate()
+
+
+def drive(
+    driver: DriverSide,
+    n_workers: int,
+    sink: Callable[[RequestRecord], None],
+    stop_requested: Callable[[], bool],
+) -> tuple[dict[str, Any], int]:
+    """The driver loop (blocking; call it from a thread): start the workers together once all are ready,
+    copy records to the sink as they arrive, stop them when asked. Returns the merged self-check and the
+    number of requests sent."""
+    ready, done = 0, 0
+    failures: list[str] = []
+    checks: list[dict[str, Any]] = []
+    sent = 0
+    try:
+        while done + len(failures) < n_workers:
+            if stop_requested():
+                driver.stop()
+            msg = driver.get(POLL_S)
+            if msg is None:
+                if driver.all_exited():
+                    failures.append("a worker exited without reporting")
+                    break
+                continue
+            kind, *payload = msg
+            if kind == "record":
+                sink(RequestRecord.from_dict(payload[0]))
+            elif kind == "records":  # a batch (Ray workers send them so)
+                for d in payload[0]:
+                    sink(RequestRecord.from_dict(d))
+            elif kind == "ready":
+                ready += 1
+                if ready == n_workers:
+                    driver.go(default_clock() + START_LEAD_NS)
+            elif kind == "done":
+                done += 1
+                checks.append(payload[1])
+                sent += int(payload[1].get("sent", 0))
+            elif kind == "failed":
+                failures.append(f"worker {payload[0]}: {payload[1]}")
+                driver.stop()
+    finally:
+        driver.close()
+    if failures:
+        raise RuntimeError("load workers failed: " + "; ".join(failures))
+    return merge_self_checks(sorted(checks, key=lambda c: int(c.get("worker", 0)))), sent
+
+
+def run_level_in_workers(
+    jobs: list[WorkerJob],
+    sink: Callable[[RequestRecord], None],
+    stop_requested: Callable[[], bool],
+    cluster: str | None = None,
+) -> tuple[dict[str, Any], int]:
+    """One level's shares in local processes, or as Ray tasks when ``cluster`` is given ("auto" or an
+    address; needs ``pip install 'tpsbench[ray]'``)."""
+    if cluster:
+        from tpsbench.cluster import RayPool
+
+        return drive(RayPool(jobs, cluster), len(jobs), sink, stop_requested)
+    return drive(ProcessPool(jobs), len(jobs), sink, stop_requested)
 
 
 def merge_self_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,59 +293,3 @@ def merge_self_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:
         "interrupted": any(c.get("interrupted") for c in checks),
         "per_worker": checks,
     }
-
-
-def run_level_in_workers(
-    jobs: list[WorkerJob],
-    sink: Callable[[RequestRecord], None],
-    stop_requested: Callable[[], bool],
-) -> tuple[dict[str, Any], int]:
-    """Run one level's shares in worker processes (blocking; call it from a thread). Returns the merged
-    self-check and the number of requests sent."""
-    ctx = mp.get_context("spawn")  # fork under a running event loop and threads is unsafe
-    out = ctx.Queue()
-    go, stop, t0 = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
-    procs = [ctx.Process(target=_worker_main, args=(job, out, go, t0, stop), daemon=True) for job in jobs]
-    for p in procs:
-        p.start()
-    ready, done = 0, 0
-    failures: list[str] = []
-    checks: list[dict[str, Any]] = []
-    sent = 0
-    try:
-        while done + len(failures) < len(procs):
-            if stop_requested():
-                stop.set()
-            try:
-                kind, *payload = out.get(timeout=POLL_S)
-            except queue.Empty:
-                if all(not p.is_alive() for p in procs) and out.empty():
-                    failures.append("a worker exited without reporting")
-                    break
-                continue
-            if kind == "record":
-                sink(RequestRecord.from_dict(payload[0]))
-            elif kind == "ready":
-                ready += 1
-                if ready == len(procs):
-                    t0.value = default_clock() + START_LEAD_NS
-                    go.set()
-            elif kind == "done":
-                done += 1
-                checks.append(payload[1])
-                sent += int(payload[1].get("sent", 0))
-            elif kind == "failed":
-                failures.append(f"worker {payload[0]}: {payload[1]}")
-                stop.set()
-                go.set()
-    finally:
-        stop.set()
-        go.set()
-        deadline = time.monotonic() + 10
-        for p in procs:
-            p.join(max(0.1, deadline - time.monotonic()))
-            if p.is_alive():
-                p.terminate()
-    if failures:
-        raise RuntimeError("load workers failed: " + "; ".join(failures))
-    return merge_self_checks(sorted(checks, key=lambda c: c.get("worker", 0))), sent
