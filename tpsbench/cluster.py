@@ -11,6 +11,7 @@ the driver's clock (see :func:`tpsbench.workers.clock_offset_ns`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -132,9 +133,8 @@ class RayPool:
 
     def close(self) -> None:
         self.stop()
-        try:
+        # a failed task was reported through the queue already
+        with contextlib.suppress(Exception):
             self._ray.get(self.refs, timeout=30)
-        except Exception:  # a failed task was reported through the queue already
-            pass
         if self._owns_ray:
             self._ray.shutdown()
