@@ -148,6 +148,7 @@ def _summary_point(level: int, concurrency: int, records: list[dict[str, Any]]) 
         "output_tps": out_tps, "output_tps_per_gpu": out_tps / 8, "request_rate": len(measured) / window,
         "error_rate": (len(measured) - len(ok)) / len(measured), "goodput": len(ok) / window, "slo_met": True,
         "token_sources": {"usage": len(ok)}, "short_outputs": 0, "warnings": [],
+        "self_check": {"loop_lag_p99_s": 0.0005, "achieved_concurrency": concurrency, "client_bound": False},
     }  # fmt: skip
 
 
@@ -324,10 +325,26 @@ def test_output_tps_regression_is_tested_on_the_little_law_ratio(tmp_path: Path)
 
 
 def test_significance_must_point_the_way_of_the_change() -> None:
-    cell = gate._Cell("c=1", gate.metric_spec("tps_user_p50"), 5.0, change=-20.0, effect_sign=1.0)
+    spec = gate.metric_spec("tps_user_p50")
+    cell = gate._Cell("c=1", spec, 5.0, baseline=100.0, candidate=80.0, change=-20.0, effect_sign=1.0)
     assert gate._verdict(cell, 0.001, 0.05) is Verdict.LARGE_NOT_SIGNIFICANT
     cell.effect_sign = -1.0
     assert gate._verdict(cell, 0.001, 0.05) is Verdict.REGRESSED
+
+
+def test_latency_changes_within_the_client_lag_are_not_judged(tmp_path: Path) -> None:
+    b = write_run(tmp_path / "base", seed=1, loads=(16,))
+    c = write_run(tmp_path / "cand", seed=2, loads=(16,), shape=Shape(ttft_factor=1.2))
+    assert _row(gate.evaluate(b, c), "c=16", "ttft_s_p50").verdict is Verdict.REGRESSED
+    s = json.loads((c / "summary.json").read_text())
+    s["points"][0]["self_check"].update(loop_lag_p99_s=0.5, client_bound=True)  # TTFT p50 is ~0.3 s
+    (c / "summary.json").write_text(json.dumps(s))
+    result = gate.evaluate(b, c)
+    row = _row(result, "c=16", "ttft_s_p50")
+    assert row.verdict is Verdict.UNCHANGED and row.abs_floor == 0.5
+    assert "client's timing noise" in row.note and "500.0 ms" in gate.to_markdown(result)
+    assert any("client could not keep up" in w for w in result.warnings)
+    assert _row(result, "c=16", "tps_user_p50").abs_floor is None
 
 
 def test_tiny_samples_are_never_a_failure(tmp_path: Path) -> None:

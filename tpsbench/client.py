@@ -21,6 +21,9 @@ chunk came; bytes that are not an event stream at all (``MALFORMED_SSE``); the t
 ``STREAM_CUT`` from a dropped connection, HTTP status); else the body ended before ``[DONE]``
 (``STREAM_CUT``). Chunks received before a failure are kept.
 
+Every request carries ``X-Request-Id: tpsbench-<random hex per client>-<request_id>`` (the record's id last),
+so server logs can be matched to records (:mod:`tpsbench.paceserver` does, for its ground truth).
+
 The API key is sent as ``Authorization: Bearer <key>`` only; it is removed from anything the server
 echoes into ``error_detail``, and never logged or recorded.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from secrets import token_hex
 from typing import Any, Protocol
 
 import httpx
@@ -147,6 +151,12 @@ class Client:
             headers["Authorization"] = f"Bearer {api_key}"
         self._headers: Mapping[str, str] = headers
         self._secrets: tuple[str, ...] = (api_key,) if api_key else ()
+        # X-Request-Id lets server logs (and the pace server's ground truth) be matched to records. A random
+        # per-client prefix, because ids restart at 0 every run and vLLM adopts this header as its engine
+        # request id, where two in-flight duplicates (two runs on one server) break it (vllm#10583).
+        self._request_id_prefix: str | None = f"tpsbench-{token_hex(4)}-"
+        if any(k.lower() == "x-request-id" for k in headers):
+            self._request_id_prefix = None  # the scenario set its own
 
     def __repr__(self) -> str:  # never show headers: they hold the key
         return f"Client(url={self.url!r}, model={self.model!r})"
@@ -172,7 +182,10 @@ class Client:
         ``ErrorKind.CANCELLED`` (the runner does).
         """
         body = json.dumps(self.build_body(prompt, workload), separators=(",", ":")).encode()
-        raw = await self.transport.stream(self.url, self._headers, body, self.endpoint.timeouts)
+        headers = self._headers
+        if self._request_id_prefix is not None:
+            headers = {**headers, "X-Request-Id": f"{self._request_id_prefix}{request_id}"}
+        raw = await self.transport.stream(self.url, headers, body, self.endpoint.timeouts)
         return decode_exchange(
             raw,
             prompt=prompt,

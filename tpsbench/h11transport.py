@@ -27,6 +27,7 @@ TCP_NODELAY is set on every connection, so the request leaves at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Mapping
@@ -41,8 +42,8 @@ from tpsbench.scenario import Timeouts
 from tpsbench.transport import (
     MAX_ERROR_BODY,
     RawExchange,
-    _decode_error_body,
     _Deadlines,
+    _decode_error_body,
     _describe,
     classify_status,
 )
@@ -155,10 +156,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:  # asyncio sets it too; uvloop and TLS wrappers differ, so say it once more
+            # asyncio sets it too; uvloop and TLS wrappers differ, so say it once more
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self._pool.open.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -195,7 +195,8 @@ class _Connection(asyncio.Protocol):
     def attach(
         self, ex: RawExchange, origin: _Origin, headers: Mapping[str, str], body: bytes
     ) -> tuple[bytes, asyncio.Future[None], asyncio.Future[BaseException | None]]:
-        """Prepare an exchange: the request's wire bytes (to ``write`` right after stamping) and its futures."""
+        """Start an exchange: its request bytes (to ``write`` right after stamping) and its futures."""
+        self._ex = ex  # from here on, a failure closes the connection (see H11Transport.stream)
         fields: list[tuple[str, str]] = [("Host", origin.host_header), ("User-Agent", _USER_AGENT)]
         given = {k.lower() for k in headers}
         fields = [f for f in fields if f[0].lower() not in given]
@@ -210,7 +211,6 @@ class _Connection(asyncio.Protocol):
             )
         )
         loop = asyncio.get_running_loop()
-        self._ex = ex
         self._first = first = loop.create_future()
         self._done = done = loop.create_future()
         self._got_first = False
@@ -361,17 +361,19 @@ class H11Transport:
             async with scope:
                 origin = self._origin(url)
                 if limit is not None:
-                    ex.send_ns = clock()
+                    ex.send_ns = clock()  # a wait for a free connection is client-side latency: in TTFT
                     await limit.acquire()
                     limited = True
                 conn = self._pool.take(origin.key)
                 if conn is None:
-                    ex.send_ns = ex.send_ns or clock()
+                    if not limited:
+                        ex.send_ns = clock()  # a new connection's setup is part of the request's latency
                     conn = await self._connect(origin, timeouts.connect_s)
                     wire, first, done = conn.attach(ex, origin, headers, body)
                 else:
                     wire, first, done = conn.attach(ex, origin, headers, body)
-                    ex.send_ns = ex.send_ns or clock()
+                    if not limited:
+                        ex.send_ns = clock()
                 conn.write(wire)  # synchronously, right after the stamp: no task in between
                 await first
                 first_phase = False
@@ -391,14 +393,13 @@ class H11Transport:
             else:
                 ex.error = _classify(exc, ex.status)
                 ex.error_detail = _describe(exc)
-            ex.end_ns = 0  # an error's end is when it was caught
         finally:
             if conn is not None and conn.owns(ex):
                 conn.abandon()
             if limited:
                 assert limit is not None
                 limit.release()
-        if not ex.end_ns:
+        if not ex.end_ns:  # the protocol stamps the end it saw; otherwise the end is now
             ex.end_ns = clock()
         return ex
 

@@ -14,14 +14,22 @@ Run it in its own process so it never shares an event loop with the client under
     python -m tpsbench.paceserver --port 0 --ttft-ms 50 --interval-ms 10 --tokens 3
 
 It prints ``http://127.0.0.1:PORT/v1`` on its first stdout line. ``GET /log`` returns the send log,
-``POST /log/reset`` clears it.
+``POST /log/reset`` clears it. ``--cpu N`` pins the server to one core (benchmarks give the client another).
+
+Ground truth per request: every log entry carries the request's ``X-Request-Id`` header, so
+:func:`truth_by_id` matches it to tpsbench's record of the same request (the id is the header's last
+``-``-separated field). With the client's ``send_ns`` (same CLOCK_MONOTONIC):
+true TTFT = server's first token write - client's ``send_ns``; true TPS/user = (n - n_first) /
+(last write - first write) from the server's own write times.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -48,12 +56,15 @@ class Pace:
 
 @dataclass
 class SendLog:
-    """Per request: receive time and the (time, tokens) of every token chunk written."""
+    """Per request: its ``X-Request-Id``, receive time, when its first chunk was due, and the time and
+    token count of every token chunk written (stamped right after the write returned)."""
 
     entries: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _chunk(api: str, text: str, usage: dict[str, int] | None = None) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _chunk(api: str, text: str, usage: tuple[int, int] | None = None) -> bytes:
+    """One SSE event (cached: the pace server's CPU per chunk is what lets it keep its pace under load)."""
     if api == "chat":
         choices = [{"index": 0, "delta": {"content": text}, "finish_reason": None}] if text else []
         obj: dict[str, Any] = {"id": "pace", "object": "chat.completion.chunk", "choices": choices}
@@ -61,7 +72,12 @@ def _chunk(api: str, text: str, usage: dict[str, int] | None = None) -> bytes:
         choices = [{"index": 0, "text": text, "finish_reason": None}] if text else []
         obj = {"id": "pace", "object": "text_completion", "choices": choices}
     if usage is not None:
-        obj["usage"] = usage
+        prompt, completion = usage
+        obj["usage"] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -80,6 +96,50 @@ def truth(entries: list[dict[str, Any]]) -> dict[str, list[float]]:
     return {"ttft_s": ttft, "tps_user": tps}
 
 
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """What the server did for one request, on the shared monotonic clock (ns)."""
+
+    received_ns: int
+    first_ns: int  # first token chunk written
+    last_ns: int  # last token chunk written
+    tokens: int
+    first_tokens: int
+    chunks: int
+    max_lag_ns: int  # how late its latest chunk left against the server's own schedule
+
+    def ttft_s(self, send_ns: int) -> float:
+        """True TTFT of the request the client sent at ``send_ns``."""
+        return (self.first_ns - send_ns) / 1e9
+
+    @property
+    def tps_user(self) -> float | None:
+        decode_ns = self.last_ns - self.first_ns
+        return (self.tokens - self.first_tokens) / (decode_ns / 1e9) if decode_ns > 0 else None
+
+
+def request_key(header: str | None) -> int | None:
+    """The record id in an ``X-Request-Id`` value (``tpsbench-<hex>-<id>`` or a bare ``<id>``)."""
+    if not header:
+        return None
+    tail = header.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def truth_by_id(entries: list[dict[str, Any]]) -> dict[int, Truth]:
+    """The server's truth per request id, for entries that sent at least one token chunk."""
+    out: dict[int, Truth] = {}
+    for e in entries:
+        rid = request_key(e.get("request_id"))
+        sends, toks = e["send_ns"], e["tokens"]
+        if rid is None or not sends:
+            continue
+        interval = e["interval_ns"]
+        lag = max(t - (e["due_ns"] + i * interval) for i, t in enumerate(sends))
+        out[rid] = Truth(e["received_ns"], sends[0], sends[-1], sum(toks), toks[0], len(sends), lag)
+    return out
+
+
 def make_app(pace: Pace) -> web.Application:
     log = SendLog()
     rng = random.Random(pace.seed)
@@ -92,25 +152,34 @@ def make_app(pace: Pace) -> web.Application:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        entry: dict[str, Any] = {"received_ns": received, "send_ns": [], "tokens": []}
-        log.entries.append(entry)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + pace.ttft_ms / 1000
+        # Absolute deadlines on the log's own clock: a late chunk does not delay the next ones.
+        interval = round(pace.interval_ms * 1e6)
+        due = time.perf_counter_ns() + round(pace.ttft_ms * 1e6)
+        sends: list[int] = []
+        tokens: list[int] = []
+        log.entries.append(
+            {
+                "request_id": request.headers.get("X-Request-Id"),
+                "received_ns": received,
+                "due_ns": due,
+                "interval_ns": interval,
+                "send_ns": sends,
+                "tokens": tokens,
+            }
+        )
         sent = 0
         while sent < n:
-            delay = deadline - loop.time()
+            delay = due - time.perf_counter_ns()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay / 1e9)
             k = min(n - sent, rng.randint(pace.tokens_min, pace.tokens_max))
             await resp.write(_chunk(api, PIECE * k))
-            entry["send_ns"].append(time.perf_counter_ns())
-            entry["tokens"].append(k)
+            sends.append(time.perf_counter_ns())  # after the write returned: the bytes are in the kernel
+            tokens.append(k)
             sent += k
-            deadline += pace.interval_ms / 1000
+            due += interval
         if include_usage:
-            await resp.write(
-                _chunk(api, "", {"prompt_tokens": 1, "completion_tokens": sent, "total_tokens": sent + 1})
-            )
+            await resp.write(_chunk(api, "", (1, sent)))
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -152,7 +221,10 @@ def main() -> None:
     ap.add_argument("--interval-ms", type=float, default=10.0)
     ap.add_argument("--tokens", default="3", help="tokens per chunk, N or MIN-MAX")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU (Linux)")
     a = ap.parse_args()
+    if a.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {a.cpu})
     lo, hi = Pace.parse_tokens(a.tokens)
     pace = Pace(a.ttft_ms, a.interval_ms, lo, hi, a.seed)
 

@@ -93,7 +93,7 @@ class Endpoint(_Strict):
     api_key_env: str | None = None  # the NAME of the environment variable; its value is never stored
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    transport: Literal["aiohttp", "httpx", "h11"] = "aiohttp"
     continuous_usage: bool = False  # ask for per-chunk usage (vLLM's stream_options.continuous_usage_stats)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # merged into every request body
 

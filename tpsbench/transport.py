@@ -296,7 +296,7 @@ class HttpxTransport(_StreamingTransport):
 
 
 def make_transport(
-    kind: Literal["aiohttp", "httpx"],
+    kind: Literal["aiohttp", "httpx", "h11"],
     *,
     clock: Callable[[], int] = default_clock,
     max_connections: int | None = None,
@@ -306,4 +306,8 @@ def make_transport(
         return AiohttpTransport(clock=clock, max_connections=max_connections)
     if kind == "httpx":
         return HttpxTransport(clock=clock, max_connections=max_connections)
-    raise ValueError(f"unknown transport {kind!r}: expected 'aiohttp' or 'httpx'")
+    if kind == "h11":
+        from tpsbench.h11transport import H11Transport  # it builds on this module's helpers
+
+        return H11Transport(clock=clock, max_connections=max_connections)
+    raise ValueError(f"unknown transport {kind!r}: expected 'aiohttp', 'httpx' or 'h11'")
