@@ -6,9 +6,9 @@
 The pace server (:mod:`tpsbench.paceserver`: 50 ms to the first token, then a chunk of 1-4 tokens every
 10 ms, 100 tokens per request) runs in its own process pinned to CPU 0. Each point (transport,
 concurrency) runs in a fresh process pinned to CPU 1 through tpsbench's real code path
-(:func:`tpsbench.benchmark.run_benchmark`: runner, client, transport, requests.jsonl, summary), one closed-loop
-level with the default warmup (one request per user, unmeasured). Measured requests are matched to the
-server's log by ``X-Request-Id``. Columns:
+(:func:`tpsbench.benchmark.run_benchmark`: runner, client, transport, requests.jsonl, summary), one
+closed-loop level with the default warmup (one request per user, unmeasured). Measured requests are matched
+to the server's log by ``X-Request-Id``. Columns:
 
 - ``req`` / ``err``: measured requests, failed ones (any kind, warmup included);
 - ``TTFT p50 cli/srv``: client TTFT p50 vs the server's own (first token write - request received), ms;
@@ -58,7 +58,7 @@ TRANSPORTS = ("aiohttp", "httpx", "h11")
 CONCURRENCY = (1, 16, 64, 256, 1024)
 OUTPUT_TOKENS = 100
 # measured requests per point (warmup = concurrency on top): a few hundred, fewer where a round is long
-REQUESTS = {1: 100, 16: 320, 64: 640, 256: 1024, 1024: 1024}
+MEASURED = {1: 100, 16: 320, 64: 640, 256: 1024, 1024: 1024}
 QUICK = {1: 30, 16: 96, 64: 192, 256: 512, 1024: 1024}
 
 
@@ -173,28 +173,31 @@ def _proc_cpu_s(pid: int) -> float:
         return 0.0
 
 
-def measure(url: str, server_pid: int, transport: str, concurrency: int, requests: int, loop: str) -> dict[str, Any]:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # cumulative over every waited-for child
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    url: str, server_pid: int, transport: str, concurrency: int, requests: int, loop: str
+) -> dict[str, Any]:
+    """Run one point in a fresh process; add what only the driver can see (the rest of the machine)."""
     args = [sys.executable, __file__, "--point", url, transport, str(concurrency), str(requests), loop]
-    busy0, srv0, wall0, me0 = _busy_s(), _proc_cpu_s(server_pid), time.monotonic(), _proc_cpu_s(os.getpid())
-    load0 = os.getloadavg()[0]
+    busy0, srv0, kids0 = _busy_s(), _proc_cpu_s(server_pid), _children_cpu_s()
+    me0, wall0, load0 = _proc_cpu_s(os.getpid()), time.monotonic(), os.getloadavg()[0]
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     wall = time.monotonic() - wall0
     if proc.returncode != 0:
         raise RuntimeError(f"point {transport} c={concurrency} failed:\n{proc.stderr[-3000:]}")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # cumulative over finished children
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    child_cpu = usage.ru_utime + usage.ru_stime - measure.children_cpu  # type: ignore[attr-defined]
-    measure.children_cpu = usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
-    ours = child_cpu + (_proc_cpu_s(server_pid) - srv0) + (_proc_cpu_s(os.getpid()) - me0)
+    ours = (_children_cpu_s() - kids0) + (_proc_cpu_s(server_pid) - srv0) + (_proc_cpu_s(os.getpid()) - me0)
     result["others_percent"] = max(0.0, 100.0 * (_busy_s() - busy0 - ours) / wall)
     result["load1"] = max(load0, os.getloadavg()[0])
     result["wall_s"] = wall
     return result
 
 
-measure.children_cpu = 0.0  # type: ignore[attr-defined]
-
-COLUMNS = [
+COLUMNS: list[tuple[str, str, str | tuple[str, ...]]] = [
     ("transport", "{}", "transport"),
     ("conc", "{}", "concurrency"),
     ("req", "{}", "requests"),
@@ -231,7 +234,10 @@ def render(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     out = []
     for k, row in enumerate(table):
-        out.append("  ".join(c.rjust(w) if i > 0 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        cells = [
+            c.rjust(w) if i > 0 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  ".join(cells))
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -242,24 +248,28 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer requests per point")
     ap.add_argument("--transports", default=",".join(TRANSPORTS))
     ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
-    ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the client's event loop")
+    ap.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the client's event loop"
+    )
     ap.add_argument("--out", type=Path, help="also write the table (and the raw rows as JSON) here")
-    ap.add_argument("--point", nargs=5, metavar=("URL", "TRANSPORT", "C", "N", "LOOP"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--point", nargs=5, metavar=("URL", "TRANSPORT", "C", "N", "LOOP"), help=argparse.SUPPRESS
+    )
     a = ap.parse_args()
     if a.point:
         url, transport, c, n, loop = a.point
         print(json.dumps(run_point(url, transport, int(c), int(n), loop)))
         return
 
-    counts = QUICK if a.quick else REQUESTS
+    counts = QUICK if a.quick else MEASURED
     transports = [t.strip() for t in a.transports.split(",") if t.strip()]
     levels = [int(c) for c in a.concurrency.split(",")]
     _pin(SERVER_CPU)  # the driver only waits; it shares the server's core, not the client's
     header = [
         f"# tpsbench client accuracy ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
         f"python {sys.version.split()[0]}, client loop: {a.loop})",
-        f"# pace server on CPU {SERVER_CPU}: 50 ms TTFT, 1-4 tokens every 10 ms, {OUTPUT_TOKENS} tokens/request;"
-        f" each point a fresh client process on CPU {CLIENT_CPU}",
+        f"# pace server on CPU {SERVER_CPU}: 50 ms TTFT, 1-4 tokens every 10 ms, {OUTPUT_TOKENS} tokens per"
+        f" request; each point a fresh client process on CPU {CLIENT_CPU}",
         f"# command: {' '.join(['python', 'benchmarks/client_accuracy.py', *sys.argv[1:]])}",
         f"# load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
     ]
@@ -267,8 +277,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     server_args = ["-m", "tpsbench.paceserver", "--port", "0", "--tokens", "1-4", "--cpu", str(SERVER_CPU)]
     with ServerProcess(server_args) as server:
-        assert server._proc is not None
-        pid = server._proc.pid
+        (pid,) = [child.pid for child in psutil.Process().children()]  # the server is our only child
         for transport in transports:
             for c in levels:
                 row = measure(server.url, pid, transport, c, counts[c], a.loop)

@@ -165,7 +165,8 @@ def write_run(
     """Write a run directory (summary.json, requests.jsonl, scenario.yaml) of seeded synthetic requests."""
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True)
-    points, lines = [], []
+    points: list[dict[str, Any]] = []
+    lines: list[str] = []
     for level, c in enumerate(loads):
         recs = _point_records(rng, level, c, n, warmup, shape, first_id=len(lines))
         points.append(_summary_point(level, c, recs))
@@ -276,7 +277,8 @@ def test_planted_regressions_are_caught_and_named(tmp_path: Path) -> None:
     for point in ("c=4", "c=16", "c=64"):
         row = _row(result, point, "tps_user_p50")
         assert row.verdict is Verdict.REGRESSED and row.test is Method.MANN_WHITNEY
-        assert row.change == pytest.approx(-10, abs=3) and row.worse == pytest.approx(-row.change)
+        assert row.change is not None and row.change == pytest.approx(-10, abs=3)
+        assert row.worse == pytest.approx(-row.change)
         assert row.p_adjusted is not None and row.p_value is not None and row.p_adjusted >= row.p_value
         assert _row(result, point, "ttft_s_p50").verdict is Verdict.REGRESSED
     assert any("TPS/user p50" in r and "c=16" in r for r in result.reasons)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -51,6 +52,27 @@ def test_chunks_add_up_and_carry_one_to_k_plus_one_tokens() -> None:
     assert chunks[-1].finish_reason == "length" and all(c.finish_reason is None for c in chunks[:-1])
     times = [c.time for c in chunks]
     assert times == sorted(times)
+
+
+def test_the_timeline_is_the_models_exactly() -> None:
+    """Planned chunk times (no host noise): TTFT = t_pf(n) from idle, then one modelled step per chunk."""
+    prompt = 1000
+    model = ReferenceModel()
+
+    async def main() -> tuple[float, list[Chunk]]:
+        engine = await started()
+        try:
+            gen = engine.submit(prompt, 60, ignore_eos=True)
+            return gen.arrival, await drain(gen)
+        finally:
+            await engine.stop()
+
+    arrival, chunks = run(main)
+    assert chunks[0].time - arrival == pytest.approx(model.prefill_time(prompt), abs=1e-6)
+    context = prompt + chunks[0].tokens
+    for before, after in itertools.pairwise(chunks):
+        assert after.time - before.time == pytest.approx(model.step_time(1, context, 3), abs=1e-9)
+        context += after.tokens
 
 
 def test_no_speculation_above_spec_max_batch() -> None:

@@ -244,8 +244,13 @@ def test_metrics_reset_returns_the_window_that_ended() -> None:
 
 # --- the subprocess and real-time behaviour -----------------------------------------------------------
 def test_timing_at_concurrency_1_matches_the_model() -> None:
-    """Cadence, TTFT, token count and TPS/user of lone 200-token streams vs the model (own process)."""
-    isl, osl = 1000, 200
+    """Cadence, TTFT, token count and TPS/user of lone streams vs the model, through HTTP (own process).
+
+    Tolerances are for a shared 2-core machine: a few ms of scheduling delay at either end of a stream are
+    diluted by 500 tokens (~180 steps); the exact timeline is checked without host noise in
+    test_reference_engine.py.
+    """
+    isl, osl = 1000, 500
     model = ReferenceModel()
 
     async def one(http: aiohttp.ClientSession, url: str) -> tuple[float, list[float], list[int], int]:
@@ -265,7 +270,7 @@ def test_timing_at_concurrency_1_matches_the_model() -> None:
     async def main(url: str) -> list[tuple[float, list[float], list[int], int]]:
         async with aiohttp.ClientSession() as http:
             await one(http, url)  # warm the connection
-            return [await one(http, url) for _ in range(4)]
+            return [await one(http, url) for _ in range(3)]
 
     with ReferenceServerProcess(seed=7) as server:
         runs = asyncio.run(main(server.url))
@@ -284,9 +289,9 @@ def test_timing_at_concurrency_1_matches_the_model() -> None:
     assert statistics.median(tps) == pytest.approx(statistics.median(tps_expected), rel=0.03)
     # TPS/user also vs the prediction: 200 tokens leave ~4% s.d. from the acceptance draws alone
     assert statistics.median(tps) == pytest.approx(model.predict(1, isl, osl).tps_user, rel=0.10)
-    # TTFT = t_pf(isl) plus the HTTP round trip through two Python processes (1-2 ms here). Contention on a
-    # shared machine only ever adds to it, so the least disturbed request (the minimum) is the one to check.
-    assert model.prefill_time(isl) - 0.0005 < min(ttfts) < model.prefill_time(isl) + 0.004
+    # TTFT = t_pf(isl) plus the HTTP round trip through two Python processes (1-2 ms here); contention only
+    # adds to it (a time slice is a few ms), so check the least disturbed request.
+    assert model.prefill_time(isl) - 0.0005 < min(ttfts) < model.prefill_time(isl) + 0.006
 
 
 def test_server_process_passes_params_and_reports_bad_ones() -> None:

@@ -1,4 +1,4 @@
-"""Transports: exact timestamps through httpx.MockTransport, real loopback behaviour through aiohttp."""
+"""Transports: exact timestamps through httpx.MockTransport; aiohttp and h11 against real loopback servers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from tpsbench.h11transport import H11Transport
 from tpsbench.scenario import Timeouts
 from tpsbench.transport import (
     MAX_ERROR_BODY,
@@ -388,3 +389,350 @@ def test_aiohttp_error_classification() -> None:
     assert classify(aiohttp.ServerDisconnectedError(), 200) is ErrorKind.STREAM_CUT
     assert classify(aiohttp.ClientPayloadError("incomplete"), 200) is ErrorKind.STREAM_CUT
     assert classify(RuntimeError("bug"), None) is ErrorKind.OTHER
+
+
+# --- h11 (asyncio.Protocol) against real loopback servers -----------------------------------------------
+
+
+async def via_h11(
+    url: str, timeouts: Timeouts = FAST, transport: H11Transport | None = None, body: bytes = b"{}"
+) -> RawExchange:
+    """One exchange; a given transport is left open (for keep-alive tests), a fresh one is closed."""
+    own = transport is None
+    t = transport or H11Transport()
+    try:
+        return await t.stream(
+            url, {"content-type": "application/json", "X-Request-Id": "t-7"}, body, timeouts
+        )
+    finally:
+        if own:
+            await t.aclose()
+
+
+@asynccontextmanager
+async def serve_raw(respond: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> AsyncIterator[str]:
+    """A server that answers any request with bytes of our choosing (framings aiohttp.web won't produce)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await respond(writer)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}/v1/chat/completions"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_h11_streams_chunked_with_exact_bytes_and_ordered_stamps() -> None:
+    async def go() -> RawExchange:
+        async with serve(sse_stream) as url:  # a StreamResponse without length: chunked encoding
+            return await via_h11(url)
+
+    raw = run(go())
+    assert (raw.status, raw.error, raw.body_complete) == (200, None, True)
+    assert b"".join(d for _, d in raw.reads) == b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
+    times = [t for t, _ in raw.reads]
+    assert raw.headers_ns is not None
+    assert raw.send_ns < raw.headers_ns <= times[0] <= raw.end_ns
+    assert times == sorted(times)
+    assert times[0] - raw.send_ns >= 25_000_000  # the server waited 30 ms before the first event
+    assert len(raw.reads) >= 3  # events 20 ms apart arrive as separate reads, each stamped
+    assert raw.end_ns == times[-1]  # the end is the read that completed the body
+
+
+def test_h11_sends_method_target_headers_and_body_after_send_ns() -> None:
+    seen: list[tuple[int, str, str, dict[str, str], bytes]] = []
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        seen.append((time.perf_counter_ns(), request.method, request.path_qs, headers, body))
+        return web.Response(body=b"data: [DONE]\n\n", content_type="text/event-stream")
+
+    async def go() -> RawExchange:
+        async with serve(echo) as url:
+            return await via_h11(url + "?x=1", body=b'{"a":1}')
+
+    raw = run(go())
+    assert (raw.status, raw.error, raw.body_complete) == (200, None, True)  # a Content-Length body
+    assert [d for _, d in raw.reads] == [b"data: [DONE]\n\n"]
+    ((received, method, target, headers, body),) = seen
+    assert (method, target, body) == ("POST", "/v1/chat/completions?x=1", b'{"a":1}')
+    assert headers["x-request-id"] == "t-7" and headers["content-length"] == "7"
+    assert headers["host"].startswith("127.0.0.1:") and headers["user-agent"].startswith("tpsbench/")
+    assert raw.send_ns < received  # stamped before the bytes left
+
+
+def test_h11_keeps_connections_alive_and_reuses_them() -> None:
+    peers: list[object] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        if request.query.get("fail"):  # a complete error response leaves the connection reusable too
+            return web.Response(status=404, text="no such model")
+        return await sse_stream(request)
+
+    async def go() -> list[RawExchange]:
+        transport = H11Transport()
+        try:
+            async with serve(handler) as url:
+                a = await via_h11(url, transport=transport)
+                b = await via_h11(url + "?fail=1", transport=transport)
+                c = await via_h11(url, transport=transport)
+                return [a, b, c]
+        finally:
+            await transport.aclose()
+
+    a, b, c = run(go())
+    assert (a.error, b.error, b.error_detail, c.error) == (None, ErrorKind.HTTP_4XX, "no such model", None)
+    assert peers[0] == peers[1] == peers[2]  # one connection for all three
+
+
+def test_h11_replaces_an_idle_connection_the_server_closed() -> None:
+    peers: list[object] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.Response(body=b"data: [DONE]\n\n")
+
+    async def go() -> list[RawExchange]:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", handler)
+        runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=0.05)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        transport = H11Transport()
+        try:
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
+            first = await via_h11(url, transport=transport)
+            await asyncio.sleep(0.3)  # the server closes the idle connection
+            return [first, await via_h11(url, transport=transport)]
+        finally:
+            await transport.aclose()
+            await runner.cleanup()
+
+    first, second = run(go())
+    assert (first.error, second.error) == (None, None)
+    assert peers[0] != peers[1]
+
+
+def test_h11_read_until_close_body() -> None:
+    async def respond(w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: 0\n\n")
+        await w.drain()
+        await asyncio.sleep(0.02)
+        w.write(b"data: [DONE]\n\n")
+
+    async def go() -> RawExchange:
+        async with serve_raw(respond) as url:
+            return await via_h11(url)
+
+    raw = run(go())
+    assert (raw.status, raw.error, raw.body_complete) == (200, None, True)
+    assert b"".join(d for _, d in raw.reads) == b"data: 0\n\ndata: [DONE]\n\n"
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, ErrorKind.HTTP_4XX), (429, ErrorKind.HTTP_429)])
+def test_h11_http_errors_keep_the_body(status: int, kind: ErrorKind) -> None:
+    async def fail(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text='{"error": "slow down"}')
+
+    async def go() -> RawExchange:
+        async with serve(fail) as url:
+            return await via_h11(url)
+
+    raw = run(go())
+    assert (raw.status, raw.error, raw.error_detail, raw.reads) == (
+        status,
+        kind,
+        '{"error": "slow down"}',
+        [],
+    )
+
+
+def test_h11_5xx_error_body_is_bounded_and_its_stall_times_out_as_the_status() -> None:
+    async def big(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=503)
+        await resp.prepare(request)
+        await resp.write(b"x" * (MAX_ERROR_BODY + 10_000))
+        await asyncio.sleep(10)  # never ends: the client stops at the bound, not at a timeout
+        return resp
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=500)
+        await resp.prepare(request)
+        await resp.write(b"overloaded")
+        await asyncio.sleep(10)
+        return resp
+
+    async def go() -> tuple[RawExchange, RawExchange]:
+        async with serve(big) as url1, serve(stall) as url2:
+            t0 = time.monotonic()
+            a = await via_h11(url1)
+            assert time.monotonic() - t0 < 2
+            return a, await via_h11(url2, Timeouts(request_s=0.1))
+
+    a, b = run(go())
+    assert a.error is ErrorKind.HTTP_5XX and a.error_detail == "x" * MAX_ERROR_BODY
+    assert (b.status, b.error, b.error_detail) == (500, ErrorKind.HTTP_5XX, "overloaded")
+
+
+def test_h11_connection_refused() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    raw = run(via_h11(f"http://127.0.0.1:{port}/v1/chat/completions"))
+    assert (raw.status, raw.error, raw.reads) == (None, ErrorKind.CONNECT, [])
+    assert raw.error_detail and "ConnectionRefusedError" in raw.error_detail
+
+
+def test_h11_connect_timeout() -> None:
+    async def go() -> RawExchange:
+        loop = asyncio.get_running_loop()
+
+        async def never(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(10)
+
+        loop.create_connection = never  # type: ignore[method-assign]
+        return await via_h11("http://127.0.0.1:9/v1/chat/completions", Timeouts(connect_s=0.05))
+
+    raw = run(go())
+    assert (raw.status, raw.error) == (None, ErrorKind.TIMEOUT_CONNECT)
+    assert raw.error_detail and "within 0.05 s" in raw.error_detail
+
+
+def test_h11_stream_cut_mid_body_keeps_reads() -> None:
+    async def cut(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: 0\n\n")
+        await asyncio.sleep(0.02)
+        assert request.transport is not None
+        request.transport.close()  # chunked body never terminated
+        return resp
+
+    async def go() -> RawExchange:
+        async with serve(cut) as url:
+            return await via_h11(url)
+
+    raw = run(go())
+    assert (raw.status, raw.error, raw.body_complete) == (200, ErrorKind.STREAM_CUT, False)
+    assert b"".join(d for _, d in raw.reads) == b"data: 0\n\n"
+
+
+def test_h11_closed_before_any_response_and_garbage_response_are_connect_errors() -> None:
+    async def nothing(w: asyncio.StreamWriter) -> None:
+        return None
+
+    async def garbage(w: asyncio.StreamWriter) -> None:
+        w.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+    async def go() -> tuple[RawExchange, RawExchange]:
+        async with serve_raw(nothing) as url1, serve_raw(garbage) as url2:
+            return await via_h11(url1), await via_h11(url2)
+
+    closed, bad = run(go())
+    assert (closed.status, closed.error) == (None, ErrorKind.CONNECT)
+    assert (bad.status, bad.error) == (None, ErrorKind.CONNECT)
+    assert bad.error_detail and "RemoteProtocolError" in bad.error_detail
+
+
+@pytest.mark.parametrize("headers_first", [True, False])
+def test_h11_first_byte_timeout(headers_first: bool) -> None:
+    async def go() -> RawExchange:
+        release = asyncio.Event()
+
+        async def silent(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse()
+            if headers_first:
+                await resp.prepare(request)  # headers sent, no body byte until the client gave up
+            await release.wait()
+            return resp
+
+        async with serve(silent) as url:
+            raw = await via_h11(url, Timeouts(first_token_s=0.05))
+            release.set()
+            return raw
+
+    raw = run(go())
+    assert (raw.status, raw.error, raw.reads) == (
+        200 if headers_first else None,
+        ErrorKind.TIMEOUT_FIRST_TOKEN,
+        [],
+    )
+    assert raw.end_ns - raw.send_ns < 1_000_000_000
+
+
+def test_h11_request_timeout_keeps_reads_and_closes_the_connection() -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"data: a\n\n")
+        await asyncio.sleep(10)
+        return resp
+
+    async def go() -> tuple[RawExchange, int]:
+        transport = H11Transport()
+        try:
+            async with serve(slow) as url:
+                raw = await via_h11(url, Timeouts(first_token_s=5, request_s=0.1), transport=transport)
+                return raw, len(transport._pool.open)
+        finally:
+            await transport.aclose()
+
+    raw, still_open = run(go())
+    assert raw.error is ErrorKind.TIMEOUT_REQUEST
+    assert [d for _, d in raw.reads] == [b"data: a\n\n"] and not raw.body_complete
+    assert still_open == 0
+
+
+def test_h11_cancellation_propagates_and_closes_the_connection() -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"data: a\n\n")
+        await asyncio.sleep(10)
+        return resp
+
+    async def go() -> int:
+        transport = H11Transport()
+        async with serve(slow) as url:
+            task = asyncio.create_task(via_h11(url, transport=transport))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return len(transport._pool.open)
+
+    assert run(go()) == 0
+
+
+def test_h11_max_connections_queues_requests() -> None:
+    peers: set[object] = set()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        return await sse_stream(request)
+
+    async def go() -> list[RawExchange]:
+        transport = H11Transport(max_connections=2)
+        try:
+            async with serve(handler) as url:
+                return await asyncio.gather(*(via_h11(url, transport=transport) for _ in range(5)))
+        finally:
+            await transport.aclose()
+
+    raws = run(go())
+    assert all(r.error is None for r in raws) and len(peers) == 2
+
+
+def test_make_transport_h11() -> None:
+    assert isinstance(make_transport("h11"), H11Transport)

@@ -178,20 +178,17 @@ def gate(
 
     from tpsbench import gate as gating
 
-    thresholds: dict[str, float] = {}
-    for item in threshold or []:
-        key, sep, value = item.partition("=")
-        try:
-            thresholds[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            typer.echo(f"error: --threshold {item!r}: expected METRIC=PCT, e.g. tps_user_p50=5", err=True)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        thresholds = gating.parse_thresholds(threshold or [])
+    except ValueError as exc:
+        typer.echo(f"error: --threshold: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     result = gating.evaluate(baseline, candidate, thresholds or None)
     Console().print(gating.rich_table(result))
     for reason in result.reasons:
-        typer.echo(reason, err=True)
+        typer.echo(f"not comparable: {reason}", err=True)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if markdown:
         markdown.write_text(gating.to_markdown(result))
     if junit:

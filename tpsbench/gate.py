@@ -9,8 +9,8 @@ Exit codes (the contract CI relies on, also in docs/ci.md):
 - ``0`` pass: no row regressed (rows may be improved, unchanged, large-but-not-significant or not comparable).
 - ``1`` at least one row regressed.
 - ``2`` not comparable or bad input: a missing or unreadable file (the message names it), an unknown
-  threshold metric, runs of a different model, API or workload (input/output tokens), or no load point
-  in common. No row is judged then.
+  threshold metric, runs of a different model, API or workload (input/output tokens, prompts file,
+  ignore_eos), or no load point in common. No row is judged then.
 
 Inputs. The baseline and the candidate are each a run directory (``summary.json`` and, if present,
 ``requests.jsonl``) or a ``summary.json`` file alone. Load points are matched by their load (concurrency,
@@ -43,10 +43,12 @@ Statistics, per row (x = baseline samples, y = candidate samples):
   R = sum(tokens_i) / sum(latency_i) over the measured requests (failed ones add latency, not tokens).
   Delta method: Var(log R) ~= var((t_i - R d_i) / mean(d)) / (n R^2); z = (log R_c - log R_b) /
   sqrt(V_b + V_c), two-sided normal p (``test = "ratio"``). R is free of the window's drain noise (the
-  last, partly idle wave), which on its own made 2% of identical runs' output TPS differ by > 10%.
+  last, partly idle wave): judged on the window alone, 1.7% of the output TPS rows of identical
+  wide-spread synthetic runs moved by more than 10%.
 - summary-only comparisons: medians are significant when the two summaries' ``p50_ci`` intervals do not
-  overlap (asv's rule; conservative, about p < 0.006 for two 95% intervals); other percentiles have no
-  interval in the summary and are reported as not tested.
+  overlap (asv's rule; conservative, about p < 0.006 for two 95% intervals); other percentiles (no
+  interval in the summary) and output TPS (no samples) are reported as not tested. Error counts are in
+  the summary, so the Fisher test still runs.
 - multiplicity: one gate tests many rows, so the p-values of all tested rows are Holm-adjusted
   (family-wise error rate <= alpha for the whole run, under any dependence between rows). Without it,
   3 load points x 6 rows at alpha = 0.05 failed 12% of identical synthetic runs; with it, 0-1%
@@ -62,8 +64,8 @@ Statistics, per row (x = baseline samples, y = candidate samples):
 
 Verdict: ``regressed`` = worse by more than the threshold AND significant at alpha (after Holm);
 ``improved`` symmetrically; ``large_not_significant`` = beyond the threshold either way but not
-significant; ``unchanged`` = within the threshold (significant or not); ``not_comparable`` = a value is
-missing on one side.
+significant; ``unchanged`` = within the threshold or the client's timing noise (significant or not);
+``not_comparable`` = a value is missing on one side.
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ class Generation:
     prompt_tokens: int
     max_tokens: int
     target_tokens: int  # where it stops: max_tokens with ignore_eos, else a draw
+    arrival: float  # engine clock (loop.time()) at submit
     queue: asyncio.Queue[Chunk] = field(default_factory=asyncio.Queue)
     prefilled: int = 0
     generated: int = 0
@@ -194,13 +195,13 @@ class Engine:
             raise RuntimeError("the engine is stopped")
         if prompt_tokens < 1 or max_tokens < 1:
             raise ValueError("prompt_tokens and max_tokens must be >= 1")
-        gen = Generation(
-            next(self._ids), prompt_tokens, max_tokens, self._target(max_tokens, min_tokens, ignore_eos)
-        )
+        now = asyncio.get_running_loop().time()
+        target = self._target(max_tokens, min_tokens, ignore_eos)
+        gen = Generation(next(self._ids), prompt_tokens, max_tokens, target, now)
         self._waiting[gen.id] = gen
         self._counters.submitted += 1
         if not self._wake.is_set():
-            self._wake_time = asyncio.get_running_loop().time()
+            self._wake_time = now
             self._wake.set()
         return gen
 
@@ -275,7 +276,8 @@ class Engine:
     # --- the loop ----------------------------------------------------------------------------------------
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        planned_start = loop.time()
+        # requests submitted before this task first ran set the wake time: the timeline starts there
+        planned_start = self._wake_time if self._wake_time is not None else loop.time()
         while True:
             if not (self._waiting or self._prefilling or self._decoding):
                 self._wake.clear()
