@@ -25,24 +25,20 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import selectors
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
 from tpsbench.reference.engine import Chunk, Engine, Generation, LagStats
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams, ReferenceModel
+from tpsbench.serverprocess import ServerProcess
 
 MODEL_NAME = "llama-4-maverick-b200-sim"
 PIECE = " tok"  # 4 characters: one token under the ceil(chars / 4) rule
@@ -627,16 +623,16 @@ def _raise_fd_limit() -> None:
         pass
 
 
-class ReferenceServerProcess:
+class ReferenceServerProcess(ServerProcess):
     """The reference endpoint in a subprocess of its own (its own core, never the load generator's loop).
 
         with ReferenceServerProcess(params={"draft_len": 0}, seed=0) as server:
             print(server.url)   # http://127.0.0.1:PORT/v1
 
-    The child prints its URL as its first stdout line; its stderr goes to a temporary file (a chatty
-    server must never block on a full pipe) that :meth:`log` returns. It watches its stdin and exits when
-    that closes, so it cannot outlive a parent that died without stopping it.
+    The child watches its stdin and exits when that closes, so it cannot outlive its parent.
     """
+
+    name = "reference server"
 
     def __init__(
         self,
@@ -648,82 +644,13 @@ class ReferenceServerProcess:
         spin_s: float = 0.001,
         startup_timeout_s: float = 30.0,
     ) -> None:
-        self.args = [
-            sys.executable, "-m", "tpsbench.reference.server", "--host", host, "--port", str(port),
-            "--seed", str(seed), "--spin-ms", repr(spin_s * 1e3), "--exit-on-stdin-eof", *_param_args(params),
-        ]  # fmt: skip
-        self.startup_timeout_s = startup_timeout_s
-        self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
-
-    @property
-    def root(self) -> str:
-        return self.url.removesuffix("/v1")
-
-    def start(self) -> str:
-        """Start the child and wait for its URL; raises ``RuntimeError`` with its stderr if it fails."""
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the child; closed in stop()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        # bufsize=0: raw reads, so select() sees every byte that is not yet consumed
-        proc = subprocess.Popen(
-            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env, bufsize=0
-        )
-        self._proc = proc
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        deadline = time.monotonic() + self.startup_timeout_s
-        line = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while not line.endswith(b"\n"):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not sel.select(remaining):
-                    self.stop()
-                    raise RuntimeError(f"the reference server did not start in {self.startup_timeout_s} s")
-                data = os.read(fd, 4096)
-                if not data:
-                    proc.wait(timeout=10)
-                    text = self.log()
-                    self.stop()
-                    raise RuntimeError(f"the reference server exited at startup:\n{text[-2000:]}")
-                line += data
-        self.url = line.decode().splitlines()[0].strip()
-        return self.url
-
-    def log(self) -> str:
-        """What the child wrote to stderr so far."""
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout_s``."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-    def __enter__(self) -> ReferenceServerProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().__init__(
+            [
+                "-m", "tpsbench.reference.server", "--host", host, "--port", str(port), "--seed", str(seed),
+                "--spin-ms", repr(spin_s * 1e3), "--exit-on-stdin-eof", *_param_args(params),
+            ],
+            startup_timeout_s=startup_timeout_s,
+        )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
