@@ -18,8 +18,10 @@ to the server's log by ``X-Request-Id``. Columns:
   clock), ms: the read side alone;  ``snd→rcv``: p50 of server received - client ``send_ns``, ms;
 - ``TPS mean/p50 err``: client TPS/user vs the server's actual sends ((n - n_first) / (last write - first
   write) per request), mean and median over matched requests, % (target: within 1%);
-- ``chunks/s``, ``tok/s``: ingested over the measured window; ``cpu%``: client CPU over the level;
-  ``CPU s/1k``: client CPU seconds per 1,000 requests; ``RSS``: peak resident memory of the point's process,
+- ``chunks/s``, ``tok/s``: ingested while every user was busy (first to last measured send); ``cpu%``:
+  client CPU over the level (``srv%``: the server's, over the point's whole process);
+  ``CPU s/1k``: client CPU seconds per 1,000 requests (at low concurrency mostly the idle loop's own
+  cost, e.g. the lag probe, spread over few requests); ``RSS``: peak resident memory of the point's process,
   MB; ``lag99``: event-loop lag p99, ms; ``srv lag99``: p99 over requests of how late the server's latest
   chunk left against its own schedule, ms (the server on one core falls behind too: truth is what it sent);
 - ``others``: CPU used by other processes of the machine during the point, % of one core (this machine is
@@ -126,9 +128,16 @@ def run_point(url: str, transport: str, concurrency: int, requests: int, loop: s
         send_recv.append((t.received_ns - r.send_ns) / 1e9)
         c_tps.append(tps)
         t_tps.append(t.tps_user)
-    chunks = sum(len(r.chunk_ns) for r in ok)
-    tokens = sum(r.output_tokens or 0 for r in ok)
-    window = (max(r.end_ns for r in ok) - min(r.send_ns for r in ok)) / 1e9 if ok else float("nan")
+    # sustained: while every user is busy, i.e. from the first to the last measured send (after it the
+    # level winds down); every record's chunks in that window count, warmup ones included
+    lo, hi = min(r.send_ns for r in measured), max(r.send_ns for r in measured)
+    chunks = tokens = 0.0
+    for r in records:
+        for ts, k in zip(r.chunk_ns, r.chunk_tokens, strict=True):
+            if lo <= ts < hi:
+                chunks += 1
+                tokens += k
+    window = (hi - lo) / 1e9 or float("nan")
     check = point.get("self_check", {})
     lag = check.get("loop_lag_p99_s")
     sent = len(records)
@@ -190,7 +199,9 @@ def measure(
     if proc.returncode != 0:
         raise RuntimeError(f"point {transport} c={concurrency} failed:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    ours = (_children_cpu_s() - kids0) + (_proc_cpu_s(server_pid) - srv0) + (_proc_cpu_s(os.getpid()) - me0)
+    server_cpu = _proc_cpu_s(server_pid) - srv0
+    ours = (_children_cpu_s() - kids0) + server_cpu + (_proc_cpu_s(os.getpid()) - me0)
+    result["server_percent"] = 100.0 * server_cpu / wall
     result["others_percent"] = max(0.0, 100.0 * (_busy_s() - busy0 - ours) / wall)
     result["load1"] = max(load0, os.getloadavg()[0])
     result["wall_s"] = wall
@@ -210,6 +221,7 @@ COLUMNS: list[tuple[str, str, str | tuple[str, ...]]] = [
     ("chunks/s", "{:,.0f}", "chunks_per_s"),
     ("tok/s", "{:,.0f}", "tokens_per_s"),
     ("cpu%", "{:.0f}", "cpu_percent"),
+    ("srv%", "{:.0f}", "server_percent"),
     ("CPU s/1k", "{:.2f}", "cpu_s_per_1k"),
     ("RSS MB", "{:.0f}", "peak_rss_mb"),
     ("lag99 ms", "{:.1f}", "loop_lag_p99_ms"),

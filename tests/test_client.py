@@ -118,6 +118,21 @@ class Server:
 # --- request building ---------------------------------------------------------------------------------
 
 
+def test_request_id_header_is_a_uuid_that_ends_with_the_record_id() -> None:
+    # llama-cpp-python's server answers HTTP 400 (empty body) to an X-Request-Id that is not a UUID.
+    import uuid
+
+    from tpsbench.paceserver import request_key
+
+    server = Server([(2_000, delta(content="x")), (3_000, DONE)])
+    server.send()
+    server.send()
+    first, second = (r.headers["x-request-id"] for r in server.requests)
+    assert str(uuid.UUID(first)) == first and uuid.UUID(first).version == 4
+    assert first.endswith("-000000000003") and request_key(first) == 3
+    assert first[:8] != second[:8]  # a new client, a new random prefix
+
+
 def test_chat_body_url_and_headers() -> None:
     server = Server([(2_000, delta(content="x")), (3_000, DONE)])
     ep = Endpoint(headers={"X-Team": "perf"})

@@ -176,7 +176,7 @@ def test_wrong_shapes(tmp_path: Path) -> None:
         (1, "load", "expected a non-empty list of mappings, got an empty list")
     ]
     assert issues(write(tmp_path, "name: x\n")) == [
-        (None, "load", "required key 'load' is missing (expected a non-empty list of mappings)")
+        (None, "", "set 'load' (a list of load levels) or 'sweep' (levels grown until the knee)")
     ]
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tpsbench.h11transport import H11Transport
+from tpsbench.h11transport import H11Transport, _Turns
 from tpsbench.scenario import Timeouts
 from tpsbench.transport import (
     MAX_ERROR_BODY,
@@ -744,3 +744,26 @@ def test_h11_max_connections_queues_requests() -> None:
 
 def test_make_transport_h11() -> None:
     assert isinstance(make_transport("h11"), H11Transport)
+
+
+def test_h11_turns_release_one_caller_per_loop_iteration_and_skip_cancelled_ones() -> None:
+    async def go() -> tuple[list[int], list[int]]:
+        turns = _Turns()
+        order: list[int] = []
+
+        async def caller(i: int) -> None:
+            await turns.wait()
+            order.append(i)
+
+        tasks = [asyncio.create_task(caller(i)) for i in range(4)]
+        await asyncio.sleep(0)  # all four are waiting now
+        tasks[1].cancel()
+        released: list[int] = []
+        for _ in range(10):
+            await asyncio.sleep(0)
+            released.append(len(order))
+        return order, released
+
+    order, released = run(go())
+    assert order == [0, 2, 3]
+    assert all(b - a <= 1 for a, b in zip([0, *released], released, strict=False))  # never two at once

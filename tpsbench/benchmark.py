@@ -1,10 +1,12 @@
 """One benchmark run, end to end: scenario -> endpoint -> levels -> run directory -> summary.
 
 This is the orchestration the CLI calls; it owns no measurement logic of its own. Order per run:
-resolve the endpoint (start the bundled reference endpoint when the scenario names none), create the run
-directory, then for each level: build seeded prompts, drive the level (records stream to requests.jsonl),
-summarise it from the file (the contract is the only path from records to numbers) and rewrite
-summary.json/csv, so an interrupted run leaves a valid partial result.
+resolve the endpoint (start the bundled reference endpoint when the scenario names none), load the
+scenario's tokenizer, create the run directory, then for each level (the fixed ones, or a sweep's, generated
+one at a time by :class:`tpsbench.sweep.LevelPlan`): build seeded prompts, drive the level (records stream
+to requests.jsonl), summarise it from the file (the contract is the only path from records to numbers) and
+rewrite summary.json/csv, so an interrupted run leaves a valid partial result. A sweep's ``capacity`` block
+goes into summary.json at the run level.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ from tpsbench.rundir import (
 from tpsbench.runner import LevelResult, run_level
 from tpsbench.scenario import Level, Scenario, dump_scenario
 from tpsbench.summary import read_records, summarize_level, summarize_run, to_csv, to_json
+from tpsbench.sweep import LevelPlan
+from tpsbench.tokenizer import Tokenizer, TokenizerError, load_tokenizer
+from tpsbench.tokens import rescale
 from tpsbench.transport import make_transport
-from tpsbench.types import RequestRecord
+from tpsbench.types import RequestRecord, TokenSource
 from tpsbench.workers import WorkerJob, run_level_in_workers
 from tpsbench.workload import build_prompts
 
@@ -170,6 +175,14 @@ async def _run(
 ) -> RunOutcome:
     ep = scenario.endpoint
     model = ep.model or (await list_models(base_url, api_key, ep.timeouts.connect_s))[0]
+    tokenizer = load_tokenizer(ep.tokenizer, base_url=base_url, model=model, api_key=api_key)
+    # A deferred tokenizer counts in this process after each level; worker processes cannot defer.
+    deferred = tokenizer is not None and tokenizer.deferred
+    if deferred and (scenario.workers > 1 or cluster):
+        raise TokenizerError(
+            "endpoint.tokenizer 'server' counts tokens after each level in the driving process and does not "
+            "work with workers; use a tokenizer.json path or 'gguf:PATH' (counted in each worker)"
+        )
     run_dir = create_run_dir(out_root, run_name or scenario.name or "run")
     write_bytes_atomic(run_dir / SCENARIO, dump_scenario(scenario).encode())
     started = time.time()
@@ -187,6 +200,7 @@ async def _run(
         },
         "seed": scenario.workload.seed,
         "prompt_nonce": nonce,
+        "tokenizer": tokenizer.name if tokenizer is not None else "estimate",
         "workers": scenario.workers,
         "cluster": cluster,
         "argv": argv or [],
@@ -199,7 +213,15 @@ async def _run(
     obs.run_started(run_dir, base_url, model)
 
     transport = make_transport(ep.transport)
-    client = Client(ep, base_url, model, transport, api_key=api_key)
+    client = Client(
+        ep,
+        base_url,
+        model,
+        transport,
+        api_key=api_key,
+        count_tokens=tokenizer.count if tokenizer is not None and not deferred else None,
+        keep_text=deferred,
+    )
     run_info = {
         "name": run_dir.name,
         "scenario_name": scenario.name,
@@ -209,25 +231,39 @@ async def _run(
         "gpus": scenario.gpus,
         "workload": _workload_info(scenario),
         "reference_endpoint": source == "reference",
+        "tokenizer": metadata["tokenizer"],
     }
+    if scenario.sweep is not None:
+        run_info["sweep"] = scenario.sweep.model_dump(mode="json")
+    plan = LevelPlan(scenario)
     points: list[dict[str, Any]] = []
     summary: dict[str, Any] = summarize_run(points, run_info=run_info, slo=dict(scenario.slo))
+    held: list[tuple[RequestRecord, str]] = []  # records whose count waits for the deferred tokenizer
     next_id = 0
     try:
         with RecordWriter(run_dir / REQUESTS) as writer:
-            for index, level in enumerate(scenario.load):
+            for index, level in plan:
                 if stop.is_set():
                     break
                 warmup = level.resolved_warmup
                 expected = expected_requests(level, warmup)
                 prompts = build_prompts(
-                    scenario.workload, ep.api, expected or MAX_PROMPTS_PER_LEVEL, stream_id=index, nonce=nonce
+                    scenario.workload,
+                    ep.api,
+                    expected or MAX_PROMPTS_PER_LEVEL,
+                    stream_id=index,
+                    nonce=nonce,
+                    tokenizer=tokenizer,
                 )
                 obs.level_started(index, level, expected)
                 if source == "reference":
                     await _simulator_metrics(base_url, reset=True)
 
                 def sink(record: RequestRecord) -> None:
+                    text = client.texts.pop(record.request_id, None)
+                    if text is not None:
+                        held.append((record, text))  # written once counted, after the level
+                        return
                     obs.request_done(writer.write(record))
 
                 async def send(prompt: Any, **kw: Any) -> RequestRecord:
@@ -249,6 +285,7 @@ async def _run(
                             nonce,
                             socket.gethostname(),
                             anchor,
+                            level=level,
                         )
                         for k in range(scenario.workers)
                     ]
@@ -256,16 +293,19 @@ async def _run(
                         run_level_in_workers, jobs, sink, stop.is_set, cluster
                     )
                 else:
-                    result: LevelResult = await run_level(
-                        send,
-                        level,
-                        index,
-                        prompts,
-                        sink=sink,
-                        seed=scenario.workload.seed,
-                        id_offset=next_id,
-                        stop=stop,
-                    )
+                    try:
+                        result: LevelResult = await run_level(
+                            send,
+                            level,
+                            index,
+                            prompts,
+                            sink=sink,
+                            seed=scenario.workload.seed,
+                            id_offset=next_id,
+                            stop=stop,
+                        )
+                    finally:
+                        _count_held(held, tokenizer, writer, obs)
                     self_check, sent = result.self_check(), result.sent
                 next_id += sent
                 if source == "reference":
@@ -281,10 +321,20 @@ async def _run(
                     seed=scenario.workload.seed,
                 )
                 points.append(point)
-                summary = summarize_run(points, run_info=run_info, slo=dict(scenario.slo))
+                plan.observe(point)
+                summary = summarize_run(
+                    points, run_info=run_info, slo=dict(scenario.slo), capacity=plan.capacity()
+                )
                 write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
                 write_bytes_atomic(run_dir / SUMMARY_CSV, to_csv(summary))
                 obs.level_done(index, point)
+        if stop.is_set():
+            plan.interrupted()
+        if plan.sweep is not None and points:  # the sweep's verdict, known once its loop has ended
+            summary = summarize_run(
+                points, run_info=run_info, slo=dict(scenario.slo), capacity=plan.capacity()
+            )
+            write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
     finally:
         await transport.aclose()
         metadata["end_wall"] = time.time()
@@ -294,6 +344,32 @@ async def _run(
             write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
             write_bytes_atomic(run_dir / SUMMARY_CSV, to_csv(summary))
     return RunOutcome(run_dir, summary, stop.is_set(), points)
+
+
+def _count_held(
+    held: list[tuple[RequestRecord, str]],
+    tokenizer: Tokenizer | None,
+    writer: RecordWriter,
+    obs: Observer,
+) -> None:
+    """Count the held records' texts with the deferred tokenizer (after the level, so its calls never
+    compete with the load), rescale their per-chunk counts to that total, and write them. A record whose
+    count fails keeps its labelled estimate."""
+    failed = 0
+    for record, text in held:
+        if tokenizer is not None:
+            try:
+                n = tokenizer.count(text)
+            except TokenizerError:
+                failed += 1
+            else:
+                record.chunk_tokens = rescale(record.chunk_tokens, n)
+                record.output_tokens = n
+                record.token_source = TokenSource.TOKENIZER
+        obs.request_done(writer.write(record))
+    if failed:
+        obs.message(f"{failed} output token counts stayed estimates: the tokenize endpoint failed")
+    held.clear()
 
 
 def _workload_info(scenario: Scenario) -> dict[str, Any]:
@@ -309,4 +385,5 @@ def _workload_info(scenario: Scenario) -> dict[str, Any]:
         "prompts_file": str(w.prompts_file) if w.prompts_file else None,
         "seed": w.seed,
         "ignore_eos": w.ignore_eos,
+        "shared_prefix_tokens": w.shared_prefix_tokens,
     }

@@ -56,8 +56,12 @@ def _load(path: Path, **overrides: object):  # type: ignore[no-untyped-def]
 def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")]) -> None:
     """Check a scenario file without sending any request."""
     s = _load(scenario)
-    levels = ", ".join(level.label for level in s.load)
-    typer.echo(f"{scenario}: ok ({len(s.load)} levels: {levels})")
+    if s.sweep is not None:
+        steps = ", ".join(s.sweep.level(v).label for v in s.sweep.values())
+        typer.echo(f"{scenario}: ok (sweep until the knee, at most: {steps})")
+        return
+    levels = ", ".join(level.label for level in s.fixed_levels)
+    typer.echo(f"{scenario}: ok ({len(s.fixed_levels)} levels: {levels})")
 
 
 @app.command()
@@ -91,7 +95,7 @@ def run(
     from rich.console import Console
 
     from tpsbench.benchmark import run_benchmark
-    from tpsbench.console import RichObserver, summary_table
+    from tpsbench.console import RichObserver, capacity_line, summary_table
 
     path = scenario or _default_scenario()
     s = _load(path, base_url=endpoint, model=model, concurrency=_parse_int_list(concurrency, "--concurrency"))
@@ -109,6 +113,8 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(summary_table(outcome.summary))
+    if (capacity := outcome.summary.get("capacity")) is not None:
+        console.print(capacity_line(capacity))
     if report and outcome.points:
         _render(outcome.run_dir, console)
     console.print(f"results: {outcome.run_dir}")
@@ -240,7 +246,9 @@ def predict(
     w = s.workload
     isl = int(w.input_tokens if isinstance(w.input_tokens, int) else w.input_tokens.mean)
     osl = int(w.output_tokens if isinstance(w.output_tokens, int) else w.output_tokens.mean)
-    levels = [lv.concurrency for lv in s.load if lv.concurrency is not None]
+    levels = [lv.concurrency for lv in s.fixed_levels if lv.concurrency is not None]
+    if s.sweep is not None and s.sweep.concurrency is not None:
+        levels = [int(v) for v in s.sweep.values()]
     table = Table(title=f"reference model, ISL/OSL {isl}/{osl}")
     for col in ("concurrency", "TPS/user", "server TPS", "per GPU", "TTFT ms", "step ms", "draft k"):
         table.add_column(col, justify="right")

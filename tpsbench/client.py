@@ -21,8 +21,10 @@ chunk came; bytes that are not an event stream at all (``MALFORMED_SSE``); the t
 ``STREAM_CUT`` from a dropped connection, HTTP status); else the body ended before ``[DONE]``
 (``STREAM_CUT``). Chunks received before a failure are kept.
 
-Every request carries ``X-Request-Id: tpsbench-<random hex per client>-<request_id>`` (the record's id last),
-so server logs can be matched to records (:mod:`tpsbench.paceserver` does, for its ground truth).
+Every request carries ``X-Request-Id``, a version-4 UUID whose first groups are random per client and whose
+last group is the record's id in 12 decimal digits (``3f2a9c1e-5b7d-4c1a-8e2f-000000000042``), so server
+logs can be matched to records (:mod:`tpsbench.paceserver` does, for its ground truth). UUID-shaped because
+some servers reject anything else (llama-cpp-python's server answers HTTP 400 with an empty body).
 
 The API key is sent as ``Authorization: Bearer <key>`` only; it is removed from anything the server
 echoes into ``error_detail``, and never logged or recorded.
@@ -42,7 +44,7 @@ from tpsbench.scenario import Endpoint, Workload
 from tpsbench.sse import SSEParser
 from tpsbench.tokens import account_tokens
 from tpsbench.transport import RawExchange, Transport
-from tpsbench.types import ErrorKind, RequestRecord, default_clock
+from tpsbench.types import ErrorKind, RequestRecord, TokenSource, default_clock
 
 __all__ = [
     "MAX_DETAIL_CHARS",
@@ -51,6 +53,7 @@ __all__ = [
     "PromptLike",
     "build_body",
     "decode_exchange",
+    "decode_exchange_text",
     "list_models",
 ]
 
@@ -118,8 +121,11 @@ class Client:
     """Sends streaming requests to one OpenAI-compatible endpoint and returns raw records.
 
     ``base_url`` includes ``/v1``. ``count_tokens`` (optional) counts output tokens when the server reports
-    no usage. The transport stamps every time; ``clock`` is the run's clock, kept as ``client.clock`` for
-    callers that stamp around a request (it must be the clock the transport was given).
+    no usage. With ``keep_text``, the generated text of every request whose count had to be estimated is
+    kept in ``client.texts[request_id]`` (the caller pops it), so a slow tokenizer can count it after the
+    load (see :class:`tpsbench.tokenizer.ServerTokenizer`). The transport stamps every time; ``clock`` is
+    the run's clock, kept as ``client.clock`` for callers that stamp around a request (it must be the
+    clock the transport was given).
     """
 
     def __init__(
@@ -132,8 +138,11 @@ class Client:
         api_key: str | None = None,
         count_tokens: Callable[[str], int] | None = None,
         clock: Callable[[], int] = default_clock,
+        keep_text: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        self.keep_text = keep_text
+        self.texts: dict[int, str] = {}
         self.model = model
         self.transport = transport
         self.count_tokens = count_tokens
@@ -154,7 +163,8 @@ class Client:
         # X-Request-Id lets server logs (and the pace server's ground truth) be matched to records. A random
         # per-client prefix, because ids restart at 0 every run and vLLM adopts this header as its engine
         # request id, where two in-flight duplicates (two runs on one server) break it (vllm#10583).
-        self._request_id_prefix: str | None = f"tpsbench-{token_hex(4)}-"
+        h = token_hex(9)
+        self._request_id_prefix: str | None = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-8{h[15:18]}-"
         if any(k.lower() == "x-request-id" for k in headers):
             self._request_id_prefix = None  # the scenario set its own
 
@@ -184,9 +194,9 @@ class Client:
         body = json.dumps(self.build_body(prompt, workload), separators=(",", ":")).encode()
         headers = self._headers
         if self._request_id_prefix is not None:
-            headers = {**headers, "X-Request-Id": f"{self._request_id_prefix}{request_id}"}
+            headers = {**headers, "X-Request-Id": f"{self._request_id_prefix}{request_id:012d}"}
         raw = await self.transport.stream(self.url, headers, body, self.endpoint.timeouts)
-        return decode_exchange(
+        record, text = decode_exchange_text(
             raw,
             prompt=prompt,
             request_id=request_id,
@@ -197,6 +207,9 @@ class Client:
             count_tokens=self.count_tokens,
             secrets=self._secrets,
         )
+        if self.keep_text and record.token_source is TokenSource.ESTIMATE:
+            self.texts[request_id] = text
+        return record
 
 
 @dataclass(slots=True)
@@ -236,6 +249,32 @@ def decode_exchange(
 
     ``secrets`` (the API key) are replaced by ``[REDACTED]`` in ``error_detail`` and ``finish_reason``.
     """
+    return decode_exchange_text(
+        raw,
+        prompt=prompt,
+        request_id=request_id,
+        level=level,
+        scheduled_ns=scheduled_ns,
+        warmup=warmup,
+        worker=worker,
+        count_tokens=count_tokens,
+        secrets=secrets,
+    )[0]
+
+
+def decode_exchange_text(
+    raw: RawExchange,
+    *,
+    prompt: PromptLike,
+    request_id: int,
+    level: int,
+    scheduled_ns: int | None = None,
+    warmup: bool = False,
+    worker: int = 0,
+    count_tokens: Callable[[str], int] | None = None,
+    secrets: Sequence[str] = (),
+) -> tuple[RequestRecord, str]:
+    """:func:`decode_exchange`, and the generated text of the token chunks joined ("" if none)."""
     rec = RequestRecord(
         request_id=request_id,
         level=level,
@@ -252,7 +291,7 @@ def decode_exchange(
     if raw.status is None or not 200 <= raw.status < 300:
         rec.error = raw.error or ErrorKind.OTHER
         rec.error_detail = _clean(raw.error_detail, secrets)
-        return rec
+        return rec, ""
 
     scan = _scan_events(raw.reads)
     if scan.error is not None:
@@ -284,7 +323,7 @@ def decode_exchange(
     if scan.prompt_tokens is not None:
         rec.input_tokens = scan.prompt_tokens
     rec.finish_reason = _clean(scan.finish_reason, secrets)
-    return rec
+    return rec, "".join(scan.texts)
 
 
 _raw_json = json.JSONDecoder().raw_decode  # json.loads minus two wrapper frames: this runs once per chunk

@@ -92,6 +92,24 @@ class RichObserver:
         self.console.print(f"[yellow]{text}[/]")
 
 
+def capacity_line(capacity: dict[str, Any]) -> str:
+    """A sweep's verdict in one line: the knee's load and throughput, and why the sweep stopped."""
+    c, r = capacity.get("concurrency"), capacity.get("rate")
+    why = capacity.get("reason_stopped") or "running"
+    if capacity.get("reason_detail"):
+        why += f": {capacity['reason_detail']}"
+    if c is None and r is None:
+        return f"[bold]capacity[/]: none (stopped: {why})"
+    load = f"c={c}" if c is not None else f"rate={r:g}/s"
+    tps_user, ttft = capacity.get("tps_user_p50"), capacity.get("ttft_s_p99")
+    goodput = capacity.get("goodput")
+    return (
+        f"[bold]capacity[/]: {load}, output TPS {fmt(capacity.get('output_tps'), 0)}"
+        + (f" ({fmt(goodput, 2)} req/s within SLO)" if goodput is not None else "")
+        + f", TPS/user p50 {fmt(tps_user, 0)}, TTFT p99 {fmt_ms(ttft)} ms (stopped: {why})"
+    )
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """One row per level: the numbers users compare (median and spread, with N, never a bare number)."""
     table = Table(title=f"{summary['run'].get('model', '')}: per-level results", show_lines=False)

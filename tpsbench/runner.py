@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,11 @@ async def run_level(
     exactly the single-process level.
     """
     stop = stop or asyncio.Event()
+    # The cyclic GC's full passes visit every object of the process (imports, scenario, ...): up to 100 ms
+    # with no chunk stamped, measured at 1,024 streams. Collect now, then freeze what exists, so passes
+    # during the level only visit what the level created (gen2 pauses measured 97 -> 21 ms).
+    gc.collect()
+    gc.freeze()
     result = LevelResult(level_index, clock(), clock())
     cpu0 = time.process_time()
     probe = asyncio.create_task(_probe_loop_lag(result.loop_lag_s, clock))
@@ -180,6 +186,7 @@ async def run_level(
             await probe
         result.end_ns = clock()
         result.cpu_s = time.process_time() - cpu0
+        gc.unfreeze()
     return result
 
 

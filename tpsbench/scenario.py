@@ -57,6 +57,8 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "ScenarioIssue",
+    "Steps",
+    "Sweep",
     "Timeouts",
     "TokenCount",
     "Workload",
@@ -93,9 +95,14 @@ class Endpoint(_Strict):
     api_key_env: str | None = None  # the NAME of the environment variable; its value is never stored
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    transport: Literal["aiohttp", "httpx", "h11"] = "aiohttp"
+    transport: Literal["aiohttp", "httpx", "h11"] = "h11"
     continuous_usage: bool = False  # ask for per-chunk usage (vLLM's stream_options.continuous_usage_stats)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # merged into every request body
+    # How to count tokens the server does not report (see tpsbench.tokenizer): None or "estimate" (labelled
+    # ceil(chars/4)), "server" (its tokenize endpoint), "gguf:PATH" (the model file's vocabulary through
+    # llama-cpp-python) or a tokenizer.json path (the `tokenizers` library). Relative paths are relative to
+    # the scenario file.
+    tokenizer: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -103,6 +110,17 @@ class Endpoint(_Strict):
         if v is not None and not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
         return v
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer_kind(cls, v: str | None) -> str | None:
+        if v is None or v in ("estimate", "server"):
+            return v
+        if v.removeprefix("gguf:") and (v.startswith("gguf:") or v.endswith(".json")):
+            return v
+        raise ValueError(
+            f"expected 'estimate', 'server', 'gguf:PATH' or a path to a tokenizer.json, got {v!r}"
+        )
 
 
 class Distribution(_Strict):
@@ -145,6 +163,22 @@ class Workload(_Strict):
     min_tokens: bool = True  # send min_tokens = max_tokens (servers that ignore ignore_eos honour this)
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     unique_prompts: bool = True  # a unique prefix per request so prompt caches cannot flatter a run
+    # The first N input tokens of every prompt are the same (seeded), so a server's prefix cache can reuse
+    # them: compare TTFT with 0. Counted in input_tokens, which must therefore be >= N.
+    shared_prefix_tokens: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _prefix_fits(self) -> Workload:
+        n = self.shared_prefix_tokens
+        if n and self.prompts_file is None:
+            fixed = isinstance(self.input_tokens, int)
+            low = self.input_tokens if isinstance(self.input_tokens, int) else self.input_tokens.min
+            if low < n:
+                raise ValueError(
+                    f"'shared_prefix_tokens' ({n}) is part of every prompt, so input_tokens must be >= {n}, "
+                    f"got {'' if fixed else 'min '}{low}"
+                )
+        return self
 
 
 class Level(_Strict):
@@ -198,6 +232,87 @@ class Level(_Strict):
         return math.ceil(self.rate)
 
 
+class Steps(_Strict):
+    """Load values of a sweep: ``start``, then ``x * factor`` (or ``x + step``) while ``<= max``.
+    Concurrency steps are rounded to integers and always grow by at least 1."""
+
+    start: float = Field(gt=0)
+    factor: float | None = Field(default=None, gt=1)
+    step: float | None = Field(default=None, gt=0)
+    max: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_progression(self) -> Steps:
+        if self.factor is not None and self.step is not None:
+            raise ValueError("set 'factor' (geometric) or 'step' (arithmetic), not both")
+        if self.max < self.start:
+            raise ValueError(f"'max' ({self.max:g}) must be >= 'start' ({self.start:g})")
+        return self
+
+    def values(self, *, integer: bool) -> list[float]:
+        """Every value of the progression (the factor defaults to 2).
+
+        >>> Steps(start=1, max=10).values(integer=True)
+        [1, 2, 4, 8]
+        >>> Steps(start=1.5, factor=1.5, max=4).values(integer=True)
+        [2, 3]
+        """
+        out: list[float] = []
+        x = self.start
+        while x <= self.max * (1 + 1e-9):
+            v: float = max(round(x), 1) if integer else x
+            if integer and v > self.max:
+                break
+            if not out or v > out[-1]:
+                out.append(v)
+            x = x + self.step if self.step is not None else x * (self.factor or 2.0)
+        return out
+
+
+class Sweep(_Strict):
+    """Levels generated one at a time until the knee (see :mod:`tpsbench.sweep`): ``concurrency`` (closed
+    loop) or ``rate`` (open loop) grows along its :class:`Steps` until a level breaks the scenario's SLO,
+    fails more than ``max_error_rate`` of its measured requests, or raises output TPS by less than
+    ``min_gain`` (a fraction) over the best level so far. ``requests`` per level defaults to
+    ``max(20, 4 x concurrency)`` or ``max(20, ceil(10 x rate))`` unless ``duration_s`` is set."""
+
+    concurrency: Steps | None = None
+    rate: Steps | None = None
+    arrival: Literal["poisson", "constant", "gamma"] = "poisson"
+    requests: int | None = Field(default=None, ge=1)
+    duration_s: float | None = Field(default=None, gt=0)
+    warmup: int | None = Field(default=None, ge=0)
+    min_gain: float = Field(default=0.05, ge=0)
+    max_error_rate: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_axis(self) -> Sweep:
+        if (self.concurrency is None) == (self.rate is None):
+            raise ValueError("set exactly one of 'concurrency' (closed loop) or 'rate' (open loop) to sweep")
+        if self.concurrency is not None and self.arrival != "poisson":
+            raise ValueError("'arrival' applies to rate sweeps only")
+        return self
+
+    def level(self, value: float) -> Level:
+        """The load level of one step of the sweep."""
+        closed = self.concurrency is not None
+        requests = self.requests
+        if requests is None and self.duration_s is None:
+            requests = max(20, 4 * int(value)) if closed else max(20, math.ceil(10 * value))
+        load: dict[str, Any] = (
+            {"concurrency": int(value)} if closed else {"rate": value, "arrival": self.arrival}
+        )
+        return Level.model_validate(
+            load | {"requests": requests, "duration_s": self.duration_s, "warmup": self.warmup}
+        )
+
+    def values(self) -> list[float]:
+        """The loads this sweep may visit, in order (it usually stops earlier)."""
+        steps = self.concurrency or self.rate
+        assert steps is not None  # guaranteed by _one_axis
+        return steps.values(integer=self.concurrency is not None)
+
+
 SloStat = Literal["mean", "p50", "p90", "p95", "p99"]
 SloMetric = Literal["ttft_s", "tps_user", "tpot_s", "e2e_s", "itl_s"]
 
@@ -210,12 +325,27 @@ class Scenario(_Strict):
     name: str | None = None
     endpoint: Endpoint = Field(default_factory=Endpoint)
     workload: Workload = Field(default_factory=Workload)
-    load: list[Level] = Field(min_length=1)
+    # Fixed levels, or a sweep that generates them until the knee: exactly one of the two.
+    load: Annotated[list[Level], Field(min_length=1)] | None = None
+    sweep: Sweep | None = None
     slo: dict[SloMetric, dict[SloStat, float]] = Field(default_factory=dict)
     gpus: int | None = Field(default=None, ge=1)
     workers: int = Field(default=1, ge=1)
     gate: Gate = Field(default_factory=Gate)
     reference: dict[str, Any] = Field(default_factory=dict)  # overrides of the reference model's parameters
+
+    @model_validator(mode="after")
+    def _load_or_sweep(self) -> Scenario:
+        if self.load is None and self.sweep is None:
+            raise ValueError("set 'load' (a list of load levels) or 'sweep' (levels grown until the knee)")
+        if self.load is not None and self.sweep is not None:
+            raise ValueError("set 'load' (fixed levels) or 'sweep' (levels grown until the knee), not both")
+        return self
+
+    @property
+    def fixed_levels(self) -> list[Level]:
+        """The ``load`` levels; empty for a sweep, whose levels are generated while it runs."""
+        return self.load or []
 
     def with_overrides(
         self,
@@ -226,10 +356,11 @@ class Scenario(_Strict):
     ) -> Scenario:
         """A validated copy with command-line overrides applied (None leaves a value alone).
 
-        ``concurrency`` replaces the whole ``load`` list by closed-loop levels that copy ``requests``,
-        ``duration_s`` and ``warmup`` from the first level; ``requests`` defaults to ``max(20, 4 * c)``
-        when the first level had none (the level still stops at whichever of requests/duration comes
-        first). Raises :class:`ScenarioError` (file ``command line``) for invalid values.
+        ``concurrency`` replaces the whole ``load`` list (or the sweep) by closed-loop levels that copy
+        ``requests``, ``duration_s`` and ``warmup`` from the first level (or the sweep); ``requests``
+        defaults to ``max(20, 4 * c)`` when the first level had none (the level still stops at whichever
+        of requests/duration comes first). Raises :class:`ScenarioError` (file ``command line``) for
+        invalid values.
         """
         data = self.model_dump()
         if base_url is not None:
@@ -239,7 +370,8 @@ class Scenario(_Strict):
         if concurrency is not None:
             if not concurrency:
                 raise ScenarioError(_CLI, None, "concurrency", "expected at least one concurrency level")
-            first = self.load[0]
+            first: Level | Sweep = self.load[0] if self.load else _some(self.sweep)
+            data["sweep"] = None
             data["load"] = [
                 {
                     "concurrency": c,
@@ -256,6 +388,11 @@ class Scenario(_Strict):
 
 
 _CLI = "command line"
+
+
+def _some(sweep: Sweep | None) -> Sweep:
+    assert sweep is not None  # a scenario has load levels or a sweep
+    return sweep
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -362,13 +499,36 @@ def load_scenario(path: str | Path) -> Scenario:
     prompts_file, issue = _check_prompts_file(doc, p.parent, file)
     if issue is not None:
         issues.append(issue)
+    tokenizer, issue = _check_tokenizer_path(doc, p.parent, file)
+    if issue is not None:
+        issues.append(issue)
     if issues or scenario is None:
         issues.sort(key=lambda i: i.line if i.line is not None else 0)  # stable: same line keeps order
         raise ScenarioError.from_issues(issues)
     if prompts_file is not None:
         workload = scenario.workload.model_copy(update={"prompts_file": prompts_file})
         scenario = scenario.model_copy(update={"workload": workload})
+    if tokenizer is not None:
+        endpoint = scenario.endpoint.model_copy(update={"tokenizer": tokenizer})
+        scenario = scenario.model_copy(update={"endpoint": endpoint})
     return scenario
+
+
+def _check_tokenizer_path(
+    doc: CommentedMap, base: Path, file: str
+) -> tuple[str | None, ScenarioIssue | None]:
+    """``endpoint.tokenizer`` with its file made absolute (``gguf:`` kept), or the issue if it is missing."""
+    endpoint = doc.get("endpoint")
+    raw = endpoint.get("tokenizer") if isinstance(endpoint, CommentedMap) else None
+    if not isinstance(raw, str) or raw in ("estimate", "server"):
+        return None, None
+    prefix = "gguf:" if raw.startswith("gguf:") else ""
+    resolved = (base / Path(raw.removeprefix(prefix)).expanduser()).resolve()
+    if resolved.is_file():
+        return prefix + str(resolved), None
+    line = _line_of(doc, ["endpoint", "tokenizer"])
+    msg = f"tokenizer file not found: {resolved} (relative paths are relative to the scenario file)"
+    return None, ScenarioIssue(file, line, "endpoint.tokenizer", msg)
 
 
 def _check_prompts_file(doc: CommentedMap, base: Path, file: str) -> tuple[Path | None, ScenarioIssue | None]:

@@ -332,16 +332,26 @@ def summarize_level(
     return point
 
 
-def summarize_run(points: list[dict[str, Any]], *, run_info: dict[str, Any], slo: Slo) -> dict[str, Any]:
-    """The whole summary.json document: ``{schema, tool, run, slo, points}``."""
+def summarize_run(
+    points: list[dict[str, Any]],
+    *,
+    run_info: dict[str, Any],
+    slo: Slo,
+    capacity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole summary.json document: ``{schema, tool, run, slo, points}``, plus ``capacity`` (a sweep's
+    knee, see :func:`tpsbench.sweep.capacity`) when given."""
     _check_slo(slo)
-    return {
+    doc: dict[str, Any] = {
         "schema": SCHEMA,
         "tool": {"name": "tpsbench", "version": tpsbench.__version__},
         "run": run_info,
         "slo": {metric: dict(stats) for metric, stats in slo.items()},
         "points": points,
     }
+    if capacity is not None:
+        doc["capacity"] = capacity
+    return doc
 
 
 def _finite(value: Any) -> Any:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from tpsbench.types import TokenSource
 
-__all__ = ["TokenCounts", "account_tokens", "estimate_tokens"]
+__all__ = ["TokenCounts", "account_tokens", "estimate_tokens", "rescale"]
 
 CHARS_PER_TOKEN = 4
 
@@ -94,6 +94,18 @@ def account_tokens(
         return TokenCounts(_scale(diffs, n), n, TokenSource.CHUNK_USAGE)
 
     return TokenCounts(_scale([float(estimate_tokens(t)) for t in texts], n), n, source)
+
+
+def rescale(chunk_tokens: Sequence[float], n: int) -> list[float]:
+    """Per-chunk counts scaled to a new total ``n``, keeping their shares: ``t_i' = n * t_i / sum(t)``.
+
+    For counts from rule 3 this equals :func:`account_tokens` with the total ``n`` (both are proportional
+    to ``ceil(chars_i / 4)``): how a total counted later (a tokenizer called after the load) is applied.
+
+        >>> rescale([1.0, 2.0, 1.0], 8)
+        [2.0, 4.0, 2.0]
+    """
+    return _scale(list(chunk_tokens), n)
 
 
 def _complete_cumulative(chunk_usage: Sequence[int | None] | None, k: int) -> list[int] | None:

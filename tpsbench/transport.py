@@ -4,7 +4,7 @@ A :class:`Transport` returns a :class:`RawExchange`: the status, when the header
 ``(arrival ns, bytes)``, and the error if any. Parsing (SSE, JSON, tokens) is done afterwards by
 :mod:`tpsbench.client`, so the read loop costs one clock call and one list append per read.
 
-    transport = make_transport("aiohttp")
+    transport = make_transport("h11")  # the default; see tpsbench.h11transport
     raw = await transport.stream(url, headers, body, Timeouts())
     await transport.aclose()
 
@@ -195,10 +195,13 @@ class _StreamingTransport(ABC):
 
 
 class AiohttpTransport(_StreamingTransport):
-    """The default transport: one :class:`aiohttp.ClientSession` for every stream of the process.
+    """One :class:`aiohttp.ClientSession` for every stream of the process.
 
-    DESIGN.md measured one aiohttp session at 256 concurrent streams at 1.5 s client CPU and TTFT p50 within
-    15 ms of the server's, where one httpx client took 10x the CPU and was seconds late.
+    Not the default any more (see ``Endpoint.transport`` and benchmarks/client_accuracy.py): fine to 64
+    streams, but on Python 3.11 aiohttp writes the request body from another task and stamps each read
+    when the reading task runs, so under load TTFT reads late and TPS/user drifts (at 256 streams on one
+    core: TTFT p50 +40 ms over the server's, TPS/user +2.5%). :class:`~tpsbench.h11transport.H11Transport`
+    stamps in the protocol callback instead.
     ``max_connections=None`` means no connection limit (``TCPConnector(limit=0)``): the runner bounds
     concurrency itself, and a pool limit would hide client-side queueing inside TTFT.
 

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 from tpsbench.client import Client
 from tpsbench.runner import run_level
-from tpsbench.scenario import Scenario
+from tpsbench.scenario import Level, Scenario
+from tpsbench.tokenizer import load_tokenizer
 from tpsbench.transport import make_transport
 from tpsbench.types import RequestRecord, default_clock
 from tpsbench.workload import build_prompts
@@ -51,6 +52,7 @@ class WorkerJob:
     nonce: int
     driver_host: str = ""  # workers on another host convert their clock to the driver's
     driver_clock_anchor: tuple[int, int] = (0, 0)  # (wall ns, monotonic ns) read together on the driver
+    level: Level | None = None  # None: the scenario's fixed level ``level_index``; a sweep passes its own
 
 
 class WorkerSide(Protocol):
@@ -96,13 +98,29 @@ def shift_record(record: RequestRecord, offset_ns: int) -> RequestRecord:
 async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
     """A worker's whole life: set up, say ready, wait for the shared start, drive its share, report."""
     s = job.scenario
-    level = s.load[job.level_index]
+    level = job.level if job.level is not None else s.fixed_levels[job.level_index]
     offset = clock_offset_ns(job)
+    # The driver refuses deferred tokenizers with workers, so this one counts in line.
+    tokenizer = load_tokenizer(
+        s.endpoint.tokenizer, base_url=job.base_url, model=job.model, api_key=job.api_key
+    )
     prompts = build_prompts(
-        s.workload, s.endpoint.api, job.prompt_count, stream_id=job.level_index, nonce=job.nonce
+        s.workload,
+        s.endpoint.api,
+        job.prompt_count,
+        stream_id=job.level_index,
+        nonce=job.nonce,
+        tokenizer=tokenizer,
     )
     transport = make_transport(s.endpoint.transport)
-    client = Client(s.endpoint, job.base_url, job.model, transport, api_key=job.api_key)
+    client = Client(
+        s.endpoint,
+        job.base_url,
+        job.model,
+        transport,
+        api_key=job.api_key,
+        count_tokens=tokenizer.count if tokenizer is not None else None,
+    )
     stop = asyncio.Event()
 
     async def watch_stop() -> None:

