@@ -25,7 +25,7 @@ to the server's log by ``X-Request-Id``. Columns:
   MB; ``lag99``: event-loop lag p99, ms; ``srv lag99``: p99 over requests of how late the server's latest
   chunk left against its own schedule, ms (the server on one core falls behind too: truth is what it sent);
 - ``others``: CPU used by other processes of the machine during the point, % of one core (this machine is
-  shared: a point with a high value is less trustworthy).
+  shared: a point with a high value is less trustworthy; such points are retried, ``--max-others``).
 """
 
 from __future__ import annotations
@@ -255,6 +255,31 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _least_disturbed(
+    a: argparse.Namespace, url: str, pid: int, transport: str, c: int, n: int
+) -> dict[str, Any]:
+    """Measure a point; on a shared machine, retry it while other processes used more than
+    ``--max-others`` % of a core meanwhile, and keep the least disturbed attempt."""
+    best: dict[str, Any] | None = None
+    for attempt in range(1 + a.retries):
+        if attempt:
+            time.sleep(a.retry_wait)
+        row = measure(url, pid, transport, c, n, a.loop)
+        row["attempts"] = attempt + 1
+        print(
+            f"  {transport:8} c={c:<5} done in {row['wall_s']:.0f} s (load {row['load1']:.2f}, "
+            f"others {row['others_percent']:.0f}%)",
+            file=sys.stderr,
+            flush=True,
+        )
+        if best is None or row["others_percent"] < best["others_percent"]:
+            best = row
+        if row["others_percent"] <= a.max_others:
+            break
+    assert best is not None
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="fewer requests per point")
@@ -264,6 +289,9 @@ def main() -> None:
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the client's event loop"
     )
     ap.add_argument("--out", type=Path, help="also write the table (and the raw rows as JSON) here")
+    ap.add_argument("--max-others", type=float, default=25.0, help="retry a point above this others%%")
+    ap.add_argument("--retries", type=int, default=3, help="retries of a disturbed point (0: none)")
+    ap.add_argument("--retry-wait", type=float, default=20.0, help="seconds before a retry")
     ap.add_argument(
         "--point", nargs=5, metavar=("URL", "TRANSPORT", "C", "N", "LOOP"), help=argparse.SUPPRESS
     )
@@ -292,14 +320,8 @@ def main() -> None:
         (pid,) = [child.pid for child in psutil.Process().children()]  # the server is our only child
         for transport in transports:
             for c in levels:
-                row = measure(server.url, pid, transport, c, counts[c], a.loop)
+                row = _least_disturbed(a, server.url, pid, transport, c, counts[c])
                 rows.append(row)
-                print(
-                    f"  {transport:8} c={c:<5} done in {row['wall_s']:.0f} s (load {row['load1']:.2f}, "
-                    f"others {row['others_percent']:.0f}%)",
-                    file=sys.stderr,
-                    flush=True,
-                )
     footer = f"# load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     text = "\n".join([*header, "", render(rows), "", footer]) + "\n"
     print("\n" + render(rows) + "\n" + footer)

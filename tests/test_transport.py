@@ -767,3 +767,13 @@ def test_h11_turns_release_one_caller_per_loop_iteration_and_skip_cancelled_ones
     order, released = run(go())
     assert order == [0, 2, 3]
     assert all(b - a <= 1 for a, b in zip([0, *released], released, strict=False))  # never two at once
+
+
+def test_h11_https_goes_through_tls() -> None:
+    async def go() -> RawExchange:
+        async with serve(sse_stream) as url:  # a plain-HTTP server: the TLS handshake must fail
+            return await via_h11(url.replace("http://", "https://"))
+
+    raw = run(go())
+    assert (raw.status, raw.error) == (None, ErrorKind.CONNECT)
+    assert raw.error_detail and "SSL" in raw.error_detail

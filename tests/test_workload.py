@@ -208,3 +208,91 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="stream_id"):
         build_prompts(Workload(), "chat", 1, stream_id=-1)
     assert build_prompts(Workload(), "chat", 0) == []
+
+
+# --- exact lengths with a tokenizer, shared prefixes -----------------------------------------------------
+
+
+class FakeTokenizer:
+    """Words split on whitespace; a word with a 'q' or longer than 3 letters is 2 tokens, and a text that
+    does not start with a space costs one more token (like a tokenizer's start-of-text piece)."""
+
+    deferred = False
+
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+        self.calls = 0
+
+    def count(self, text: str) -> int:
+        self.calls += 1
+        words = text.split()
+        return sum(2 if "q" in w or len(w) > 3 else 1 for w in words) + (1 if words and text[0] != " " else 0)
+
+
+def test_synthetic_prompts_have_exact_lengths_for_the_tokenizer() -> None:
+    tok = FakeTokenizer()
+    w = Workload(input_tokens={"mean": 60, "std": 30, "min": 1, "max": 200}, output_tokens=5, seed=4)
+    specs = build_prompts(w, "completions", 40, tokenizer=tok)
+    drawn = draw_token_counts(w.input_tokens, 40, np.random.default_rng([4, 0, 1]))
+    assert [s.input_tokens for s in specs] == drawn.tolist()
+    assert all(tok.count(s.prompt or "") == s.input_tokens for s in specs)
+    assert tok.calls < 40 * 3 + 2 * 6000  # vocabulary once, then about two counts per prompt
+    assert all("q" not in s.prompt for s in specs if s.prompt)  # only one-token words are used
+    chat = build_prompts(w, "chat", 40, tokenizer=tok)
+    assert [tok.count(text_of(s)) for s in chat] == drawn.tolist()
+    again = build_prompts(w, "completions", 40, tokenizer=FakeTokenizer("fake"))
+    assert again == specs  # seeded
+    other = build_prompts(w, "completions", 40, tokenizer=tok, nonce=1)
+    assert [s.prompt for s in other] != [s.prompt for s in specs]
+    assert [s.input_tokens for s in other] == drawn.tolist()
+
+
+def test_a_tokenizer_without_one_token_words_is_refused() -> None:
+    class AllLong(FakeTokenizer):
+        def count(self, text: str) -> int:
+            return 2 * len(text.split())
+
+    with pytest.raises(ValueError, match="too few to build exact-length prompts"):
+        build_prompts(Workload(input_tokens=10), "completions", 1, tokenizer=AllLong("long"))
+
+
+def test_shared_prefix_with_a_tokenizer() -> None:
+    tok = FakeTokenizer("fake-shared")
+    w = Workload(input_tokens={"mean": 80, "std": 10, "min": 50}, shared_prefix_tokens=40, seed=2)
+    specs = build_prompts(w, "completions", 10, tokenizer=tok)
+    words = [(s.prompt or "").split() for s in specs]
+    assert all(ws[:40] == words[0][:40] for ws in words)  # the same 40 one-token words everywhere
+    assert tok.count(" " + " ".join(words[0][:40])) == 40
+    assert len({tuple(ws[40:46]) for ws in words}) == 10  # then a unique prefix per request
+    assert all(tok.count(s.prompt or "") == s.input_tokens for s in specs)
+    other_level = build_prompts(w, "completions", 3, tokenizer=tok, stream_id=5)
+    assert all((s.prompt or "").split()[:40] == words[0][:40] for s in other_level)
+
+
+def test_shared_prefix_without_a_tokenizer() -> None:
+    w = Workload(input_tokens={"mean": 40, "std": 10, "min": 20}, shared_prefix_tokens=20, seed=1)
+    specs = build_prompts(w, "completions", 8)
+    texts = [s.prompt or "" for s in specs]
+    assert all(t[:80] == texts[0][:80] for t in texts) and PIECES.match(texts[0])
+    assert len({t[80:96] for t in texts}) == 8  # unique after the shared 20 pieces
+    assert all(estimate_tokens(t) == s.input_tokens for t, s in zip(texts, specs, strict=True))
+    # without shared_prefix_tokens the prompts are unchanged from what they always were
+    plain = Workload(input_tokens=30, seed=1)
+    assert build_prompts(plain, "completions", 2) == build_prompts(plain.model_copy(), "completions", 2)
+    with pytest.raises(ValueError, match="input_tokens must be >= 20, got min 10"):
+        Workload(input_tokens={"mean": 40, "min": 10}, shared_prefix_tokens=20)
+    with pytest.raises(ValueError, match="input_tokens must be >= 64, got 8"):
+        Workload(input_tokens=8, shared_prefix_tokens=64)
+
+
+def test_shared_prefix_goes_in_front_of_file_prompts(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"prompt": "there"}\n')
+    w = Workload(prompts_file=path, shared_prefix_tokens=6, unique_prompts=False)
+    specs = build_prompts(w, "chat", 4)
+    firsts = [s.messages[0]["content"] for s in specs if s.messages]
+    shared = firsts[0].split("\n")[0] + "\n"
+    assert estimate_tokens(shared.rstrip("\n")) == 6 and all(f.startswith(shared) for f in firsts)
+    tok = FakeTokenizer("fake-file")
+    counted = build_prompts(w, "completions", 2, tokenizer=tok)
+    assert all(s.input_tokens == tok.count(s.prompt or "") for s in counted)

@@ -230,7 +230,11 @@ def summarize_level(
     Measured requests are the non-warmup records; ok ones are those without error. With
     ``window_s = (max(end_ns) - min(send_ns)) / 1e9`` over the measured requests (failed ones included):
 
-    - ``output_tps`` = sum of output tokens of ok measured requests / window_s [tokens/s];
+    - ``output_tps`` = tokens the server delivered inside the window / window_s [tokens/s]: the sum of
+      ``chunk_tokens[i]`` over every chunk with ``window start <= chunk_ns[i] <= window end`` of every ok
+      record of the level, warmup included. Counting by arrival time keeps the measure honest at the
+      window's edges: tokens of a warmup request streamed inside the window were served in it, and a
+      server that works through queued warmup requests is not charged time for tokens it is not credited.
       ``output_tps_per_gpu`` = output_tps / gpus (None without gpus).
     - ``request_rate`` = ok measured requests / window_s [1/s]; ``error_rate`` = failed / measured.
     - ``goodput`` = ok measured requests meeting every SLO threshold (:func:`request_meets_slo`) /
@@ -273,7 +277,18 @@ def summarize_level(
     lags = [lag for r in measured if (lag := metrics.sched_lag_s(r)) is not None]
     blocks["sched_lag_s"] = describe(lags, seed=seed)
 
-    output_tps = per_s(sum(_values(rows, "output_tokens")))
+    output_tps: float | None = None
+    if measured:
+        t_start = min(r.send_ns for r in measured)
+        t_end = max(r.end_ns for r in measured)
+        delivered = sum(
+            k
+            for r in records
+            if r.ok
+            for t, k in zip(r.chunk_ns, r.chunk_tokens, strict=False)
+            if t_start <= t <= t_end
+        )
+        output_tps = per_s(delivered)
     goodput: float | None = None
     slo_met: bool | None = None
     if slo:

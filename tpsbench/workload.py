@@ -154,12 +154,12 @@ def build_prompts(
             words = single_token_words(tokenizer)
             shared_words = _draw_words(shared_rng, words, n_shared)
             unique_rng = rng(_PREFIX, nonce)
-            body = _draw_words(np.random.default_rng([workload.seed, _BODY]), words, 0)
+            body: list[str] = []  # shared by every prompt: grown by exact_text, seeded by workload.seed
             specs = []
             for n, m in zip(input_tokens.tolist(), max_tokens.tolist(), strict=True):
                 k = min(UNIQUE_WORDS, n - n_shared) if workload.unique_prompts else 0
                 head = shared_words + _draw_words(unique_rng, words, UNIQUE_WORDS)[:k]
-                text, got = exact_text(tokenizer, n, head, body, words)
+                text, got = exact_text(tokenizer, n, head, body, words, seed=workload.seed)
                 specs.append(_spec(api, None, text, int(m), got))
             return specs
         prefixes = _prefix_texts(rng(_PREFIX, nonce), count) if workload.unique_prompts else None
@@ -259,25 +259,26 @@ def _draw_words(rng: np.random.Generator, words: list[str], n: int) -> list[str]
 
 
 def exact_text(
-    tokenizer: Tokenizer, n: int, head: list[str], body: list[str], words: list[str]
+    tokenizer: Tokenizer, n: int, head: list[str], body: list[str], words: list[str], *, seed: int = 0
 ) -> tuple[str, int]:
     """A text of ``n`` tokens for ``tokenizer``: the words of ``head``, then ``body`` (extended
-    deterministically from ``words`` as needed), joined by spaces, cut or extended at the end until the
+    from ``words`` as needed, seeded by ``seed``), joined by spaces, cut or extended at the end until the
     count is ``n``. Returns the text and its count (``n`` unless no word count reaches it exactly, then the
     closest found). ``body`` is extended in place, so every prompt shares one body.
     """
-    k = max(n - len(head), 0)  # one token per word: the first guess is (almost always) right
+    m = n  # words: one token each, so the first guess is (almost always) right
     best: tuple[int, str, int] | None = None
     for _ in range(ADJUST_ROUNDS):
-        while len(body) < k:  # the body grows by a seeded continuation, the same for every prompt
-            body.extend(_draw_words(np.random.default_rng([len(body), _BODY]), words, max(64, k - len(body))))
-        text = " ".join(head[:n] + body[:k]) if n else ""
+        while len(body) < m - len(head):  # the body grows by a seeded continuation, the same for every prompt
+            more = _draw_words(np.random.default_rng([seed, _BODY, len(body)]), words, max(64, m - len(body)))
+            body.extend(more)
+        text = " ".join((head + body[: max(m - len(head), 0)])[:m])
         got = tokenizer.count(text)
         if best is None or abs(got - n) < best[0]:
             best = (abs(got - n), text, got)
         if got == n:
             break
-        k = max(k + (n - got), 0)
+        m = max(m + (n - got), 0)
     assert best is not None
     return best[1], best[2]
 
