@@ -95,6 +95,13 @@ class Endpoint(_Strict):
     api_key_env: str | None = None  # the NAME of the environment variable; its value is never stored
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    # h11 (tpsbench/h11transport.py) is the only transport that meets issue 6's targets on one core
+    # (benchmarks/results/client_accuracy.txt; TTFT p50 over the server's / TPS/user mean, p50 error):
+    #   256 streams:  h11 +2.3 ms / +0.06%, +0.20%   aiohttp +9.1 ms / +1.45%, +0.80%   httpx +5 s
+    #   1024 streams: h11 +2.0 ms / +0.15%, +0.69%   aiohttp +285 ms / +80%, +11%       httpx +21 s
+    # (all three within 2 ms and 0.2% up to 16 streams). It stamps bytes in the protocol callback and
+    # writes the request synchronously after send_ns; aiohttp writes it from another task and stamps reads
+    # when its reading task runs; one httpx client runs out of CPU.
     transport: Literal["aiohttp", "httpx", "h11"] = "h11"
     continuous_usage: bool = False  # ask for per-chunk usage (vLLM's stream_options.continuous_usage_stats)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # merged into every request body

@@ -199,9 +199,9 @@ class AiohttpTransport(_StreamingTransport):
 
     Not the default any more (see ``Endpoint.transport`` and benchmarks/client_accuracy.py): fine to 64
     streams, but on Python 3.11 aiohttp writes the request body from another task and stamps each read
-    when the reading task runs, so under load TTFT reads late and TPS/user drifts (at 256 streams on one
-    core: TTFT p50 +40 ms over the server's, TPS/user +2.5%). :class:`~tpsbench.h11transport.H11Transport`
-    stamps in the protocol callback instead.
+    when the reading task runs, so under load TTFT reads late and TPS/user drifts (one core, 256 streams:
+    TTFT p50 +9 to +40 ms over the server's and TPS/user mean +1.5 to +2.4% across runs; 1,024 streams:
+    +285 ms, +80%). :class:`~tpsbench.h11transport.H11Transport` stamps in the protocol callback instead.
     ``max_connections=None`` means no connection limit (``TCPConnector(limit=0)``): the runner bounds
     concurrency itself, and a pool limit would hide client-side queueing inside TTFT.
 

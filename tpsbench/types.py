@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -98,7 +98,10 @@ class RequestRecord:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # shallow, with the two lists copied: asdict() deep-copies every chunk (79 us vs 1 us per record)
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        d["chunk_ns"] = list(self.chunk_ns)
+        d["chunk_tokens"] = list(self.chunk_tokens)
         d["error"] = self.error.value if self.error else None
         d["token_source"] = self.token_source.value
         return d
