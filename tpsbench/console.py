@@ -8,6 +8,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -111,27 +112,24 @@ def capacity_line(capacity: dict[str, Any]) -> str:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """One row per level: the numbers users compare (median and spread, with N, never a bare number)."""
-    table = Table(title=f"{summary['run'].get('model', '')}: per-level results", show_lines=False)
-    for col in (
-        "level",
-        "n ok/meas.",
-        "TTFT p50 ms",
-        "TTFT p99 ms",
-        "TPS/user p50",
-        "TPS/user p10",
-        "output TPS",
-        "per GPU",
-        "errors",
-    ):
-        table.add_column(col, justify="right")
+    """One row per level: the numbers users compare (median and spread, with N, never a bare number).
+    Short headers, so that the table fits an 80-column terminal without truncating a number."""
+    table = Table(
+        title=f"{summary['run'].get('model', '')}: TTFT in ms; TPS/user, server, /GPU in tokens/s",
+        caption="! = client-bound: timestamps may be late, see the warnings",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("load", "ok/n", "TTFT p50", "p99", "TPS/user p50", "p10", "server", "/GPU", "err"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     for p in summary.get("points", []):
-        load = f"c={p['concurrency']}" if p.get("concurrency") is not None else f"rate={p.get('rate'):g}/s"
+        load = f"c={p['concurrency']}" if p.get("concurrency") is not None else f"{p.get('rate'):g}/s"
+        if (p.get("self_check") or {}).get("client_bound"):
+            load = "[red]![/]" + load
         ttft, tps = p.get("ttft_s") or {}, p.get("tps_user") or {}
-        errors = ", ".join(f"{k} {v}" for k, v in (p.get("errors") or {}).items()) or "0"
-        flag = " [red]client-bound[/]" if (p.get("self_check") or {}).get("client_bound") else ""
+        errors = sum((p.get("errors") or {}).values())
         table.add_row(
-            load + flag,
+            load,
             f"{p.get('ok', 0)}/{p.get('measured', 0)}",
             fmt_ms(ttft.get("p50")),
             fmt_ms(ttft.get("p99")),
@@ -139,6 +137,6 @@ def summary_table(summary: dict[str, Any]) -> Table:
             fmt(tps.get("p10"), 0),
             fmt(p.get("output_tps"), 0),
             fmt(p.get("output_tps_per_gpu"), 0),
-            errors,
+            f"[red]{errors}[/]" if errors else "0",
         )
     return table
