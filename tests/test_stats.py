@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -96,13 +95,6 @@ def test_blocked_bootstrap_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> 
     a, b = stats.bootstrap_ci(x, n_boot=95), stats.bootstrap_ci(x, n_boot=95)
     assert a == b
     assert a["mean_ci"] is not None and a["mean_ci"][0] < float(x.mean()) < a["mean_ci"][1]
-
-
-def test_bootstrap_of_10k_values_is_fast() -> None:
-    x = np.random.default_rng(0).lognormal(size=10_000)
-    t = time.perf_counter()
-    describe(x, n_boot=1000)
-    assert time.perf_counter() - t < 3.0  # ~0.15 s on one core; generous for a shared CI machine
 
 
 def test_rejects_non_finite_and_nested_input() -> None:
