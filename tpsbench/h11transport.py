@@ -47,8 +47,8 @@ from tpsbench.transport import (
     RawExchange,
     _Deadlines,
     _decode_error_body,
-    _describe,
     classify_status,
+    record_failure,
 )
 from tpsbench.types import ErrorKind, default_clock
 
@@ -428,17 +428,10 @@ class H11Transport:
                 if exc is not None:
                     raise exc
         except Exception as exc:  # CancelledError is a BaseException: it propagates
-            if ex.error is not None:
-                pass  # an HTTP status error stays one even if reading its body failed
-            elif scope.expired():
-                ex.error = deadlines.expired_kind(first_phase)
-                if ex.error is ErrorKind.TIMEOUT_FIRST_TOKEN:
-                    ex.error_detail = f"no response byte within {timeouts.first_token_s:g} s"
-                else:
-                    ex.error_detail = f"request took longer than {timeouts.request_s:g} s"
-            else:
-                ex.error = _classify(exc, ex.status)
-                ex.error_detail = _describe(exc)
+            record_failure(
+                ex, exc, expired=scope.expired(), first_phase=first_phase, deadlines=deadlines,
+                timeouts=timeouts, classify=_classify,
+            )  # fmt: skip
         finally:
             if conn is not None and conn.owns(ex):
                 conn.abandon()

@@ -122,6 +122,31 @@ class _Deadlines:
         return ErrorKind.TIMEOUT_REQUEST
 
 
+def record_failure(
+    ex: RawExchange,
+    exc: Exception,
+    *,
+    expired: bool,
+    first_phase: bool,
+    deadlines: _Deadlines,
+    timeouts: Timeouts,
+    classify: Callable[[Exception, int | None], ErrorKind],
+) -> None:
+    """Put the error of a failed exchange on it: our own deadline when one expired, else the library's
+    error as ``classify`` names it. An HTTP status error already recorded stays (its body may have failed)."""
+    if ex.error is not None:
+        return
+    if expired:
+        ex.error = deadlines.expired_kind(first_phase)
+        if ex.error is ErrorKind.TIMEOUT_FIRST_TOKEN:
+            ex.error_detail = f"no response byte within {timeouts.first_token_s:g} s"
+        else:
+            ex.error_detail = f"request took longer than {timeouts.request_s:g} s"
+    else:
+        ex.error = classify(exc, ex.status)
+        ex.error_detail = _describe(exc)
+
+
 class _StreamingTransport(ABC):
     """The shared read loop and error handling; subclasses only open the request and classify errors."""
 
@@ -179,17 +204,10 @@ class _StreamingTransport(ABC):
                         finally:  # keep what came even if the body failed or timed out
                             ex.error_detail = _decode_error_body(bytes(buf[:MAX_ERROR_BODY]), status)
         except Exception as exc:  # CancelledError is a BaseException: it propagates
-            if ex.error is not None:
-                pass  # an HTTP status error stays one even if reading its body failed
-            elif scope.expired():
-                ex.error = deadlines.expired_kind(first_phase)
-                if ex.error is ErrorKind.TIMEOUT_FIRST_TOKEN:
-                    ex.error_detail = f"no response byte within {timeouts.first_token_s:g} s"
-                else:
-                    ex.error_detail = f"request took longer than {timeouts.request_s:g} s"
-            else:
-                ex.error = self._classify(exc, ex.status)
-                ex.error_detail = _describe(exc)
+            record_failure(
+                ex, exc, expired=scope.expired(), first_phase=first_phase, deadlines=deadlines,
+                timeouts=timeouts, classify=self._classify,
+            )  # fmt: skip
         ex.end_ns = clock()
         return ex
 
