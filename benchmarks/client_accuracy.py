@@ -3,10 +3,10 @@
     /work/venv/bin/python benchmarks/client_accuracy.py [--quick] [--transports h11,aiohttp,httpx]
         [--concurrency 1,16,64,256,1024] [--loop asyncio|uvloop] [--out FILE]
 
-The pace server (:mod:`tpsbench.paceserver`: 50 ms to the first token, then a chunk of 1-4 tokens every
+The pace server (:mod:`tpsbench.reference.pace`: 50 ms to the first token, then a chunk of 1-4 tokens every
 10 ms, 100 tokens per request) runs in its own process pinned to CPU 0. Each point (transport,
 concurrency) runs in a fresh process pinned to CPU 1 through tpsbench's real code path
-(:func:`tpsbench.benchmark.run_benchmark`: runner, client, transport, requests.jsonl, summary), one
+(:func:`tpsbench.load.benchmark.run_benchmark`: runner, client, transport, requests.jsonl, summary), one
 closed-loop level with the default warmup (one request per user, unmeasured). Measured requests are matched
 to the server's log by ``X-Request-Id``. Columns:
 
@@ -47,13 +47,13 @@ from typing import Any
 import httpx
 import psutil
 
-from tpsbench import metrics
-from tpsbench.benchmark import run_benchmark
-from tpsbench.paceserver import truth_by_id
-from tpsbench.rundir import REQUESTS
-from tpsbench.scenario import Scenario
-from tpsbench.serverprocess import ServerProcess
-from tpsbench.types import RequestRecord
+from tpsbench.config.scenario import Scenario
+from tpsbench.core.record import RequestRecord
+from tpsbench.core.serverprocess import ServerProcess
+from tpsbench.load.benchmark import run_benchmark
+from tpsbench.reference.pace import truth_by_id
+from tpsbench.results import metrics
+from tpsbench.results.rundir import REQUESTS
 
 SERVER_CPU, CLIENT_CPU = 0, 1
 TRANSPORTS = ("aiohttp", "httpx", "h11")
@@ -315,7 +315,16 @@ def main() -> None:
     ]
     print("\n".join(header), flush=True)
     rows: list[dict[str, Any]] = []
-    server_args = ["-m", "tpsbench.paceserver", "--port", "0", "--tokens", "1-4", "--cpu", str(SERVER_CPU)]
+    server_args = [
+        "-m",
+        "tpsbench.reference.pace",
+        "--port",
+        "0",
+        "--tokens",
+        "1-4",
+        "--cpu",
+        str(SERVER_CPU),
+    ]
     with ServerProcess(server_args) as server:
         (pid,) = [child.pid for child in psutil.Process().children()]  # the server is our only child
         for transport in transports:

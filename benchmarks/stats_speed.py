@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from tpsbench.stats import describe
+from tpsbench.results.stats import describe
 
 
 def main() -> None:

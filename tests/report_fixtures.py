@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tpsbench.types import NS_PER_S, ErrorKind, RequestRecord, TokenSource
+from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
 
 # TPS/user of a Maverick-like endpoint: speculative decoding up to c=8, then memory-bound decode.
 DEFAULT_TPS_USER = {1: 1000.0, 2: 930.0, 4: 800.0, 8: 640.0, 16: 420.0, 32: 280.0, 64: 180.0}

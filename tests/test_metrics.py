@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tpsbench import metrics
-from tpsbench.types import ErrorKind, RequestRecord, TokenSource
+from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource
+from tpsbench.results import metrics
 
 MS = 1_000_000  # ns
 T0 = 5_000 * MS  # an arbitrary clock origin: metrics must only use differences

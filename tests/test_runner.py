@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tpsbench.loadplan import arrival_offsets
-from tpsbench.runner import run_level, split_evenly
-from tpsbench.scenario import Level
-from tpsbench.types import ErrorKind, RequestRecord
+from tpsbench.config.scenario import Level
+from tpsbench.core.record import ErrorKind, RequestRecord
+from tpsbench.load.arrivals import arrival_offsets
+from tpsbench.load.runner import run_level, split_evenly
 
 
 class FakeEndpoint:

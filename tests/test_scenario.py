@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tpsbench.scenario import (
+from tpsbench.config.scenario import (
     Distribution,
     Level,
     Scenario,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tpsbench.sse import SSEEvent, SSEParser, parse_reads
+from tpsbench.client.sse import SSEEvent, SSEParser, parse_reads
 
 
 def events_of(*reads: bytes) -> list[SSEEvent]:

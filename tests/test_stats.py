@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tpsbench import stats
-from tpsbench.stats import PERCENTILES, STAT_KEYS, describe
+from tpsbench.results import stats
+from tpsbench.results.stats import PERCENTILES, STAT_KEYS, describe
 
 
 def test_known_percentiles_and_moments() -> None:

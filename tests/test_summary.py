@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 import tpsbench
-from tpsbench import metrics, stats, summary
-from tpsbench.scenario import Level
-from tpsbench.stats import STAT_KEYS
-from tpsbench.summary import (
+from tpsbench.results import metrics, stats, summary
+from tpsbench.config.scenario import Level
+from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource
+from tpsbench.results.stats import STAT_KEYS
+from tpsbench.results.summary import (
     load_summary,
     read_records,
     summarize_level,
@@ -24,7 +25,6 @@ from tpsbench.summary import (
     to_csv,
     to_json,
 )
-from tpsbench.types import ErrorKind, RequestRecord, TokenSource
 
 MS = 1_000_000  # ns
 CLOSED = Level.model_validate({"concurrency": 4, "requests": 4, "warmup": 1})

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tpsbench.benchmark import run_benchmark
-from tpsbench.cli import app
+from tpsbench.cli.app import app
+from tpsbench.config.scenario import Scenario, ScenarioError, Steps, Sweep, load_scenario
+from tpsbench.load.benchmark import run_benchmark
+from tpsbench.load.sweep import LevelPlan, capacity, stop_reason
 from tpsbench.report.markdown import to_markdown
-from tpsbench.scenario import Scenario, ScenarioError, Steps, Sweep, load_scenario
-from tpsbench.sweep import LevelPlan, capacity, stop_reason
 
 
 def _point(

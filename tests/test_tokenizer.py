@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tpsbench.benchmark import run_benchmark
-from tpsbench.scenario import Scenario, ScenarioError, load_scenario
-from tpsbench.serverprocess import ServerProcess
-from tpsbench.tokenizer import HFTokenizer, ServerTokenizer, TokenizerError, load_tokenizer
+from tpsbench.config.scenario import Scenario, ScenarioError, load_scenario
+from tpsbench.core.serverprocess import ServerProcess
+from tpsbench.load.benchmark import run_benchmark
+from tpsbench.workload.tokenizer import HFTokenizer, ServerTokenizer, TokenizerError, load_tokenizer
 
 tokenizers = pytest.importorskip("tokenizers", reason="pip install tokenizers (in the llamacpp extra)")
 
@@ -97,7 +97,7 @@ def test_server_tokenizer_without_a_route_says_what_to_do() -> None:
 def pace_url() -> Any:
     args = [
         "-m",
-        "tpsbench.paceserver",
+        "tpsbench.reference.pace",
         "--port",
         "0",
         "--ttft-ms",

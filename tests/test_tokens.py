@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tpsbench.tokens import account_tokens, estimate_tokens
-from tpsbench.types import TokenSource
+from tpsbench.client.tokens import account_tokens, estimate_tokens
+from tpsbench.core.record import TokenSource
 
 
 def test_estimate_tokens_is_ceil_chars_over_4() -> None:

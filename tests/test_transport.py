@@ -14,17 +14,12 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tpsbench.h11transport import H11Transport, _Turns
-from tpsbench.scenario import Timeouts
-from tpsbench.transport import (
-    MAX_ERROR_BODY,
-    AiohttpTransport,
-    HttpxTransport,
-    RawExchange,
-    classify_status,
-    make_transport,
-)
-from tpsbench.types import ErrorKind
+from tpsbench.client.transport import MAX_ERROR_BODY, RawExchange, classify_status, make_transport
+from tpsbench.client.transport.aiohttp import AiohttpTransport
+from tpsbench.client.transport.h11 import H11Transport, _Turns
+from tpsbench.client.transport.httpx import HttpxTransport
+from tpsbench.config.scenario import Timeouts
+from tpsbench.core.record import ErrorKind
 
 T = TypeVar("T")
 URL = "http://test/v1/chat/completions"

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tpsbench.benchmark import run_benchmark
-from tpsbench.scenario import Scenario
-from tpsbench.serverprocess import ServerProcess
-from tpsbench.workers import merge_self_checks
+from tpsbench.config.scenario import Scenario
+from tpsbench.core.serverprocess import ServerProcess
+from tpsbench.load.benchmark import run_benchmark
+from tpsbench.load.workers import merge_self_checks
 
 
 @pytest.fixture(scope="module")
 def pace_url() -> Iterator[str]:
     with ServerProcess(
-        ["-m", "tpsbench.paceserver", "--port", "0", "--ttft-ms", "20", "--interval-ms", "5"]
+        ["-m", "tpsbench.reference.pace", "--port", "0", "--ttft-ms", "20", "--interval-ms", "5"]
     ) as s:
         yield s.url
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tpsbench.scenario import Distribution, ScenarioError, Workload
-from tpsbench.workload import (
+from tpsbench.config.scenario import Distribution, ScenarioError, Workload
+from tpsbench.workload.prompts import (
     PromptsFileError,
     PromptSpec,
     build_prompts,

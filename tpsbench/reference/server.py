@@ -36,9 +36,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tpsbench.core.serverprocess import ServerProcess
 from tpsbench.reference.engine import Chunk, Engine, Generation, LagStats
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams, ReferenceModel
-from tpsbench.serverprocess import ServerProcess
 
 MODEL_NAME = "llama-4-maverick-b200-sim"
 PIECE = " tok"  # 4 characters: one token under the ceil(chars / 4) rule

@@ -14,13 +14,13 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from tpsbench.config.scenario import ScenarioError, load_scenario
 from tpsbench.report import charts
 from tpsbench.report.compare import CompareResult
 from tpsbench.report.data import Run, load_run
 from tpsbench.report.html import Image, compare_to_html, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
 from tpsbench.report.references import ModelPoint, curve_concurrencies, model_curve
-from tpsbench.scenario import ScenarioError, load_scenario
 
 FORMATS = frozenset({"png", "svg", "html", "md"})
 REPORT_DIR = "report"

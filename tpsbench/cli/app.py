@@ -1,0 +1,273 @@
+"""The ``tpsbench`` command line. The only module that imports typer; heavy libraries are imported inside the
+commands so that ``tpsbench --help`` stays fast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Measure what a user of an LLM endpoint feels (TTFT, TPS/user) and what the server delivers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_SCENARIO = "maverick-b200.yaml"
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _default_scenario() -> Path:
+    local = Path("scenarios") / DEFAULT_SCENARIO
+    if local.exists():
+        return local
+    return Path(__file__).parent.parent / "data" / DEFAULT_SCENARIO
+
+
+def _parse_int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected comma-separated integers like 1,4,16, got {text!r}", param_hint=option
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise typer.BadParameter(f"expected integers >= 1, got {text!r}", param_hint=option)
+    return values
+
+
+def _load(path: Path, **overrides: object):  # type: ignore[no-untyped-def]
+    from tpsbench.config.scenario import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(path).with_overrides(**overrides)  # type: ignore[arg-type]
+    except ScenarioError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@app.command()
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")]) -> None:
+    """Check a scenario file without sending any request."""
+    s = _load(scenario)
+    if s.sweep is not None:
+        steps = ", ".join(s.sweep.level(v).label for v in s.sweep.values())
+        typer.echo(f"{scenario}: ok (sweep until the knee, at most: {steps})")
+        return
+    levels = ", ".join(level.label for level in s.fixed_levels)
+    typer.echo(f"{scenario}: ok ({len(s.fixed_levels)} levels: {levels})")
+
+
+@app.command()
+def run(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario YAML (default: scenarios/maverick-b200.yaml).")
+    ] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Base URL, e.g. http://127.0.0.1:8000/v1.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name (default: the scenario's, else /v1/models).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Results root; each run gets a new directory.")] = Path("results"),
+    name: Annotated[str | None, typer.Option(help="Run name (default: the scenario's name).")] = None,
+    concurrency: Annotated[
+        str | None, typer.Option(help="Replace the load levels by these concurrencies, e.g. 1,4,16.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Load-generator processes (default: the scenario's, else 1).")
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the workers on Ray: 'local', 'auto' or an address (pip install 'tpsbench[ray]')."
+        ),
+    ] = None,
+    report: Annotated[bool, typer.Option(help="Render the report when the run ends.")] = True,
+) -> None:
+    """Run a scenario: concurrent streaming requests per load level, raw records and a summary."""
+    import asyncio
+
+    from rich.console import Console
+
+    from tpsbench.cli.console import RichObserver, capacity_line, summary_table
+    from tpsbench.load.benchmark import run_benchmark
+
+    path = scenario or _default_scenario()
+    s = _load(path, base_url=endpoint, model=model, concurrency=_parse_int_list(concurrency, "--concurrency"))
+    if workers is not None:
+        s = s.model_copy(update={"workers": workers})
+    console = Console()
+    try:
+        with RichObserver() as observer:
+            outcome = asyncio.run(
+                run_benchmark(
+                    s, out_root=out, observer=observer, run_name=name, argv=_safe_argv(), cluster=cluster
+                )
+            )
+    except ValueError as exc:  # e.g. the API key variable is not set
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(summary_table(outcome.summary))
+    if (capacity := outcome.summary.get("capacity")) is not None:
+        console.print(capacity_line(capacity))
+    if report and outcome.points:
+        _render(outcome.run_dir, console)
+    console.print(f"results: {outcome.run_dir}")
+    if outcome.interrupted:
+        console.print("[yellow]interrupted: the results above are partial but valid[/]")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _safe_argv() -> list[str]:
+    """The command line for the metadata; API keys never come in through it (they come from the env)."""
+    return [a for a in sys.argv[1:]]
+
+
+def _render(run_dir: Path, console: object) -> None:
+    from tpsbench.report import render_report
+
+    files = render_report(run_dir)
+    html = [f for f in files if f.suffix == ".html"]
+    print(f"report: {html[0] if html else run_dir / 'report'}")
+
+
+@app.command(name="report")
+def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory under results/.")]) -> None:
+    """Render charts (PNG, SVG), an HTML report and a Markdown summary for a run."""
+    from rich.console import Console
+
+    if not (run_dir / "summary.json").exists():
+        typer.echo(f"error: {run_dir}: no summary.json (not a tpsbench run directory?)", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    _render(run_dir, Console())
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    label: Annotated[list[str] | None, typer.Option(help="A label per run, in order.")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write the comparison.")] = Path("results/compare"),
+    force: Annotated[bool, typer.Option(help="Plot runs that are not comparable anyway (flagged).")] = False,
+) -> None:
+    """Several runs on one Pareto chart and one table with relative differences."""
+    from tpsbench.report.compare import NotComparable, compare_runs
+
+    try:
+        result = compare_runs(run_dirs, label, out, force=force)
+    except NotComparable as exc:
+        typer.echo(
+            f"error: runs are not comparable: {exc} (use --force to plot them anyway, flagged)", err=True
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    typer.echo(result.markdown)
+    for f in result.files:
+        typer.echo(f"wrote {f}")
+
+
+@app.command()
+def gate(
+    baseline: Annotated[Path, typer.Option(help="Baseline run directory or summary.json.")],
+    candidate: Annotated[Path, typer.Option(help="Candidate run directory.")],
+    threshold: Annotated[
+        list[str] | None, typer.Option(help="Noise floor per metric, METRIC=PCT, e.g. ttft_s_p99=15.")
+    ] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+) -> None:
+    """Regression gate. Exit status: 0 pass, 1 regression, 2 not comparable or bad input."""
+    from rich.console import Console
+
+    from tpsbench.gate import gate as gating
+
+    try:
+        thresholds = gating.parse_thresholds(threshold or [])
+    except ValueError as exc:
+        typer.echo(f"error: --threshold: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    result = gating.evaluate(baseline, candidate, thresholds or None)
+    Console().print(gating.rich_table(result))
+    for reason in result.reasons:
+        typer.echo(f"not comparable: {reason}", err=True)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if markdown:
+        markdown.write_text(gating.to_markdown(result))
+    if junit:
+        junit.write_text(gating.to_junit(result))
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Override a model parameter, NAME=VALUE (see `tpsbench predict`)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the acceptance and output-length draws.")] = 0,
+) -> None:
+    """Serve the bundled reference endpoint: Llama 4 Maverick on one DGX B200, simulated."""
+    from tpsbench.reference.model import ModelParams
+    from tpsbench.reference.server import parse_param_overrides
+    from tpsbench.reference.server import serve as serve_forever
+
+    try:
+        params = ModelParams().with_overrides(parse_param_overrides(param or []))
+    except ValueError as exc:
+        typer.echo(f"error: --param: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    serve_forever(host, port, params, seed)
+
+
+@app.command()
+def predict(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario whose workload and levels to predict.")
+    ] = None,
+    concurrency: Annotated[str | None, typer.Option(help="Concurrencies, e.g. 1,8,64.")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Override a model parameter, NAME=VALUE.")] = None,
+) -> None:
+    """Print the reference model's predicted TPS/user, server TPS and TTFT for a workload."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tpsbench.reference.model import ModelParams, ReferenceModel
+    from tpsbench.reference.server import parse_param_overrides
+
+    s = _load(scenario or _default_scenario(), concurrency=_parse_int_list(concurrency, "--concurrency"))
+    overrides = dict(s.reference) | parse_param_overrides(param or [])
+    model = ReferenceModel(ModelParams().with_overrides(overrides))
+    w = s.workload
+    isl = int(w.input_tokens if isinstance(w.input_tokens, int) else w.input_tokens.mean)
+    osl = int(w.output_tokens if isinstance(w.output_tokens, int) else w.output_tokens.mean)
+    levels = [lv.concurrency for lv in s.fixed_levels if lv.concurrency is not None]
+    if s.sweep is not None and s.sweep.concurrency is not None:
+        levels = [int(v) for v in s.sweep.values()]
+    table = Table(title=f"reference model, ISL/OSL {isl}/{osl}")
+    for col in ("concurrency", "TPS/user", "server TPS", "per GPU", "TTFT ms", "step ms", "draft k"):
+        table.add_column(col, justify="right")
+    for p in model.predict_curve(levels, isl, osl):
+        table.add_row(
+            str(p.batch),
+            f"{p.tps_user:,.0f}",
+            f"{p.server_tps:,.0f}",
+            f"{p.server_tps / model.params.gpus:,.0f}",
+            f"{p.ttft_s * 1000:,.1f}",
+            f"{p.step_s * 1000:.2f}",
+            str(p.k),
+        )
+    Console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

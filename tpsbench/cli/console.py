@@ -1,0 +1,142 @@
+"""What the user sees in the terminal while a run goes on: a progress bar per level with live TPS/user,
+then one table of every level. Everything rich lives here; the benchmark only calls the Observer API."""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from tpsbench.config.scenario import Level
+
+LIVE_WINDOW = 200  # live TPS/user is the median of the last requests, enough to be stable, quick to move
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:,.1f}"
+
+
+class RichObserver:
+    """Rich progress for :func:`tpsbench.load.benchmark.run_benchmark`."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[live]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+        self._tps: deque[float] = deque(maxlen=LIVE_WINDOW)
+        self._errors = 0
+        self._done = 0
+
+    def __enter__(self) -> RichObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def run_started(self, run_dir: Path, base_url: str, model: str) -> None:
+        self.console.print(f"[bold]tpsbench[/] {model} at {base_url}\n  results: {run_dir}")
+
+    def level_started(self, index: int, level: Level, expected: int | None) -> None:
+        self._tps.clear()
+        self._errors = 0
+        self._done = 0
+        self._task = self.progress.add_task(f"level {index} {level.label}", total=expected, live="")
+
+    def request_done(self, line: dict[str, Any]) -> None:
+        if self._task is None:
+            return
+        self._done += 1
+        if line.get("error"):
+            self._errors += 1
+        elif line.get("tps_user") is not None and not line.get("warmup"):
+            self._tps.append(float(line["tps_user"]))
+        live = f"TPS/user p50 {statistics.median(self._tps):,.0f}" if self._tps else "warming up"
+        if self._errors:
+            live += f"  [red]{self._errors} errors[/]"
+        self.progress.update(self._task, advance=1, live=live)
+
+    def level_done(self, index: int, point: dict[str, Any]) -> None:
+        if self._task is not None:
+            self.progress.update(self._task, total=self._done, completed=self._done)
+        for w in point.get("warnings", []):
+            self.console.print(f"  [yellow]warning[/] level {index}: {w}")
+
+    def message(self, text: str) -> None:
+        self.console.print(f"[yellow]{text}[/]")
+
+
+def capacity_line(capacity: dict[str, Any]) -> str:
+    """A sweep's verdict in one line: the knee's load and throughput, and why the sweep stopped."""
+    c, r = capacity.get("concurrency"), capacity.get("rate")
+    why = capacity.get("reason_stopped") or "running"
+    if capacity.get("reason_detail"):
+        why += f": {capacity['reason_detail']}"
+    if c is None and r is None:
+        return f"[bold]capacity[/]: none (stopped: {why})"
+    load = f"c={c}" if c is not None else f"rate={r:g}/s"
+    tps_user, ttft = capacity.get("tps_user_p50"), capacity.get("ttft_s_p99")
+    goodput = capacity.get("goodput")
+    return (
+        f"[bold]capacity[/]: {load}, output TPS {fmt(capacity.get('output_tps'), 0)}"
+        + (f" ({fmt(goodput, 2)} req/s within SLO)" if goodput is not None else "")
+        + f", TPS/user p50 {fmt(tps_user, 0)}, TTFT p99 {fmt_ms(ttft)} ms (stopped: {why})"
+    )
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """One row per level: the numbers users compare (median and spread, with N, never a bare number).
+    Short headers, so that the table fits an 80-column terminal without truncating a number."""
+    table = Table(
+        title=f"{summary['run'].get('model', '')}: TTFT in ms; TPS/user, server, /GPU in tokens/s",
+        caption="! = client-bound: timestamps may be late, see the warnings",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("load", "ok/n", "TTFT p50", "p99", "TPS/user p50", "p10", "server", "/GPU", "err"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    for p in summary.get("points", []):
+        load = f"c={p['concurrency']}" if p.get("concurrency") is not None else f"{p.get('rate'):g}/s"
+        if (p.get("self_check") or {}).get("client_bound"):
+            load = "[red]![/]" + load
+        ttft, tps = p.get("ttft_s") or {}, p.get("tps_user") or {}
+        errors = sum((p.get("errors") or {}).values())
+        table.add_row(
+            load,
+            f"{p.get('ok', 0)}/{p.get('measured', 0)}",
+            fmt_ms(ttft.get("p50")),
+            fmt_ms(ttft.get("p99")),
+            fmt(tps.get("p50"), 0),
+            fmt(tps.get("p10"), 0),
+            fmt(p.get("output_tps"), 0),
+            fmt(p.get("output_tps_per_gpu"), 0),
+            f"[red]{errors}[/]" if errors else "0",
+        )
+    return table

@@ -1,0 +1,69 @@
+"""The aiohttp streaming transport (an alternative to the default h11 one)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from tpsbench.client.transport.base import StreamingTransport
+from tpsbench.config.scenario import Timeouts
+from tpsbench.core.record import ErrorKind, default_clock
+
+
+class AiohttpTransport(StreamingTransport):
+    """One :class:`aiohttp.ClientSession` for every stream of the process.
+
+    Not the default any more (see ``Endpoint.transport`` and benchmarks/client_accuracy.py): fine to 64
+    streams, but on Python 3.11 aiohttp writes the request body from another task and stamps each read
+    when the reading task runs, so under load TTFT reads late and TPS/user drifts (one core, 256 streams:
+    TTFT p50 +9 to +40 ms over the server's and TPS/user mean +1.5 to +2.4% across runs; 1,024 streams:
+    +285 ms, +80%). :class:`.h11.H11Transport` stamps in the protocol callback instead.
+    ``max_connections=None`` means no connection limit (``TCPConnector(limit=0)``): the runner bounds
+    concurrency itself, and a pool limit would hide client-side queueing inside TTFT.
+
+    The session is created lazily, inside the running event loop (aiohttp wants one).
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], int] = default_clock, max_connections: int | None = None
+    ) -> None:
+        super().__init__(clock)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections or 0, limit_per_host=0)
+            # No session-wide timeout: stream() enforces the per-request deadlines.
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
+            )
+        return self._session
+
+    @asynccontextmanager
+    async def _open(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+    ) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
+        # sock_connect, not connect: waiting for a pool slot (if limited) is not a connect failure.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s)
+        async with self._get_session().post(
+            url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False
+        ) as resp:
+            # iter_any: whatever bytes arrived, as soon as they arrived (no line or size re-chunking).
+            yield resp.status, resp.content.iter_any()
+
+    def _classify(self, exc: Exception, status: int | None) -> ErrorKind:
+        if isinstance(exc, TimeoutError):  # not one of our deadlines, so aiohttp's sock_connect
+            return ErrorKind.TIMEOUT_CONNECT
+        if status is not None and isinstance(exc, aiohttp.ClientError | OSError):
+            return ErrorKind.STREAM_CUT
+        if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+            return ErrorKind.CONNECT  # refused, DNS, TLS, or closed before any response
+        return ErrorKind.OTHER
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

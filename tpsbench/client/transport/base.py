@@ -1,0 +1,210 @@
+"""Transports: send one streaming POST and record what arrived, when. Nothing else happens per read.
+
+A :class:`Transport` returns a :class:`RawExchange`: the status, when the headers came, every body read as
+``(arrival ns, bytes)``, and the error if any. Parsing (SSE, JSON, tokens) is done afterwards by
+:mod:`tpsbench.client.client`, so the read loop costs one clock call and one list append per read.
+
+    transport = make_transport("h11")  # tpsbench.client.transport; the default, see .h11
+    raw = await transport.stream(url, headers, body, Timeouts())
+    await transport.aclose()
+
+Timing (all on the clock the transport was given):
+``send_ns`` is stamped right before the request is handed to the HTTP library; ``headers_ns`` when the
+response headers are parsed; each read when the library hands its bytes over; ``end_ns`` when the body
+ended or the error was caught.
+
+Timeouts (``scenario.Timeouts``), measured on the event loop's clock from just before ``send_ns``:
+
+- ``connect_s``: establishing a new connection -> ``TIMEOUT_CONNECT``;
+- ``first_token_s``: no body byte yet (connect and headers included) -> ``TIMEOUT_FIRST_TOKEN``;
+- ``request_s``: the whole exchange -> ``TIMEOUT_REQUEST``.
+
+Other errors: refused / DNS / TLS / dropped before any response -> ``CONNECT``; dropped mid-body ->
+``STREAM_CUT`` (the reads so far are kept); non-2xx -> ``HTTP_429`` / ``HTTP_4XX`` / ``HTTP_5XX`` (others:
+``OTHER``) with the start of the body in ``error_detail``. ``stream()`` never raises for these, except
+:class:`asyncio.CancelledError`, which propagates so Ctrl-C works: the *caller* records the request as
+``ErrorKind.CANCELLED`` (see ``Client.cancelled_record``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tpsbench.config.scenario import Timeouts
+from tpsbench.core.record import ErrorKind
+
+__all__ = [
+    "MAX_ERROR_BODY",
+    "Deadlines",
+    "RawExchange",
+    "StreamingTransport",
+    "Transport",
+    "classify_status",
+    "decode_error_body",
+    "record_failure",
+]
+
+MAX_ERROR_BODY = 64 * 1024  # bytes of a non-2xx body kept in error_detail (the client trims it further)
+
+
+@dataclass(slots=True, kw_only=True)
+class RawExchange:
+    """What one streaming request returned, unparsed. Times are clock nanoseconds.
+
+    ``body_complete`` is True when the body was read to its end without a transport error.
+    """
+
+    send_ns: int
+    end_ns: int
+    status: int | None = None
+    headers_ns: int | None = None
+    reads: list[tuple[int, bytes]] = field(default_factory=list)
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+    body_complete: bool = False
+
+
+class Transport(Protocol):
+    """The network seam: the client only talks to this."""
+
+    async def stream(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+    ) -> RawExchange: ...
+
+    async def aclose(self) -> None: ...
+
+
+def classify_status(status: int) -> ErrorKind | None:
+    """``None`` for 2xx; ``HTTP_429``, ``HTTP_4XX``, ``HTTP_5XX``; ``OTHER`` for 1xx/3xx (redirects are not
+    followed: a POST that gets redirected is a misconfigured base URL)."""
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        return ErrorKind.HTTP_429
+    if 400 <= status < 500:
+        return ErrorKind.HTTP_4XX
+    if 500 <= status < 600:
+        return ErrorKind.HTTP_5XX
+    return ErrorKind.OTHER
+
+
+def _describe(exc: BaseException) -> str:
+    msg = str(exc)
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def decode_error_body(data: bytes, status: int) -> str:
+    text = data.decode("utf-8", errors="replace").strip()
+    return text if text else f"HTTP {status} with an empty body"
+
+
+class Deadlines:
+    """The two loop-time deadlines of one request: first body byte, and whole request."""
+
+    __slots__ = ("first", "first_is_request", "request")
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        now = asyncio.get_running_loop().time()
+        self.request = now + timeouts.request_s
+        self.first = min(now + timeouts.first_token_s, self.request)
+        self.first_is_request = self.first == self.request
+
+    def expired_kind(self, first_phase: bool) -> ErrorKind:
+        if first_phase and not self.first_is_request:
+            return ErrorKind.TIMEOUT_FIRST_TOKEN
+        return ErrorKind.TIMEOUT_REQUEST
+
+
+def record_failure(
+    ex: RawExchange,
+    exc: Exception,
+    *,
+    expired: bool,
+    first_phase: bool,
+    deadlines: Deadlines,
+    timeouts: Timeouts,
+    classify: Callable[[Exception, int | None], ErrorKind],
+) -> None:
+    """Put the error of a failed exchange on it: our own deadline when one expired, else the library's
+    error as ``classify`` names it. An HTTP status error already recorded stays (its body may have failed)."""
+    if ex.error is not None:
+        return
+    if expired:
+        ex.error = deadlines.expired_kind(first_phase)
+        if ex.error is ErrorKind.TIMEOUT_FIRST_TOKEN:
+            ex.error_detail = f"no response byte within {timeouts.first_token_s:g} s"
+        else:
+            ex.error_detail = f"request took longer than {timeouts.request_s:g} s"
+    else:
+        ex.error = classify(exc, ex.status)
+        ex.error_detail = _describe(exc)
+
+
+class StreamingTransport(ABC):
+    """The shared read loop and error handling; subclasses only open the request and classify errors."""
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self._clock = clock
+
+    @abstractmethod
+    def _open(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+    ) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[bytes]]]:
+        """Send the request; enter once the headers arrived, giving the status and the body's reads."""
+
+    @abstractmethod
+    def _classify(self, exc: Exception, status: int | None) -> ErrorKind:
+        """The kind of a library error (not one of our deadlines); ``status`` is None before headers."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close every connection; the transport is unusable afterwards."""
+
+    async def stream(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+    ) -> RawExchange:
+        """POST ``body`` and record the response as it arrives; never raises except on cancellation."""
+        clock = self._clock
+        reads: list[tuple[int, bytes]] = []
+        ex = RawExchange(send_ns=0, end_ns=0, reads=reads)
+        deadlines = Deadlines(timeouts)
+        scope = asyncio.timeout_at(deadlines.first)
+        first_phase = True  # no body byte yet: the first-token deadline applies
+        try:
+            async with scope:
+                ex.send_ns = clock()
+                async with self._open(url, headers, body, timeouts) as (status, body_reads):
+                    ex.headers_ns = clock()
+                    ex.status = status
+                    ex.error = classify_status(status)
+                    if ex.error is None:
+                        # The hot loop: a timestamp and the bytes, nothing else.
+                        async for data in body_reads:
+                            reads.append((clock(), data))
+                            if first_phase:
+                                first_phase = False
+                                scope.reschedule(deadlines.request)
+                        ex.body_complete = True
+                    else:
+                        first_phase = False
+                        scope.reschedule(deadlines.request)
+                        buf = bytearray()
+                        try:
+                            async for data in body_reads:
+                                buf += data
+                                if len(buf) >= MAX_ERROR_BODY:
+                                    break
+                        finally:  # keep what came even if the body failed or timed out
+                            ex.error_detail = decode_error_body(bytes(buf[:MAX_ERROR_BODY]), status)
+        except Exception as exc:  # CancelledError is a BaseException: it propagates
+            record_failure(
+                ex, exc, expired=scope.expired(), first_phase=first_phase, deadlines=deadlines,
+                timeouts=timeouts, classify=self._classify,
+            )  # fmt: skip
+        ex.end_ns = clock()
+        return ex

@@ -1,0 +1,110 @@
+"""Run a server module in its own process and learn its URL from its first line of output.
+
+Servers that tpsbench starts (the bundled reference endpoint, the pace server of tests and benchmarks) get a
+process, hence an event loop and a core, of their own, so they never steal time from the load generator.
+
+    with ServerProcess(["-m", "tpsbench.reference.pace", "--port", "0"]) as server:
+        print(server.url)   # http://127.0.0.1:PORT/v1
+
+The child's stderr goes to a temporary file (a chatty server must never block on a full pipe) that
+:meth:`ServerProcess.log` returns; its stdin is a pipe that closes when the parent goes, so a server that
+watches stdin cannot outlive a parent that died without stopping it.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from types import TracebackType
+from typing import IO
+
+
+class ServerProcess:
+    """A Python server subprocess that prints its URL on its first stdout line, stopped on exit."""
+
+    name = "server"
+
+    def __init__(self, args: list[str], *, startup_timeout_s: float = 30.0) -> None:
+        self.args = args
+        self.startup_timeout_s = startup_timeout_s
+        self.url = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+
+    @property
+    def root(self) -> str:
+        """The URL without its ``/v1`` suffix, where non-OpenAI routes (metrics, logs) live."""
+        return self.url.removesuffix("/v1")
+
+    def start(self) -> str:
+        """Start the child and wait for its URL; raises ``RuntimeError`` with its stderr if it fails."""
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child; closed in stop)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # bufsize=0 and os.read: a buffered read could swallow the line where select() can't see it
+        proc = subprocess.Popen(
+            [sys.executable, *self.args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            bufsize=0,
+        )
+        self._proc = proc
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + self.startup_timeout_s
+        line = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while not line.endswith(b"\n"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not sel.select(remaining):
+                    self.stop()
+                    raise RuntimeError(f"the {self.name} did not start in {self.startup_timeout_s} s")
+                data = os.read(fd, 4096)
+                if not data:
+                    proc.wait(timeout=10)
+                    text = self.log()
+                    self.stop()
+                    raise RuntimeError(f"the {self.name} exited at startup:\n{text[-2000:]}")
+                line += data
+        self.url = line.decode().splitlines()[0].strip()
+        return self.url
+
+    def log(self) -> str:
+        """What the child wrote to stderr so far."""
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

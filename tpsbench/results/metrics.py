@@ -1,0 +1,243 @@
+"""Per-request metrics: pure functions of one :class:`~tpsbench.core.record.RequestRecord`.
+
+Every time is derived from the record's integer-nanosecond timestamps and returned in seconds. Notation:
+``t_send`` = ``send_ns``, ``t_i`` = ``chunk_ns[i]`` (``t_first`` = ``t_0``, ``t_last`` = ``t_{k-1}``),
+``k_i`` = ``chunk_tokens[i]``, ``n`` = output tokens, ``n_first`` = ``k_0``.
+
+Metrics describe what the user received, so they are computed for successful records only: for a failed
+record (``record.error`` set, including a stream cut after some chunks) every response metric is None.
+Two values are kept for failed records because they are facts of the record, not of the answer:
+``n_chunks`` and ``sched_lag_s`` (how late the client sent the request).
+
+    >>> from tpsbench.core.record import RequestRecord, TokenSource
+    >>> r = RequestRecord(request_id=0, level=0, send_ns=0, end_ns=3_000_000_000,
+    ...                   chunk_ns=[1_000_000_000, 2_000_000_000, 3_000_000_000],
+    ...                   chunk_tokens=[2, 4, 4], output_tokens=10, token_source=TokenSource.USAGE)
+    >>> m = request_metrics(r)
+    >>> m["ttft_s"], m["decode_tokens"], m["tps_user"]
+    (1.0, 8, 4.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+from tpsbench.core.record import NS_PER_S, RequestRecord
+
+MetricValue = float | int | list[float] | None
+
+# Metrics where a larger value is better; every other metric is a latency (smaller is better).
+HIGHER_IS_BETTER: frozenset[str] = frozenset({"tps_user", "e2e_tps"})
+
+# The keys of request_metrics(), in a stable order.
+METRIC_KEYS: tuple[str, ...] = (
+    "ttft_s",
+    "decode_s",
+    "decode_tokens",
+    "first_chunk_tokens",
+    "tps_user",
+    "tpot_s",
+    "e2e_s",
+    "e2e_tps",
+    "itl_s",
+    "itl_per_token_s",
+    "tokens_per_chunk",
+    "n_chunks",
+    "output_tokens",
+    "sched_lag_s",
+)
+
+# The metrics appended to each requests.jsonl line (docs/architecture.md). output_tokens and
+# tokens_per_chunk are left out because the raw record already has fields by those names (output_tokens,
+# chunk_tokens) and a derived value must not overwrite a raw one; itl_per_token_s is derivable and long.
+ROW_METRIC_KEYS: tuple[str, ...] = (
+    "ttft_s",
+    "decode_s",
+    "decode_tokens",
+    "first_chunk_tokens",
+    "tps_user",
+    "tpot_s",
+    "e2e_s",
+    "e2e_tps",
+    "itl_s",
+    "n_chunks",
+    "sched_lag_s",
+)
+
+
+def higher_is_better(metric: str) -> bool:
+    """True for throughput metrics (``tps_user``, ``e2e_tps``), False for latencies and counts."""
+    return metric in HIGHER_IS_BETTER
+
+
+def _chunks(r: RequestRecord) -> tuple[Sequence[int], Sequence[float]]:
+    """The token chunks of a successful record (empty for a failed one), checked for consistency."""
+    if len(r.chunk_ns) != len(r.chunk_tokens):
+        raise ValueError(
+            f"request {r.request_id}: {len(r.chunk_ns)} chunk times but {len(r.chunk_tokens)} chunk token "
+            "counts; the client must record one count per token chunk"
+        )
+    if not r.ok:
+        return (), ()
+    return r.chunk_ns, r.chunk_tokens
+
+
+def _s(ns: int) -> float:
+    return ns / NS_PER_S
+
+
+def output_tokens(r: RequestRecord) -> float | None:
+    """Output tokens n [tokens].
+
+    n = ``output_tokens`` (the server's usage, or the client's tokenizer count) when recorded, else
+    sum(chunk_tokens). None for failed records and for a success with neither.
+    """
+    ns, tokens = _chunks(r)
+    if not r.ok:
+        return None
+    if r.output_tokens is not None:
+        return r.output_tokens
+    return sum(tokens) if ns else None
+
+
+def first_chunk_tokens(r: RequestRecord) -> float | None:
+    """Tokens in the first token chunk, n_first = k_0 [tokens]. Several when the server batches them."""
+    _, tokens = _chunks(r)
+    return tokens[0] if tokens else None
+
+
+def n_chunks(r: RequestRecord) -> int:
+    """Number of token chunks received [chunks], k = len(chunk_ns). Defined for failed records too."""
+    return len(r.chunk_ns)
+
+
+def ttft_s(r: RequestRecord) -> float | None:
+    """Time to first token [s]: TTFT = t_first - t_send."""
+    ns, _ = _chunks(r)
+    return _s(ns[0] - r.send_ns) if ns else None
+
+
+def decode_s(r: RequestRecord) -> float | None:
+    """Decode time [s]: t_last - t_first (0.0 for a one-chunk answer)."""
+    ns, _ = _chunks(r)
+    return _s(ns[-1] - ns[0]) if ns else None
+
+
+def decode_tokens(r: RequestRecord) -> float | None:
+    """Decode tokens [tokens]: n - n_first, the tokens that arrived after the first chunk."""
+    n, n_first = output_tokens(r), first_chunk_tokens(r)
+    if n is None or n_first is None:
+        return None
+    return n - n_first
+
+
+def _decode(r: RequestRecord) -> tuple[float, float] | None:
+    """(decode time, decode tokens) when both are positive and there are at least two chunks."""
+    ns, _ = _chunks(r)
+    dt, dn = decode_s(r), decode_tokens(r)
+    if len(ns) < 2 or dt is None or dn is None or dt <= 0 or dn <= 0:
+        return None
+    return dt, dn
+
+
+def tps_user(r: RequestRecord) -> float | None:
+    """Output speed seen by the user [tokens/s]: TPS/user = (n - n_first) / (t_last - t_first).
+
+    The first chunk is excluded because its wait is TTFT. None for a one-chunk answer, or when the decode
+    time or decode tokens are zero (then the speed is not measurable, not infinite).
+    """
+    d = _decode(r)
+    return d[1] / d[0] if d else None
+
+
+def tpot_s(r: RequestRecord) -> float | None:
+    """Time per output token [s/token]: TPOT = (t_last - t_first) / (n - n_first) = 1 / TPS/user.
+
+    None exactly when :func:`tps_user` is None.
+    """
+    d = _decode(r)
+    return d[0] / d[1] if d else None
+
+
+def e2e_s(r: RequestRecord) -> float | None:
+    """Request latency [s]: e2e = t_end - t_send, where t_end (``end_ns``) is the end of the stream."""
+    return _s(r.end_ns - r.send_ns) if r.ok else None
+
+
+def e2e_tps(r: RequestRecord) -> float | None:
+    """End-to-end output speed [tokens/s]: n / (t_last - t_send), TTFT included.
+
+    Uses the last token chunk, not ``end_ns``, so the trailing usage event and ``[DONE]`` don't count.
+    """
+    ns, _ = _chunks(r)
+    n = output_tokens(r)
+    if not ns or n is None or ns[-1] <= r.send_ns:
+        return None
+    return n / _s(ns[-1] - r.send_ns)
+
+
+def itl_s(r: RequestRecord) -> list[float] | None:
+    """Inter-chunk latencies [s]: t_i - t_{i-1} for i = 1..k-1 (empty for a one-chunk answer)."""
+    ns, _ = _chunks(r)
+    if not ns:
+        return None
+    return [_s(b - a) for a, b in pairwise(ns)]
+
+
+def itl_per_token_s(r: RequestRecord) -> list[float] | None:
+    """Per-token inter-token latencies [s/token]: (t_i - t_{i-1}) / k_i for i = 1..k-1.
+
+    A chunk of k_i tokens spreads its gap over its tokens. Chunks with k_i <= 0 (possible when counts
+    were estimated and scaled) are skipped, so the list can be shorter than :func:`itl_s`.
+    """
+    ns, tokens = _chunks(r)
+    if not ns:
+        return None
+    return [_s(ns[i] - ns[i - 1]) / tokens[i] for i in range(1, len(ns)) if tokens[i] > 0]
+
+
+def tokens_per_chunk(r: RequestRecord) -> list[float] | None:
+    """Tokens in each token chunk [tokens]: k_0..k_{k-1}. Values above 1 mean batched/speculative output."""
+    ns, tokens = _chunks(r)
+    return list(tokens) if ns else None
+
+
+def sched_lag_s(r: RequestRecord) -> float | None:
+    """Scheduling lag [s]: t_send - t_scheduled (open loop only; None in closed loop).
+
+    How late the client handed the request to the transport versus the arrival schedule; defined for
+    failed records too, because it measures the client, not the server.
+    """
+    return _s(r.send_ns - r.scheduled_ns) if r.scheduled_ns is not None else None
+
+
+def request_metrics(r: RequestRecord) -> dict[str, MetricValue]:
+    """All per-request metrics of ``r``, keyed by :data:`METRIC_KEYS` (see each function for the formula)."""
+    _chunks(r)  # validate once, so a malformed record fails with one clear message
+    return {
+        "ttft_s": ttft_s(r),
+        "decode_s": decode_s(r),
+        "decode_tokens": decode_tokens(r),
+        "first_chunk_tokens": first_chunk_tokens(r),
+        "tps_user": tps_user(r),
+        "tpot_s": tpot_s(r),
+        "e2e_s": e2e_s(r),
+        "e2e_tps": e2e_tps(r),
+        "itl_s": itl_s(r),
+        "itl_per_token_s": itl_per_token_s(r),
+        "tokens_per_chunk": tokens_per_chunk(r),
+        "n_chunks": n_chunks(r),
+        "output_tokens": output_tokens(r),
+        "sched_lag_s": sched_lag_s(r),
+    }
+
+
+def record_row(r: RequestRecord) -> dict[str, Any]:
+    """One ``requests.jsonl`` line: the raw ``r.to_dict()`` plus the metrics in :data:`ROW_METRIC_KEYS`.
+
+    ``RequestRecord.from_dict`` ignores the metric keys, so the line reads back to the same record.
+    """
+    m = request_metrics(r)
+    return r.to_dict() | {k: m[k] for k in ROW_METRIC_KEYS}

@@ -1,0 +1,487 @@
+"""Per-level summaries of request records, and the ``summary.json`` / ``summary.csv`` serializers.
+
+Everything here is a pure function of records (plus the scenario's level, SLO and GPU count); file writing
+is left to the caller, hyperfine style: ``path.write_bytes(to_json(summary))``. The layout is the contract
+in ``docs/architecture.md``.
+
+    >>> from tpsbench.config.scenario import Level
+    >>> from tpsbench.core.record import RequestRecord, TokenSource
+    >>> r = RequestRecord(request_id=0, level=0, send_ns=0, end_ns=2_000_000_000,
+    ...                   chunk_ns=[1_000_000_000, 2_000_000_000], chunk_tokens=[1, 9], output_tokens=10,
+    ...                   token_source=TokenSource.USAGE)
+    >>> p = summarize_level([r], level_index=0, level=Level(concurrency=1, requests=1), slo={}, gpus=2)
+    >>> p["output_tps"], p["output_tps_per_gpu"], p["tps_user"]["p50"]
+    (5.0, 2.5, 9.0)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, get_args
+
+import numpy as np
+
+import tpsbench
+from tpsbench.config.scenario import Level, SloMetric, SloStat
+from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
+from tpsbench.results import metrics
+from tpsbench.results.stats import STAT_KEYS, describe, statistic
+
+SCHEMA = 1
+
+# The metric blocks of a point, in output order. Each is stats.describe() over the measured requests.
+POINT_METRICS: tuple[str, ...] = (
+    "ttft_s",
+    "tps_user",
+    "tpot_s",
+    "itl_s",
+    "e2e_s",
+    "tokens_per_chunk",
+    "output_tokens",
+    "sched_lag_s",
+)
+# Blocks pooled from many values per request. Those values are correlated within a request, so a bootstrap
+# that treats them as independent would give falsely narrow intervals: these blocks get no CI.
+POOLED_METRICS: frozenset[str] = frozenset({"itl_s", "tokens_per_chunk"})
+
+SLO_METRICS: frozenset[str] = frozenset(get_args(SloMetric))
+# Any location statistic of a block may carry a threshold: a throughput's tail is its low end (p10, p1), so
+# this is wider than scenario.SloStat on purpose.
+SLO_STATS: frozenset[str] = frozenset(STAT_KEYS) - {"n", "std", "mean_ci", "p50_ci"}
+
+# Warning thresholds.
+MIN_SAMPLES_P99 = 100  # below this p99 sits among the few largest values
+UNSTABLE_CI_FRACTION = 0.10  # p50 CI wider than this fraction of p50
+LATE_S = 0.010  # scheduling lag or event-loop lag p99 above this: the client fell behind
+CPU_BOUND_PERCENT = 90.0  # client CPU, % of one core (the asyncio client is single-threaded)
+STABILITY_METRICS: tuple[str, ...] = ("ttft_s", "tps_user")
+
+# {metric: {stat: threshold}}; the second form is what Scenario.slo is typed as (Mapping keys are invariant).
+Slo = Mapping[str, Mapping[str, float]] | Mapping[SloMetric, Mapping[SloStat, float]]
+
+_ANY_LEVEL = Level.model_validate({"concurrency": 1, "requests": 1})  # for the header of an empty CSV
+
+
+def _check_slo(slo: Slo) -> None:
+    for metric, stats in slo.items():
+        if metric not in SLO_METRICS:
+            raise ValueError(f"unknown SLO metric {metric!r}; expected one of {sorted(SLO_METRICS)}")
+        for stat in stats:
+            if stat not in SLO_STATS:
+                raise ValueError(
+                    f"unknown SLO statistic {metric}.{stat}; expected one of {sorted(SLO_STATS)}"
+                )
+
+
+def _meets(metric: str, value: float | None, threshold: float) -> bool:
+    """value meets threshold in the metric's direction (>= for throughputs, <= for latencies)."""
+    if value is None:
+        return False
+    return value >= threshold if metrics.higher_is_better(metric) else value <= threshold
+
+
+def request_meets_slo(m: Mapping[str, metrics.MetricValue], slo: Slo) -> bool:
+    """Whether one request, given its :func:`metrics.request_metrics`, meets every SLO threshold.
+
+    A scalar metric (TTFT, TPS/user, ...) must meet every threshold set for it, whatever the statistic
+    (one request's p99 TTFT is its TTFT). For ``itl_s`` the statistic applies to the request's own gaps:
+    ``{"itl_s": {"p99": 0.1}}`` asks that the request's p99 gap be <= 0.1 s. An undefined value (a failed
+    request, TPS/user of a one-chunk answer) does not meet any threshold, so goodput is a lower bound.
+    """
+    for metric, stats in slo.items():
+        v = m[metric]
+        for stat, threshold in stats.items():
+            value = statistic(v, stat) if isinstance(v, list) else v
+            if not _meets(metric, value, threshold):
+                return False
+    return True
+
+
+def _values(rows: Sequence[Mapping[str, metrics.MetricValue]], key: str) -> list[float]:
+    """The defined values of ``key`` over rows, list-valued metrics flattened."""
+    out: list[float] = []
+    for row in rows:
+        v = row[key]
+        if isinstance(v, list):
+            out.extend(v)
+        elif v is not None:
+            out.append(v)
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def client_bound_reasons(self_check: Mapping[str, Any] | None) -> list[str]:
+    """Why the client looks saturated, from a point's ``self_check`` (empty list: it kept up).
+
+    Evidence: scheduling lag p99 or event-loop lag p99 over 10 ms, or client CPU >= 90% of one core.
+    """
+    check = self_check or {}
+    reasons = []
+    for key, label in (("sched_lag_p99_s", "scheduling lag"), ("loop_lag_p99_s", "event-loop lag")):
+        v = check.get(key)
+        if isinstance(v, int | float) and v > LATE_S:
+            reasons.append(f"{label} p99 = {1000 * v:.1f} ms, over {1000 * LATE_S:.0f} ms")
+    cpu = check.get("cpu_percent")
+    if isinstance(cpu, int | float) and cpu >= CPU_BOUND_PERCENT:
+        reasons.append(f"client CPU at {cpu:.0f}% of a core")
+    return reasons
+
+
+def _warnings(
+    point: Mapping[str, Any],
+    *,
+    n_ok: int,
+    n_cancelled: int,
+    n_estimated: int,
+) -> list[str]:
+    """Human sentences, each saying what is wrong, what it does to the numbers, and a hint."""
+    out: list[str] = []
+    measured, check = point["measured"], point["self_check"]
+    if measured == 0:
+        return [
+            f"No measured requests at this level ({point['requests']} sent, {point['warmup']} of them "
+            "warmup): nothing to summarise. Hint: raise the level's `requests` or `duration_s`, or let the "
+            "run finish."
+        ]
+    n_err = measured - n_ok
+    if n_err:
+        kinds = ", ".join(f"{k}: {v}" for k, v in point["errors"].items())
+        out.append(
+            f"{n_err} of {measured} measured requests failed ({kinds}); latencies and token rates cover only "
+            f"the {n_ok} that succeeded. Hint: see `error` and `error_detail` in requests.jsonl and the "
+            "server's logs, or lower the load."
+        )
+    if n_cancelled or check.get("interrupted"):
+        out.append(
+            f"The run was interrupted during this level ({n_cancelled} requests cancelled): the level is "
+            "incomplete and should not be compared with others. Hint: rerun it to completion."
+        )
+    if point["short_outputs"]:
+        out.append(
+            f"{point['short_outputs']} of {n_ok} successful requests returned fewer tokens than requested "
+            "(max_tokens), so the answers are shorter than the workload asked for. Hint: the server may "
+            "ignore `ignore_eos`/`min_tokens`; check `finish_reason` in requests.jsonl."
+        )
+    if n_estimated:
+        out.append(
+            f"Token counts of {n_estimated} of {n_ok} successful requests were estimated from characters "
+            "because the server reported no usage, so token rates are approximate. Hint: use an endpoint "
+            "that honours `stream_options: {include_usage: true}`, or configure a tokenizer."
+        )
+    no_speed = n_ok - point["tps_user"]["n"]
+    if n_ok and no_speed:
+        out.append(
+            f"{no_speed} of {n_ok} successful requests arrived in a single chunk (or with no decode time), "
+            "so they have no TPS/user or TPOT. Hint: check that the endpoint really streams, and that "
+            "output_tokens is well above 1."
+        )
+    if 0 < n_ok < MIN_SAMPLES_P99:
+        out.append(
+            f"Only {n_ok} successful measured requests: p99 sits among the few largest values and is not a "
+            f"reliable tail estimate. Hint: measure at least {MIN_SAMPLES_P99} requests per level "
+            "(1,000 for a stable p99)."
+        )
+    unstable = []
+    for name in STABILITY_METRICS:
+        block = point[name]
+        p50, ci = block["p50"], block["p50_ci"]
+        if ci is not None and p50 and (width := (ci[1] - ci[0]) / abs(p50)) > UNSTABLE_CI_FRACTION:
+            unstable.append(f"{name} p50 {p50:.4g} (95% CI {ci[0]:.4g}-{ci[1]:.4g}, width {_pct(width)})")
+    if unstable:
+        out.append(
+            f"Unstable: the median's 95% CI is wider than {_pct(UNSTABLE_CI_FRACTION)} of the median for "
+            f"{'; '.join(unstable)}. Hint: measure more requests or a longer duration, and check for other "
+            "load on the client or the server."
+        )
+    reasons = client_bound_reasons(check) or (
+        ["the runner's self-check says so"] if check["client_bound"] else []
+    )
+    if reasons:
+        out.append(
+            f"The client could not keep up during this level ({'; '.join(reasons)}): its timestamps are late "
+            "(inflating TTFT and inter-token latency) and the offered load was lower than asked. Hint: use "
+            "more `workers`, fewer streams per worker or a lower rate."
+        )
+    return out
+
+
+def summarize_level(
+    records: Sequence[RequestRecord],
+    *,
+    level_index: int,
+    level: Level,
+    slo: Slo,
+    gpus: int | None,
+    self_check: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One ``points[]`` entry of summary.json from the records of one level.
+
+    Measured requests are the non-warmup records; ok ones are those without error. With
+    ``window_s = (max(end_ns) - min(send_ns)) / 1e9`` over the measured requests (failed ones included):
+
+    - ``output_tps`` = tokens the server delivered inside the window / window_s [tokens/s]: the sum of
+      ``chunk_tokens[i]`` over every chunk with ``window start <= chunk_ns[i] <= window end`` of every ok
+      record of the level, warmup included. Counting by arrival time keeps the measure honest at the
+      window's edges: tokens of a warmup request streamed inside the window were served in it, and a
+      server that works through queued warmup requests is not charged time for tokens it is not credited.
+      ``output_tps_per_gpu`` = output_tps / gpus (None without gpus).
+    - ``request_rate`` = ok measured requests / window_s [1/s]; ``error_rate`` = failed / measured.
+    - ``goodput`` = ok measured requests meeting every SLO threshold (:func:`request_meets_slo`) /
+      window_s [1/s]; ``slo_met`` = every ``slo[metric][stat]`` met by the level's distribution (tps_user:
+      >=, latencies: <=). Both None when ``slo`` is empty.
+    - metric blocks (:data:`POINT_METRICS`) = :func:`stats.describe` over the ok measured requests; ``itl_s``
+      and ``tokens_per_chunk`` pool every gap/chunk of every request and carry no CI; ``sched_lag_s`` covers
+      failed requests too (it measures the client).
+    - ``errors`` = failed measured requests by :class:`ErrorKind`; ``token_sources`` = ok measured requests by
+      :class:`TokenSource`; ``short_outputs`` = ok requests with fewer output tokens than requested.
+    - ``self_check`` = the runner's ``self_check`` dict (event-loop lag, CPU, ...) plus ``sched_lag_p99_s``,
+      ``achieved_concurrency`` = sum(end_ns - send_ns) / 1e9 / window_s (mean measured requests in flight,
+      Little's law) and ``client_bound`` (see :func:`client_bound_reasons`); caller values win.
+    - ``warnings`` = sentences with a reason and a hint (errors, interruption, short outputs, estimated
+      token counts, one-chunk answers, n < 100, median CI wider than 10%, client falling behind).
+
+    Raises ValueError when a record belongs to another level or the SLO names an unknown metric/statistic.
+    """
+    _check_slo(slo)
+    other = sorted({r.level for r in records} - {level_index})
+    if other:
+        raise ValueError(f"summarize_level(level_index={level_index}) got records of level(s) {other}")
+    measured = [r for r in records if not r.warmup]
+    ok = [r for r in measured if r.ok]
+    rows = [metrics.request_metrics(r) for r in ok]
+
+    window_s: float | None = None
+    if measured:
+        window_s = (max(r.end_ns for r in measured) - min(r.send_ns for r in measured)) / NS_PER_S
+        window_s = window_s if window_s > 0 else None
+
+    def per_s(count: float) -> float | None:
+        return count / window_s if window_s else None
+
+    blocks = {
+        name: describe(_values(rows, name), ci=name not in POOLED_METRICS, seed=seed)
+        for name in POINT_METRICS
+        if name != "sched_lag_s"
+    }
+    lags = [lag for r in measured if (lag := metrics.sched_lag_s(r)) is not None]
+    blocks["sched_lag_s"] = describe(lags, seed=seed)
+
+    output_tps: float | None = None
+    if measured:
+        t_start = min(r.send_ns for r in measured)
+        t_end = max(r.end_ns for r in measured)
+        delivered = sum(
+            k
+            for r in records
+            if r.ok
+            for t, k in zip(r.chunk_ns, r.chunk_tokens, strict=False)
+            if t_start <= t <= t_end
+        )
+        output_tps = per_s(delivered)
+    goodput: float | None = None
+    slo_met: bool | None = None
+    if slo:
+        goodput = per_s(sum(request_meets_slo(m, slo) for m in rows))
+        slo_met = all(
+            _meets(metric, blocks[metric][stat], threshold)
+            for metric, stats in slo.items()
+            for stat, threshold in stats.items()
+        )
+    errors = Counter(r.error.value for r in measured if r.error is not None)
+    sources = Counter(r.token_source.value for r in ok)
+    short = sum(
+        1
+        for r, m in zip(ok, rows, strict=True)
+        if r.requested_output_tokens is not None
+        and isinstance(n := m["output_tokens"], int | float)
+        and n < r.requested_output_tokens
+    )
+
+    point: dict[str, Any] = {
+        "level": level_index,
+        "concurrency": level.concurrency,
+        "rate": level.rate,
+        "arrival": level.arrival if level.rate is not None else None,
+        "requests": len(records),
+        "measured": len(measured),
+        "warmup": len(records) - len(measured),
+        "ok": len(ok),
+        "errors": dict(sorted(errors.items())),
+        "window_s": window_s,
+        **{name: blocks[name] for name in POINT_METRICS},
+        "output_tps": output_tps,
+        "output_tps_per_gpu": output_tps / gpus if output_tps is not None and gpus else None,
+        "request_rate": per_s(len(ok)),
+        "error_rate": (len(measured) - len(ok)) / len(measured) if measured else None,
+        "goodput": goodput,
+        "slo_met": slo_met,
+        "token_sources": dict(sorted(sources.items())),
+        "short_outputs": short,
+        "self_check": None,
+    }
+    # The runner reports what only it can see (event-loop lag, CPU); the record-derived health figures and
+    # the verdict are added here so every point carries the contract's self_check fields.
+    check: dict[str, Any] = dict(self_check or {})
+    check.setdefault("sched_lag_p99_s", blocks["sched_lag_s"]["p99"])
+    busy_s = sum(r.end_ns - r.send_ns for r in measured) / NS_PER_S
+    check.setdefault("achieved_concurrency", busy_s / window_s if window_s else None)
+    check["client_bound"] = bool(check.get("client_bound")) or bool(client_bound_reasons(check))
+    point["self_check"] = check
+    point["warnings"] = _warnings(
+        point,
+        n_ok=len(ok),
+        n_cancelled=errors.get(ErrorKind.CANCELLED.value, 0),
+        n_estimated=sources.get(TokenSource.ESTIMATE.value, 0),
+    )
+    return point
+
+
+def summarize_run(
+    points: list[dict[str, Any]],
+    *,
+    run_info: dict[str, Any],
+    slo: Slo,
+    capacity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole summary.json document: ``{schema, tool, run, slo, points}``, plus ``capacity`` (a sweep's
+    knee, see :func:`tpsbench.load.sweep.capacity`) when given."""
+    _check_slo(slo)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "tool": {"name": "tpsbench", "version": tpsbench.__version__},
+        "run": run_info,
+        "slo": {metric: dict(stats) for metric, stats in slo.items()},
+        "points": points,
+    }
+    if capacity is not None:
+        doc["capacity"] = capacity
+    return doc
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(summary: Mapping[str, Any]) -> bytes:
+    """summary.json bytes: UTF-8, indented, strict JSON.
+
+    A NaN or infinity (say, in a self-check figure) is written as null rather than failing at the end of a
+    long run or producing a file that strict JSON readers reject.
+    """
+    doc = _finite(summary)
+    return (
+        json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default).encode() + b"\n"
+    )
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):  # a numpy scalar in a caller-supplied dict (self_check, run_info)
+        return _finite(o.item())
+    raise TypeError(f"summary value of type {type(o).__name__} is not JSON serializable: {o!r}")
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}_{k}", v, out)
+    elif prefix.endswith("_ci"):
+        lo, hi = value if value is not None else (None, None)
+        out[f"{prefix}_lo"], out[f"{prefix}_hi"] = lo, hi
+    elif prefix == "warnings":
+        out[prefix] = " | ".join(value)
+    elif isinstance(value, list):
+        out[prefix] = json.dumps(value)
+    else:
+        out[prefix] = value
+
+
+def _flat_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """One CSV row: nested blocks become ``<metric>_<stat>``, CIs ``<metric>_<stat>_ci_lo/hi``."""
+    # Every error kind and token source gets a column, so CSVs of different runs have the same columns.
+    fixed: dict[str, Any] = {
+        "errors": {k.value: 0 for k in ErrorKind} | dict(point.get("errors") or {}),
+        "token_sources": {s.value: 0 for s in TokenSource} | dict(point.get("token_sources") or {}),
+    }
+    out: dict[str, Any] = {}
+    for key, value in point.items():
+        _flatten(key, fixed.get(key, value), out)
+    return out
+
+
+def to_csv(summary: Mapping[str, Any]) -> bytes:
+    """summary.csv bytes: one row per point, flat columns (``ttft_s_p50``, ``tps_user_mean_ci_lo``, ...).
+
+    None is written as an empty cell and lists (warnings aside, joined with `` | ``) as JSON.
+    """
+    rows = [_flat_point(p) for p in summary["points"]]
+    if not rows:  # still write the header, so an interrupted run's CSV loads as an empty table
+        empty = summarize_level([], level_index=0, level=_ANY_LEVEL, slo={}, gpus=None)
+        rows, columns = [], list(_flat_point(empty))
+    else:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return buf.getvalue().encode()
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """Read a summary.json, refusing schema versions this tpsbench does not know."""
+    doc = json.loads(Path(path).read_bytes())
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(
+            f"{path}: summary schema {found!r} is not supported (this tpsbench reads schema {SCHEMA}). "
+            "Hint: use the tpsbench version that wrote it, or re-summarise from requests.jsonl."
+        )
+    return doc
+
+
+def read_records(path: str | Path) -> Iterator[RequestRecord]:
+    """Stream the records of a ``requests.jsonl``.
+
+    A last line that is not valid JSON (the run was killed mid-write) is skipped with a RuntimeWarning; an
+    invalid line anywhere else means a corrupt file and raises ValueError naming the line.
+    """
+    path = Path(path)
+    bad: tuple[int, str] | None = None  # a line that did not parse: fatal unless it turns out to be the last
+    with path.open("rb") as f:  # bytes: a cut can split a UTF-8 sequence, which json.loads reports cleanly
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if bad is not None:
+                raise ValueError(f"{path}:{bad[0]}: not a JSON record ({bad[1]})")
+            try:
+                d = json.loads(line)
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+                bad = (lineno, str(e))
+                continue
+            if not isinstance(d, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(d).__name__}")
+            yield RequestRecord.from_dict(d)
+    if bad is not None:
+        warnings.warn(
+            f"{path}:{bad[0]}: skipped a truncated last line (the run was probably interrupted)",
+            RuntimeWarning,
+            stacklevel=2,
+        )

@@ -1,0 +1,1 @@
+"""workload: see docs/architecture.md."""
