@@ -12,8 +12,9 @@ import pytest
 from report_fixtures import synth_run, write_run
 
 import tpsbench.report as report_pkg
+from tpsbench.core.redact import REDACTED, redact, redact_url
 from tpsbench.report import fmt
-from tpsbench.report.data import REDACTED, Run, load_run, read_jsonl, redact, redact_url
+from tpsbench.report.data import Run, load_run, read_jsonl
 
 REPORT_MODULES = [
     "tpsbench.report.data",

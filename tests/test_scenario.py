@@ -17,6 +17,7 @@ from tpsbench.config.scenario import (
     dump_scenario,
     load_scenario,
 )
+from tpsbench.core.redact import REDACTED
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -327,7 +328,7 @@ def test_dump_round_trips_and_never_holds_secrets(tmp_path: Path) -> None:
     path.write_text(text)
     back = load_scenario(path)
     assert back.load == s.load and back.workload == s.workload and back.slo == s.slo
-    assert back.endpoint.headers["Authorization"] == "<redacted>"
+    assert back.endpoint.headers["Authorization"] == REDACTED
 
 
 def test_scenario_error_pickles() -> None:

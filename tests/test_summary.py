@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import tpsbench
-from tpsbench.results import metrics, stats, summary
 from tpsbench.config.scenario import Level
 from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource
+from tpsbench.results import metrics, stats, summary
 from tpsbench.results.stats import STAT_KEYS
 from tpsbench.results.summary import (
     load_summary,

@@ -124,8 +124,11 @@ def run(
 
 
 def _safe_argv() -> list[str]:
-    """The command line for the metadata; API keys never come in through it (they come from the env)."""
-    return [a for a in sys.argv[1:]]
+    """The command line for the metadata, redacted: keys come from the environment, but a URL given with
+    ``--endpoint`` may carry credentials."""
+    from tpsbench.core.redact import redact_text
+
+    return [redact_text(a) for a in sys.argv[1:]]
 
 
 def _render(run_dir: Path, console: object) -> None:

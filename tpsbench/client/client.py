@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from secrets import token_hex
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -45,6 +46,7 @@ from tpsbench.client.tokens import account_tokens
 from tpsbench.client.transport.base import RawExchange, Transport
 from tpsbench.config.scenario import Endpoint, Workload
 from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource, default_clock
+from tpsbench.core.redact import redact_text
 
 __all__ = [
     "MAX_DETAIL_CHARS",
@@ -54,11 +56,11 @@ __all__ = [
     "build_body",
     "decode_exchange",
     "decode_exchange_text",
+    "join_url",
     "list_models",
 ]
 
 MAX_DETAIL_CHARS = 1000  # error_detail is one field of one JSONL line: enough to diagnose, not a dump
-_REDACTED = "[REDACTED]"
 
 
 class PromptLike(Protocol):
@@ -74,6 +76,16 @@ class PromptLike(Protocol):
     def input_tokens(self) -> int: ...
     @property
     def max_tokens(self) -> int: ...
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``path`` appended to the base URL's path, its query (``?api-version=...``) kept at the end.
+
+    >>> join_url("http://h:8000/v1/?api-version=2", "/models")
+    'http://h:8000/v1/models?api-version=2'
+    """
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
 
 
 class EndpointError(RuntimeError):
@@ -147,8 +159,7 @@ class Client:
         self.transport = transport
         self.count_tokens = count_tokens
         self.clock = clock
-        path = "/chat/completions" if endpoint.api == "chat" else "/completions"
-        self.url = base_url.rstrip("/") + path
+        self.url = join_url(base_url, "/chat/completions" if endpoint.api == "chat" else "/completions")
         headers = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
@@ -446,18 +457,9 @@ def _clean(text: str | None, secrets: Sequence[str]) -> str | None:
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace secrets by ``[REDACTED]``, then trim to :data:`MAX_DETAIL_CHARS`.
-
-    Redacting first means trimming cannot cut a key in two and leave half of it; a text that ends with the
-    start of a key (the transport bounded the body mid-key) loses that tail too.
-    """
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-            for k in range(min(len(secret) - 1, len(text)), 2, -1):
-                if text.endswith(secret[:k]):
-                    text = text[:-k] + _REDACTED
-                    break
+    """Secrets replaced (:func:`tpsbench.core.redact.redact_text`, which also drops a key cut at the end),
+    then trimmed to :data:`MAX_DETAIL_CHARS`; redacting first means trimming cannot leave half a key."""
+    text = redact_text(text, secrets)
     if len(text) > MAX_DETAIL_CHARS:
         text = text[:MAX_DETAIL_CHARS] + "..."
     return text
@@ -474,7 +476,7 @@ async def list_models(
 
     Raises :class:`EndpointError` (key redacted) when the endpoint cannot be reached or answers badly.
     """
-    url = base_url.rstrip("/") + "/models"
+    url = join_url(base_url, "/models")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     secrets = (api_key,) if api_key else ()
     try:

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
-from urllib.parse import urlsplit, urlunsplit
 
 import annotated_types as at
 from pydantic import (
@@ -48,6 +47,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarbool import ScalarBoolean
+
+from tpsbench.core.redact import redact_headers, redact_url
 
 __all__ = [
     "Distribution",
@@ -814,22 +815,6 @@ def _issues_from_validation(exc: ValidationError, doc: Any, file: str) -> list[S
 
 # -------------------------------------------------------------------------------------------- dumping
 
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie|session", re.IGNORECASE)
-_SECRET_PARAM = re.compile(r"key|token|secret|password|sig", re.IGNORECASE)
-REDACTED = "<redacted>"
-
-
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:  # user:password@host
-        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
-    query = "&".join(
-        f"{k}={REDACTED}" if _SECRET_PARAM.search(k) else f"{k}={v}" if sep else k
-        for k, sep, v in (q.partition("=") for q in parts.query.split("&") if q)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
 
 class _Representer(RoundTripRepresenter):
     """Writes None as an explicit ``null``, which reads better than an empty value in a file people open
@@ -845,15 +830,13 @@ def dump_scenario(s: Scenario) -> str:
 
     Secrets never reach it: the model only holds ``api_key_env`` (a variable name), and header values
     whose name looks secret (``Authorization``, ``*key*``, ``*token*``, ...) as well as credentials in
-    ``base_url`` are replaced by ``<redacted>``.
+    ``base_url`` are replaced (:mod:`tpsbench.core.redact`).
     """
     data = s.model_dump(mode="json")
     endpoint = data["endpoint"]
-    endpoint["headers"] = {
-        k: REDACTED if _SECRET_HEADER.search(k) else v for k, v in endpoint["headers"].items()
-    }
+    endpoint["headers"] = redact_headers(endpoint["headers"])
     if endpoint["base_url"] is not None:
-        endpoint["base_url"] = _redact_url(endpoint["base_url"])
+        endpoint["base_url"] = redact_url(endpoint["base_url"])
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
     yaml.indent(mapping=2, sequence=4, offset=2)

@@ -29,6 +29,7 @@ from tpsbench.client.tokens import rescale
 from tpsbench.client.transport import make_transport
 from tpsbench.config.scenario import Level, Scenario, dump_scenario
 from tpsbench.core.record import RequestRecord, TokenSource
+from tpsbench.core.redact import redact_url
 from tpsbench.load.runner import LevelResult, run_level
 from tpsbench.load.sweep import LevelPlan
 from tpsbench.load.workers import WorkerJob, run_level_in_workers
@@ -192,7 +193,7 @@ async def _run(
         "run_name": run_dir.name,
         "scenario_name": scenario.name,
         "endpoint": {
-            "base_url": base_url,
+            "base_url": redact_url(base_url),
             "api": ep.api,
             "model": model,
             "source": source or "user",
@@ -210,7 +211,7 @@ async def _run(
         "interrupted": False,
     }
     write_json(run_dir / METADATA, metadata)
-    obs.run_started(run_dir, base_url, model)
+    obs.run_started(run_dir, redact_url(base_url), model)
 
     transport = make_transport(ep.transport)
     client = Client(
@@ -225,7 +226,7 @@ async def _run(
     run_info = {
         "name": run_dir.name,
         "scenario_name": scenario.name,
-        "endpoint": base_url,
+        "endpoint": redact_url(base_url),
         "model": model,
         "api": ep.api,
         "gpus": scenario.gpus,

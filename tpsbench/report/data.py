@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 SCHEMA = 1  # the summary.json schema this report understands
 STATS = ("mean", "std", "min", "p1", "p5", "p10", "p50", "p90", "p95", "p99", "max")
@@ -344,51 +342,3 @@ def load_run(run_dir: Path, *, requests: bool = True) -> Run:
         metadata=metadata if isinstance(metadata, dict) else {},
         requests=lines,
     )
-
-
-# --- secrets: the report is shared, so nothing that looks like a credential leaves the run directory ---
-
-_SECRET_KEY = re.compile(
-    r"^(key|api[-_]?key|apikey|x-api-key|authorization|proxy-authorization|password|passwd|secret|token|"
-    r"access[-_]?token|bearer|cookie|credentials?)$|[-_](secret|password|api[-_]?key|token)$",
-    re.IGNORECASE,
-)
-_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)", re.IGNORECASE)
-REDACTED = "«redacted»"
-
-
-def redact_url(url: str) -> str:
-    """Drop a password from ``user:password@host`` and the values of secret-looking query parameters."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{host}" if ":" in userinfo else netloc
-    params = []
-    for q in parts.query.split("&"):
-        name = q.split("=", 1)[0]
-        params.append(f"{name}={REDACTED}" if name and _SECRET_KEY.search(name) else q)
-    query = "&".join(params)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact(obj: Any) -> Any:
-    """A copy of ``obj`` with secret-looking keys, bearer tokens and URL passwords replaced.
-
-    Key names are matched as names (``api_key``, ``authorization``, ``*_token``), so ``api_key_env`` (the
-    name of a variable) and ``output_tokens`` stay.
-    """
-    if isinstance(obj, Mapping):
-        return {
-            k: REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v)
-            for k, v in obj.items()
-        }
-    if isinstance(obj, list | tuple):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str):
-        s = _SECRET_VALUE.sub(REDACTED, obj)
-        return redact_url(s) if "://" in s else s
-    return obj

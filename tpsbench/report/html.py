@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tpsbench.report.data import Run, redact
+from tpsbench.core.redact import redact
+from tpsbench.report.data import Run
 from tpsbench.report.tables import DETAILED, LEGEND, level_table, run_line, run_warnings, slo_text
 
 if TYPE_CHECKING:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tpsbench.core.redact import redact
 from tpsbench.report import fmt
-from tpsbench.report.data import Run, redact
+from tpsbench.report.data import Run
 from tpsbench.report.tables import COMPACT, LEGEND, level_table, run_line, run_warnings, slo_text
 
 if TYPE_CHECKING:
