@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tpsbench.config.dump import dump_scenario
+from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import (
     Distribution,
     Level,
     Scenario,
     ScenarioError,
-    dump_scenario,
-    load_scenario,
 )
 from tpsbench.core.redact import REDACTED
 

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tpsbench.cli.app import app
-from tpsbench.config.scenario import Scenario, ScenarioError, Steps, Sweep, load_scenario
+from tpsbench.config.loader import load_scenario
+from tpsbench.config.scenario import Scenario, ScenarioError, Steps, Sweep
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.load.sweep import LevelPlan, capacity, stop_reason
 from tpsbench.report.markdown import to_markdown

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tpsbench.config.scenario import Scenario, ScenarioError, load_scenario
+from tpsbench.config.loader import load_scenario
+from tpsbench.config.scenario import Scenario, ScenarioError
 from tpsbench.core.serverprocess import ServerProcess
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.workload.tokenizer import HFTokenizer, ServerTokenizer, TokenizerError, load_tokenizer

@@ -43,7 +43,8 @@ def _parse_int_list(text: str | None, option: str) -> list[int] | None:
 
 
 def _load(path: Path, **overrides: object):  # type: ignore[no-untyped-def]
-    from tpsbench.config.scenario import ScenarioError, load_scenario
+    from tpsbench.config.errors import ScenarioError
+    from tpsbench.config.loader import load_scenario
 
     try:
         return load_scenario(path).with_overrides(**overrides)  # type: ignore[arg-type]

@@ -153,6 +153,7 @@ class Client:
         keep_text: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        self._timeouts = endpoint.timeouts.resolve()
         self.keep_text = keep_text
         self.texts: dict[int, str] = {}
         self.model = model
@@ -206,7 +207,7 @@ class Client:
         headers = self._headers
         if self._request_id_prefix is not None:
             headers = {**headers, "X-Request-Id": f"{self._request_id_prefix}{request_id:012d}"}
-        raw = await self.transport.stream(self.url, headers, body, self.endpoint.timeouts)
+        raw = await self.transport.stream(self.url, headers, body, self._timeouts)
         record, text = decode_exchange_text(
             raw,
             prompt=prompt,

@@ -1,34 +1,24 @@
-"""Scenario files: what to load, how hard, against which endpoint.
+"""The scenario schema: what to load, how hard, against which endpoint.
 
 A scenario is validated completely before any request is sent. See ``scenarios/*.yaml`` for examples and
-the README for every field.
+the README for every field. Files are read by :func:`tpsbench.config.loader.load_scenario` (errors as
+``file:line: field: message``, mapped by :mod:`tpsbench.config.errors`) and written by
+:func:`tpsbench.config.dump.dump_scenario`.
 
     >>> s = Scenario.model_validate({"load": [{"concurrency": 4, "requests": 20}]})
     >>> s.load[0].concurrency
     4
     >>> s.load[0].resolved_warmup
     4
-
-:func:`load_scenario` reads a YAML file and reports every problem at once, each as
-``file:line: field: message``, e.g.::
-
-    scenarios/x.yaml:12: load[1].rate: expected a number > 0, got 'fast'
-    scenarios/x.yaml:3: endpoint.modle: unknown key 'modle' (did you mean 'model'?)
 """
 
 from __future__ import annotations
 
-import difflib
-import io
 import math
 import re
-import types
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-import annotated_types as at
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,17 +30,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.representer import RoundTripRepresenter
-from ruamel.yaml.scalarbool import ScalarBoolean
 
-from tpsbench.core.redact import redact_headers, redact_url
+from tpsbench.config.errors import ScenarioError, ScenarioIssue, SchemaHints, issues_from_validation, mentions
+from tpsbench.core.timeouts import Timeouts as _CoreTimeouts
 
 __all__ = [
+    "SCHEMA",
     "Distribution",
     "Endpoint",
     "Gate",
@@ -58,13 +44,13 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "ScenarioIssue",
+    "SloMetric",
+    "SloStat",
     "Steps",
     "Sweep",
     "Timeouts",
     "TokenCount",
     "Workload",
-    "dump_scenario",
-    "load_scenario",
 ]
 
 
@@ -77,16 +63,23 @@ class _Strict(BaseModel):
         # pydantic's lax mode turns `true` into 1; in a scenario file that is always a mistake.
         if isinstance(v, bool) and info.field_name is not None:
             ann = cls.model_fields[info.field_name].annotation
-            if _mentions(ann, (int, float)) and not _mentions(ann, (bool,)):
+            if mentions(ann, (int, float)) and not mentions(ann, (bool,)):
                 raise PydanticCustomError("bool_not_number", "expected a number, got a boolean")
         return v
 
 
 class Timeouts(_Strict):
-    connect_s: float = Field(default=10.0, gt=0)
-    first_token_s: float = Field(default=120.0, gt=0)  # until the first byte of the streamed body
+    """The ``endpoint.timeouts`` block; :meth:`resolve` gives the transports' :class:`core.timeouts.Timeouts`
+    (which holds the defaults)."""
+
+    connect_s: float = Field(default=_CoreTimeouts.connect_s, gt=0)
+    first_token_s: float = Field(default=_CoreTimeouts.first_token_s, gt=0)  # until the first body byte
     # the whole request, from its first byte sent to the end of the stream
-    request_s: float = Field(default=600.0, gt=0)
+    request_s: float = Field(default=_CoreTimeouts.request_s, gt=0)
+
+    def resolve(self) -> _CoreTimeouts:
+        """The plain timeouts the transports take."""
+        return _CoreTimeouts(self.connect_s, self.first_token_s, self.request_s)
 
 
 class Endpoint(_Strict):
@@ -392,7 +385,7 @@ class Scenario(_Strict):
         try:
             return Scenario.model_validate(data)
         except ValidationError as e:
-            raise ScenarioError.from_issues(_issues_from_validation(e, None, _CLI)) from None
+            raise ScenarioError.from_issues(issues_from_validation(e, None, _CLI, SCHEMA)) from None
 
 
 _CLI = "command line"
@@ -403,445 +396,9 @@ def _some(sweep: Sweep | None) -> Sweep:
     return sweep
 
 
-# ---------------------------------------------------------------------------------------------- errors
-
-
-@dataclass(frozen=True, slots=True)
-class ScenarioIssue:
-    """One problem: ``file:line: field: message`` (line and field are left out when unknown)."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return ": ".join(p for p in (where, self.field, self.message) if p)
-
-
-class ScenarioError(Exception):
-    """An invalid scenario (or prompts file). ``file``, ``line``, ``field`` and ``message`` describe the
-    first issue; ``issues`` holds all of them, and ``str()`` shows one per line.
-
-    ``field`` is a dotted path such as ``load[1].rate``; ``line`` is 1-based, or None when the problem has
-    no place in the file (a missing file, a missing top-level key).
-    """
-
-    def __init__(
-        self,
-        file: str | Path,
-        line: int | None = None,
-        field: str = "",
-        message: str = "",
-        *,
-        more: Sequence[ScenarioIssue] = (),
-    ) -> None:
-        self.issues: list[ScenarioIssue] = [ScenarioIssue(str(file), line, field, message), *more]
-        self.file = str(file)
-        self.line = line
-        self.field = field
-        self.message = message
-        super().__init__(str(self))
-
-    @classmethod
-    def from_issues(cls, issues: Sequence[ScenarioIssue]) -> Self:
-        if not issues:
-            raise ValueError("ScenarioError needs at least one issue")
-        first = issues[0]
-        return cls(first.file, first.line, first.field, first.message, more=issues[1:])
-
-    def __str__(self) -> str:
-        return "\n".join(str(i) for i in self.issues)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep the error picklable (worker processes send it back) despite the custom __init__.
-        return (self.__class__.from_issues, (self.issues,))
-
-
-# ----------------------------------------------------------------------------- loading and error mapping
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    """Read, parse and validate a scenario YAML file.
-
-    Every problem is collected and raised at once as a :class:`ScenarioError` whose lines read
-    ``file:line: field: message``. ``workload.prompts_file`` is resolved against the scenario file's
-    directory and must exist; the returned scenario holds the absolute path.
-    """
-    p = Path(path)
-    file = str(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(file, None, "", "no such file") from None
-    except IsADirectoryError:
-        raise ScenarioError(file, None, "", "is a directory, expected a scenario YAML file") from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(file, None, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise ScenarioError(file, None, "", f"cannot read: {e.strerror or e}") from None
-
-    try:
-        doc = YAML(typ="rt").load(text)  # round-trip nodes carry line numbers in `.lc`
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else None
-        what = e.problem or e.context or "syntax error"
-        raise ScenarioError(file, line, "", f"invalid YAML: {what}") from None
-    except YAMLError as e:
-        raise ScenarioError(file, None, "", f"invalid YAML: {e}") from None
-    if doc is None:
-        raise ScenarioError(file, None, "", "the file is empty; a scenario needs at least a 'load' list")
-    if not isinstance(doc, CommentedMap):
-        raise ScenarioError(
-            file, 1, "", f"expected a mapping of scenario keys (load, endpoint, ...), got {_show(doc)}"
-        )
-
-    issues: list[ScenarioIssue] = []
-    scenario: Scenario | None = None
-    try:
-        scenario = Scenario.model_validate(_plain(doc))
-    except ValidationError as e:
-        issues += _issues_from_validation(e, doc, file)
-    prompts_file, issue = _check_prompts_file(doc, p.parent, file)
-    if issue is not None:
-        issues.append(issue)
-    tokenizer, issue = _check_tokenizer_path(doc, p.parent, file)
-    if issue is not None:
-        issues.append(issue)
-    if issues or scenario is None:
-        issues.sort(key=lambda i: i.line if i.line is not None else 0)  # stable: same line keeps order
-        raise ScenarioError.from_issues(issues)
-    if prompts_file is not None:
-        workload = scenario.workload.model_copy(update={"prompts_file": prompts_file})
-        scenario = scenario.model_copy(update={"workload": workload})
-    if tokenizer is not None:
-        endpoint = scenario.endpoint.model_copy(update={"tokenizer": tokenizer})
-        scenario = scenario.model_copy(update={"endpoint": endpoint})
-    return scenario
-
-
-def _check_tokenizer_path(
-    doc: CommentedMap, base: Path, file: str
-) -> tuple[str | None, ScenarioIssue | None]:
-    """``endpoint.tokenizer`` with its file made absolute (``gguf:`` kept), or the issue if it is missing."""
-    endpoint = doc.get("endpoint")
-    raw = endpoint.get("tokenizer") if isinstance(endpoint, CommentedMap) else None
-    if not isinstance(raw, str) or raw in ("estimate", "server"):
-        return None, None
-    prefix = "gguf:" if raw.startswith("gguf:") else ""
-    resolved = (base / Path(raw.removeprefix(prefix)).expanduser()).resolve()
-    if resolved.is_file():
-        return prefix + str(resolved), None
-    line = _line_of(doc, ["endpoint", "tokenizer"])
-    msg = f"tokenizer file not found: {resolved} (relative paths are relative to the scenario file)"
-    return None, ScenarioIssue(file, line, "endpoint.tokenizer", msg)
-
-
-def _check_prompts_file(doc: CommentedMap, base: Path, file: str) -> tuple[Path | None, ScenarioIssue | None]:
-    workload = doc.get("workload")
-    if not isinstance(workload, CommentedMap):
-        return None, None
-    raw = workload.get("prompts_file")
-    if not isinstance(raw, str):
-        return None, None  # null means "synthetic"; other types are reported by the schema
-    resolved = (base / Path(raw).expanduser()).resolve()
-    if resolved.is_file():
-        return resolved, None
-    problem = "is not a file" if resolved.exists() else "not found"
-    line = _line_of(doc, ["workload", "prompts_file"])
-    msg = f"prompts file {problem}: {resolved} (relative paths are relative to the scenario file)"
-    return None, ScenarioIssue(file, line, "workload.prompts_file", msg)
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip nodes as plain Python values (what pydantic should see)."""
-    if isinstance(node, dict):
-        return {_plain(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool | ScalarBoolean):  # ScalarBoolean subclasses int, not bool
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-def _line_of(root: Any, path: Sequence[str | int]) -> int | None:
-    """1-based line of the deepest node of ``path`` present in the YAML tree (key line for mappings,
-    item line for sequences); the parent's line when the last key is missing."""
-    node, line = root, None
-    for key in path:
-        try:
-            if isinstance(node, CommentedMap) and key in node:
-                line = node.lc.key(key)[0] + 1
-            elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
-                line = node.lc.item(key)[0] + 1
-            else:
-                break
-        except (KeyError, IndexError, TypeError):  # merged keys (<<:) have no position of their own
-            break
-        node = node[key]
-    return line
-
-
-@dataclass
-class _Target:
-    path: list[str | int]  # keys and indices into the document
-    expect: Any  # (annotation, metadata) expected at the error's location, or None
-    siblings: list[str]  # field names allowed next to the last key (for unknown keys)
-    key_choices: list[str] | None  # allowed keys of a dict with a Literal key type ('[key]' errors)
-
-
-def _split(tp: Any) -> tuple[Any, list[Any]]:
-    """Strip Annotated (collecting constraint metadata) and Optional's None."""
-    meta: list[Any] = []
-    while get_origin(tp) is Annotated:
-        args = get_args(tp)
-        tp = args[0]
-        for m in args[1:]:
-            meta.extend(m.metadata if isinstance(m, FieldInfo) else [m])
-    if _is_union(tp):
-        members = [a for a in get_args(tp) if a is not type(None)]
-        if len(members) == 1:
-            inner, more = _split(members[0])
-            return inner, meta + more
-    return tp, meta
-
-
-def _is_union(tp: Any) -> bool:
-    return get_origin(tp) in (Union, types.UnionType)
-
-
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
-
-
-def _mentions(tp: Any, wanted: tuple[type, ...]) -> bool:
-    """Whether the annotation accepts one of ``wanted`` at its top level (through unions and Annotated)."""
-    core, _ = _split(tp)
-    if _is_union(core):
-        return any(_mentions(a, wanted) for a in get_args(core))
-    return core in wanted
-
-
-def _walk(loc: Sequence[str | int]) -> _Target:
-    """Follow a pydantic error location through the Scenario schema."""
-    tp: Any = Scenario
-    meta: list[Any] = []
-    expect: Any = (tp, meta)
-    path: list[str | int] = []
-    siblings: list[str] = []
-    for i, item in enumerate(loc):
-        core, more = _split(tp)
-        meta = meta + more
-        if tp is None:
-            path.append(item)
-        elif _is_model(core):
-            siblings = list(core.model_fields)
-            path.append(item)
-            field = core.model_fields.get(str(item))
-            tp, meta = (field.annotation, list(field.metadata)) if field is not None else (None, [])
-        elif _is_union(core):
-            # A union tag (e.g. 'int' / 'Distribution'): not a key in the file; keep the whole union's
-            # expectation so the message names every accepted form.
-            tagged = [
-                a for a in get_args(core) if any(isinstance(m, Tag) and m.tag == item for m in _meta(a))
-            ]
-            tp, meta = (tagged[0], []) if tagged else (None, [])
-            continue
-        elif get_origin(core) is list:
-            path.append(item)
-            tp, meta = get_args(core)[0], []
-        elif get_origin(core) is dict:
-            key_tp, value_tp = get_args(core)
-            path.append(item)
-            if loc[i + 1 : i + 2] == ("[key]",):  # pydantic reports a bad dict key as (..., key, '[key]')
-                choices = [str(c) for c in get_args(key_tp)] if get_origin(key_tp) is Literal else []
-                return _Target(path, None, siblings, choices)
-            tp, meta = value_tp, []
-        else:
-            path.append(item)
-            tp, meta = None, []
-        expect = (tp, meta) if tp is not None else None
-    return _Target(path, expect, siblings, None)
-
-
-def _meta(tp: Any) -> tuple[Any, ...]:
-    return get_args(tp)[1:] if get_origin(tp) is Annotated else ()
-
-
-def _display(path: Sequence[str | int]) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-def _fmt_num(x: Any) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
-
-
-def _expectation(tp: Any, meta: list[Any], *, in_union: bool = False) -> str:
-    core, more = _split(tp)
-    meta = meta + more
-    bounds = []
-    for m in meta:
-        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            if isinstance(m, at.Gt | at.Ge | at.Lt | at.Le) and hasattr(m, attr):
-                bounds.append(f"{sym} {_fmt_num(getattr(m, attr))}")
-    bound = (" " + " and ".join(bounds)) if bounds else ""
-    if _is_union(core):
-        return " or ".join(_expectation(a, [], in_union=True) for a in get_args(core) if a is not type(None))
-    if core is bool:
-        return "true or false"
-    if core is int:
-        return "an integer" + bound
-    if core is float:
-        return "a number" + bound
-    if core is str:
-        return "a string"
-    if isinstance(core, type) and issubclass(core, PurePath):
-        return "a file path"
-    if get_origin(core) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(core))
-    if get_origin(core) is list:
-        item = get_args(core)[0]
-        min_len = next((m.min_length for m in meta if isinstance(m, at.MinLen)), 0)
-        what = "a non-empty list" if min_len >= 1 else "a list"
-        return what + (" of mappings" if _is_model(_split(item)[0]) else "")
-    if _is_model(core):
-        return ("a mapping with keys " + ", ".join(core.model_fields)) if in_union else "a mapping"
-    if get_origin(core) is dict:
-        return "a mapping"
-    return "a valid value"
-
-
-def _show(v: Any) -> str:
-    """A value as the user wrote it in YAML terms."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, dict):
-        return "a mapping" if v else "an empty mapping"
-    if isinstance(v, list):
-        return "a list" if v else "an empty list"
-    if isinstance(v, str):
-        return repr(str(v))
-    if isinstance(v, float):
-        return repr(float(v))
-    return repr(v)
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice by difflib ratio (>= 0.6); ties go to the longest
-    common prefix, so 'p51' suggests 'p50' rather than 'p95'."""
-
-    def score(c: str) -> tuple[float, int]:
-        prefix = next(
-            (i for i, (a, b) in enumerate(zip(word, c, strict=False)) if a != b), min(len(word), len(c))
-        )
-        return difflib.SequenceMatcher(None, word, c).ratio(), prefix
-
-    scored = [(score(c), c) for c in choices]
-    best = max(scored, default=None)
-    return f" (did you mean {best[1]!r}?)" if best is not None and best[0][0] >= 0.6 else ""
-
-
-# Sections of the file, to point at the right place when a key is written at the wrong level.
-_SECTIONS: dict[str, type[BaseModel]] = {
-    "endpoint": Endpoint,
-    "workload": Workload,
-    "endpoint.timeouts": Timeouts,
-}
-
-
-def _misplaced_hint(key: str) -> str:
-    """For an unknown top-level key: the section where a field of that (or a close) name lives."""
-    for section, model in _SECTIONS.items():
-        match = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.8)
-        if match:
-            return f" (did you mean '{section}.{match[0]}'?)"
-    match = difflib.get_close_matches(key, list(Level.model_fields), n=1, cutoff=0.8)
-    if match:
-        return f" (did you mean {match[0]!r}, a key of each item of 'load'?)"
-    return ""
-
-
-def _issues_from_validation(exc: ValidationError, doc: Any, file: str) -> list[ScenarioIssue]:
-    """Turn pydantic errors into ``file:line: field: message`` issues, one per error."""
-    issues: list[ScenarioIssue] = []
-    for err in exc.errors(include_url=False):
-        loc = err["loc"]
-        kind = err["type"]
-        target = _walk(loc)
-        field = _display(target.path)
-        line = _line_of(doc, target.path) if doc is not None else None
-        value = err.get("input")
-        key = str(target.path[-1]) if target.path else ""
-        if kind == "extra_forbidden":
-            hint = _did_you_mean(key, target.siblings)
-            if not hint and len(target.path) == 1:
-                hint = _misplaced_hint(key)
-            if not hint:
-                hint = f" (allowed: {', '.join(target.siblings)})"
-            msg = f"unknown key {key!r}{hint}"
-        elif target.key_choices is not None:  # a dict key outside its Literal set, e.g. slo.ttft
-            hint = _did_you_mean(key, target.key_choices) or f" (allowed: {', '.join(target.key_choices)})"
-            msg = f"unknown key {key!r}{hint}" if target.key_choices else f"invalid key {key!r}: {err['msg']}"
-        elif kind == "missing":
-            msg = f"required key {key!r} is missing"
-            if target.expect is not None:
-                msg += f" (expected {_expectation(*target.expect)})"
-        elif kind in ("value_error", "assertion_error"):
-            msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        elif target.expect is not None:  # type and constraint errors: say what the field accepts
-            msg = f"expected {_expectation(*target.expect)}, got {_show(value)}"
-            if kind == "literal_error" and isinstance(value, str):
-                msg += _did_you_mean(value, [str(a) for a in get_args(_split(target.expect[0])[0])])
-        else:
-            msg = f"{err['msg']}, got {_show(value)}"
-        issue = ScenarioIssue(file, line, field, msg)
-        if issue not in issues:
-            issues.append(issue)
-    return issues
-
-
-# -------------------------------------------------------------------------------------------- dumping
-
-
-class _Representer(RoundTripRepresenter):
-    """Writes None as an explicit ``null``, which reads better than an empty value in a file people open
-    to see what ran. A subclass, so ruamel's shared representer is left alone."""
-
-
-_Representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-
-
-def dump_scenario(s: Scenario) -> str:
-    """YAML text of the resolved scenario (every default filled in), for a run directory's
-    ``scenario.yaml``. It loads back with :func:`load_scenario`.
-
-    Secrets never reach it: the model only holds ``api_key_env`` (a variable name), and header values
-    whose name looks secret (``Authorization``, ``*key*``, ``*token*``, ...) as well as credentials in
-    ``base_url`` are replaced (:mod:`tpsbench.core.redact`).
-    """
-    data = s.model_dump(mode="json")
-    endpoint = data["endpoint"]
-    endpoint["headers"] = redact_headers(endpoint["headers"])
-    if endpoint["base_url"] is not None:
-        endpoint["base_url"] = redact_url(endpoint["base_url"])
-    yaml = YAML(typ="rt")
-    yaml.default_flow_style = False
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.Representer = _Representer
-    buf = io.StringIO()
-    buf.write("# Scenario as resolved by tpsbench (defaults filled in; secrets redacted).\n")
-    yaml.dump(data, buf)
-    return buf.getvalue()
+SCHEMA = SchemaHints(
+    root=Scenario,
+    # Sections of the file, to point at the right place when a key is written at the wrong level.
+    sections={"endpoint": Endpoint, "workload": Workload, "endpoint.timeouts": Timeouts},
+    items={"load": Level},
+)

@@ -27,7 +27,8 @@ import httpx
 from tpsbench.client.client import Client, list_models
 from tpsbench.client.tokens import rescale
 from tpsbench.client.transport import make_transport
-from tpsbench.config.scenario import Level, Scenario, dump_scenario
+from tpsbench.config.dump import dump_scenario
+from tpsbench.config.scenario import Level, Scenario
 from tpsbench.core.record import RequestRecord, TokenSource
 from tpsbench.core.redact import redact_url
 from tpsbench.load.runner import LevelResult, run_level

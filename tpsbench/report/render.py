@@ -14,7 +14,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from tpsbench.config.scenario import ScenarioError, load_scenario
+from tpsbench.config.errors import ScenarioError
+from tpsbench.config.loader import load_scenario
 from tpsbench.report import charts
 from tpsbench.report.compare import CompareResult
 from tpsbench.report.data import Run, load_run

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from tpsbench.client.transport.base import StreamingTransport
-from tpsbench.config.scenario import Timeouts
 from tpsbench.core.record import ErrorKind, default_clock
+from tpsbench.core.timeouts import Timeouts
 
 
 class AiohttpTransport(StreamingTransport):

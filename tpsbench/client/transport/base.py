@@ -13,7 +13,7 @@ Timing (all on the clock the transport was given):
 response headers are parsed; each read when the library hands its bytes over; ``end_ns`` when the body
 ended or the error was caught.
 
-Timeouts (``scenario.Timeouts``), measured on the event loop's clock from just before ``send_ns``:
+Timeouts (``core.timeouts.Timeouts``), measured on the event loop's clock from just before ``send_ns``:
 
 - ``connect_s``: establishing a new connection -> ``TIMEOUT_CONNECT``;
 - ``first_token_s``: no body byte yet (connect and headers included) -> ``TIMEOUT_FIRST_TOKEN``;
@@ -35,8 +35,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tpsbench.config.scenario import Timeouts
 from tpsbench.core.record import ErrorKind
+from tpsbench.core.timeouts import Timeouts
 
 __all__ = [
     "MAX_ERROR_BODY",

@@ -49,8 +49,8 @@ from tpsbench.client.transport.base import (
     decode_error_body,
     record_failure,
 )
-from tpsbench.config.scenario import Timeouts
 from tpsbench.core.record import ErrorKind, default_clock
+from tpsbench.core.timeouts import Timeouts
 
 __all__ = ["H11Transport"]
 
