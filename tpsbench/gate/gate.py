@@ -173,6 +173,11 @@ _SAMPLE_METRICS: dict[str, tuple[str, Better, str]] = {
     "tpot_s": ("TPOT", "lower", "s"),
     "e2e_s": ("E2E latency", "lower", "s"),
     "e2e_tps": ("E2E TPS", "higher", "tok/s"),
+    # the other harnesses' TPS/user definitions (results/definitions.py)
+    "tps_user_aiperf": ("TPS/user (AIPerf)", "higher", "tok/s"),
+    "tps_user_inferencex": ("TPS/user (InferenceX)", "higher", "tok/s"),
+    "tps_user_guidellm": ("TPS/user (GuideLLM)", "higher", "tok/s"),
+    "tpot_inferencex_s": ("TPOT (InferenceX)", "lower", "s"),
 }
 _QUANTILES = {"p1": 0.01, "p5": 0.05, "p10": 0.10, "p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 

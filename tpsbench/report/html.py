@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from tpsbench.core.redact import redact
 from tpsbench.report.data import Run
-from tpsbench.report.tables import DETAILED, LEGEND, level_table, run_line, run_warnings, slo_text
+from tpsbench.report.tables import (
+    DEFINITION_HEADERS,
+    DETAILED,
+    LEGEND,
+    definitions_table,
+    level_table,
+    run_line,
+    run_warnings,
+    slo_text,
+)
 
 if TYPE_CHECKING:
     from tpsbench.report.compare import CompareResult
@@ -144,6 +153,11 @@ def to_html(
         body += [_table(*level_table(run, DETAILED)), f'<p class="note">{_e(LEGEND)}</p>']
     else:
         body.append("<p>No load points in this summary.</p>")
+    defs = [(p.label, rows) for p in run.points if (rows := definitions_table(p))]
+    if defs:
+        body.append("<h2>TPS/user as each harness defines it</h2>")
+        for label, rows in defs:
+            body += [f"<h3>{_e(label)}</h3>", _table(DEFINITION_HEADERS, rows)]
     if images or notes:
         body += ["<h2>Charts</h2>", _figures(images)]
         body += [f'<p class="note">{_e(n)}</p>' for n in notes]

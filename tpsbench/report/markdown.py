@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 from tpsbench.core.redact import redact
 from tpsbench.report import fmt
 from tpsbench.report.data import Run
-from tpsbench.report.tables import COMPACT, LEGEND, level_table, run_line, run_warnings, slo_text
+from tpsbench.report.tables import (
+    COMPACT,
+    DEFINITION_HEADERS,
+    LEGEND,
+    definitions_table,
+    level_table,
+    run_line,
+    run_warnings,
+    slo_text,
+)
 
 if TYPE_CHECKING:
     from tpsbench.report.compare import CompareResult
@@ -59,7 +68,19 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
     else:
         lines.append("_No load points in this summary._")
     lines += _warnings(run_warnings(run))
+    lines += _definitions(run)
     return "\n".join(lines) + "\n"
+
+
+def _definitions(run: Run) -> list[str]:
+    """Each level's TPS/user under every published definition, folded so a PR comment stays short."""
+    defs = [(p.label, rows) for p in run.points if (rows := definitions_table(p))]
+    if not defs:
+        return []
+    out = ["", "<details><summary><b>TPS/user as each harness defines it</b></summary>"]
+    for label, rows in defs:
+        out += ["", f"**{_cell(label)}**", "", table(DEFINITION_HEADERS, rows, right_from=3)]
+    return [*out, "", "</details>"]
 
 
 def _capacity(capacity: Mapping[str, Any]) -> str:

@@ -131,6 +131,24 @@ def level_table(run: Run, columns: Sequence[Column]) -> tuple[list[str], list[li
     return headers, [[c.cell(p, run) for c in columns] for p in run.points]
 
 
+DEFINITION_HEADERS = ["definition", "per", "formula", "TPS/user"]
+
+
+def definitions_table(p: Point) -> list[list[str]]:
+    """One level's TPS/user under every definition the field publishes (the summary's
+    ``tps_user_definitions``): source, grain, formula and value. Empty for a summary without it."""
+    block = p.raw.get("tps_user_definitions")
+    if not isinstance(block, dict):
+        return []
+    rows = []
+    for d in block.values():
+        if isinstance(d, dict):
+            v = d.get("value")
+            value = fmt.with_ci(float(v), None) if isinstance(v, int | float) else fmt.DASH
+            rows.append([str(d.get("source", "")), str(d.get("per", "")), str(d.get("formula", "")), value])
+    return rows
+
+
 def run_warnings(run: Run) -> list[tuple[str, str]]:
     """(level label, message) for everything the run recorded against a point, in level order."""
     return [(p.label, w) for p in run.points for w in p.warnings]

@@ -29,7 +29,9 @@ from tpsbench.core.record import NS_PER_S, RequestRecord
 MetricValue = float | int | list[float] | None
 
 # Metrics where a larger value is better; every other metric is a latency (smaller is better).
-HIGHER_IS_BETTER: frozenset[str] = frozenset({"tps_user", "e2e_tps"})
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {"tps_user", "e2e_tps", "tps_user_aiperf", "tps_user_inferencex", "tps_user_guidellm"}
+)
 
 # The keys of request_metrics(), in a stable order.
 METRIC_KEYS: tuple[str, ...] = (
@@ -41,6 +43,10 @@ METRIC_KEYS: tuple[str, ...] = (
     "tpot_s",
     "e2e_s",
     "e2e_tps",
+    "tps_user_aiperf",
+    "tpot_inferencex_s",
+    "tps_user_inferencex",
+    "tps_user_guidellm",
     "itl_s",
     "itl_per_token_s",
     "tokens_per_chunk",
@@ -61,6 +67,10 @@ ROW_METRIC_KEYS: tuple[str, ...] = (
     "tpot_s",
     "e2e_s",
     "e2e_tps",
+    "tps_user_aiperf",
+    "tpot_inferencex_s",
+    "tps_user_inferencex",
+    "tps_user_guidellm",
     "itl_s",
     "n_chunks",
     "sched_lag_s",
@@ -68,7 +78,8 @@ ROW_METRIC_KEYS: tuple[str, ...] = (
 
 
 def higher_is_better(metric: str) -> bool:
-    """True for throughput metrics (``tps_user``, ``e2e_tps``), False for latencies and counts."""
+    """True for throughput metrics (``tps_user``, ``e2e_tps``, the other TPS/user definitions), False for
+    latencies and counts."""
     return metric in HIGHER_IS_BETTER
 
 
@@ -178,6 +189,59 @@ def e2e_tps(r: RequestRecord) -> float | None:
     return n / _s(ns[-1] - r.send_ns)
 
 
+# Other harnesses' TPS/user definitions, from the same record (tpsbench's own is :func:`tps_user`). The
+# "(OSL - 1)" formulas assume one token per chunk after the first: under speculative decoding or batched
+# streaming (a first chunk of several tokens) they credit the decode time with tokens that arrived in the
+# first chunk, so they read higher than :func:`tps_user`.
+
+
+def _osl_minus_one(r: RequestRecord) -> tuple[Sequence[int], float] | None:
+    """(token chunk times, n - 1) of a successful record with at least two chunks and n > 1."""
+    ns, _ = _chunks(r)
+    n = output_tokens(r)
+    if len(ns) < 2 or n is None or n <= 1:
+        return None
+    return ns, n - 1
+
+
+def tps_user_aiperf(r: RequestRecord) -> float | None:
+    """AIPerf "output token throughput per user" [tokens/s]: 1 / ITL, ITL = (latency - TTFT) / (OSL - 1).
+
+    AIPerf's request latency ends at the final response (here the last token chunk), so latency - TTFT =
+    t_last - t_first and the value is (n - 1) / (t_last - t_first). None without two chunks, n <= 1 or
+    zero decode time.
+    """
+    d = _osl_minus_one(r)
+    if d is None or d[0][-1] <= d[0][0]:
+        return None
+    return d[1] / _s(d[0][-1] - d[0][0])
+
+
+def tpot_inferencex_s(r: RequestRecord) -> float | None:
+    """TPOT as vLLM's benchmark, InferenceX, TensorRT-LLM and MLPerf compute it [s/token]:
+    TPOT = (e2e - TTFT) / (OSL - 1) = (t_end - t_first) / (n - 1), e2e running to the end of the stream."""
+    d = _osl_minus_one(r)
+    if d is None or r.end_ns <= d[0][0]:
+        return None
+    return _s(r.end_ns - d[0][0]) / d[1]
+
+
+def tps_user_inferencex(r: RequestRecord) -> float | None:
+    """InferenceX / TensorRT-LLM "interactivity" [tokens/s]: 1000 / TPOT_ms = 1 / :func:`tpot_inferencex_s`
+    = (n - 1) / (t_end - t_first)."""
+    tpot = tpot_inferencex_s(r)
+    return 1 / tpot if tpot else None
+
+
+def tps_user_guidellm(r: RequestRecord) -> float | None:
+    """GuideLLM / LLMPerf per-request output tokens per second [tokens/s]: OSL / whole request latency =
+    n / (t_end - t_send), TTFT included (so it falls as TTFT rises)."""
+    n = output_tokens(r)
+    if n is None or r.end_ns <= r.send_ns:
+        return None
+    return n / _s(r.end_ns - r.send_ns)
+
+
 def itl_s(r: RequestRecord) -> list[float] | None:
     """Inter-chunk latencies [s]: t_i - t_{i-1} for i = 1..k-1 (empty for a one-chunk answer)."""
     ns, _ = _chunks(r)
@@ -225,6 +289,10 @@ def request_metrics(r: RequestRecord) -> dict[str, MetricValue]:
         "tpot_s": tpot_s(r),
         "e2e_s": e2e_s(r),
         "e2e_tps": e2e_tps(r),
+        "tps_user_aiperf": tps_user_aiperf(r),
+        "tpot_inferencex_s": tpot_inferencex_s(r),
+        "tps_user_inferencex": tps_user_inferencex(r),
+        "tps_user_guidellm": tps_user_guidellm(r),
         "itl_s": itl_s(r),
         "itl_per_token_s": itl_per_token_s(r),
         "tokens_per_chunk": tokens_per_chunk(r),

@@ -31,7 +31,7 @@ import numpy as np
 import tpsbench
 from tpsbench.config.scenario import Level, SloMetric, SloStat
 from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
-from tpsbench.results import metrics
+from tpsbench.results import definitions, metrics
 from tpsbench.results.stats import STAT_KEYS, describe, statistic
 
 SCHEMA = 1
@@ -43,6 +43,10 @@ POINT_METRICS: tuple[str, ...] = (
     "tpot_s",
     "itl_s",
     "e2e_s",
+    "tps_user_aiperf",
+    "tpot_inferencex_s",
+    "tps_user_inferencex",
+    "tps_user_guidellm",
     "tokens_per_chunk",
     "output_tokens",
     "sched_lag_s",
@@ -243,6 +247,9 @@ def summarize_level(
     - metric blocks (:data:`POINT_METRICS`) = :func:`stats.describe` over the ok measured requests; ``itl_s``
       and ``tokens_per_chunk`` pool every gap/chunk of every request and carry no CI; ``sched_lag_s`` covers
       failed requests too (it measures the client).
+    - the other TPS/user definitions (:mod:`.definitions`): per-request ones are blocks like ``tps_user``;
+      ``tps_user_mlperf`` = 1 / ``tpot_inferencex_s`` p90 and ``tps_user_vllm`` = output_tps / concurrency
+      (the level's, else the achieved one); ``tps_user_definitions`` labels each with source and formula.
     - ``errors`` = failed measured requests by :class:`ErrorKind`; ``token_sources`` = ok measured requests by
       :class:`TokenSource`; ``short_outputs`` = ok requests with fewer output tokens than requested.
     - ``self_check`` = the runner's ``self_check`` dict (event-loop lag, CPU, ...) plus ``sched_lag_p99_s``,
@@ -338,6 +345,11 @@ def summarize_level(
     check.setdefault("achieved_concurrency", busy_s / window_s if window_s else None)
     check["client_bound"] = bool(check.get("client_bound")) or bool(client_bound_reasons(check))
     point["self_check"] = check
+    point["tps_user_mlperf"] = definitions.tps_user_mlperf(blocks["tpot_inferencex_s"]["p90"])
+    point["tps_user_vllm"] = definitions.tps_user_vllm(
+        output_tps, level.concurrency or check["achieved_concurrency"]
+    )
+    point["tps_user_definitions"] = definitions.table(point)
     point["warnings"] = _warnings(
         point,
         n_ok=len(ok),
