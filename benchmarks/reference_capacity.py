@@ -25,8 +25,10 @@ from typing import Any
 
 import aiohttp
 
+from tpsbench.reference.api import MODEL_NAME
 from tpsbench.reference.model import ReferenceModel
-from tpsbench.reference.server import MODEL_NAME, ReferenceServerProcess, pace_warnings
+from tpsbench.reference.serve import ReferenceServerProcess
+from tpsbench.reference.telemetry import pace_warnings
 
 
 class _Streams:
@@ -57,12 +59,12 @@ async def _level(root: str, n: int, isl: int, window_s: float) -> dict[str, Any]
         t0 = time.perf_counter()
         await asyncio.wait_for(streams.all_started.wait(), 120)
         ramp_s = time.perf_counter() - t0
-        async with http.post(root + "/metrics/reset"):
+        async with http.post(root + "/pace/reset"):
             pass
         before = sum(streams.counts)
         t1 = time.perf_counter()
         await asyncio.sleep(window_s)
-        async with http.get(root + "/metrics") as r:
+        async with http.get(root + "/pace") as r:
             metrics = await r.json()
         received = (sum(streams.counts) - before) / (time.perf_counter() - t1)
         for task in tasks:
@@ -78,7 +80,7 @@ def _ms(x: float | None) -> str:
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     model = ReferenceModel()
     rows: list[dict[str, Any]] = []
-    with ReferenceServerProcess(seed=0, spin_s=args.spin_ms / 1e3) as server:
+    with ReferenceServerProcess(seed=0, precise_s=args.spin_ms / 1e3) as server:
         print(
             f"{'N':>5} {'lag p50/p99/max ms':>22} {'deliver p50/p99/max ms':>24} {'busy':>5} {'step ms':>13} "
             f"{'pace':>5} {'engine tps':>11} {'client tps':>11} {'model tps':>10} {'ramp s':>6} warnings"

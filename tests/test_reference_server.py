@@ -14,15 +14,11 @@ import aiohttp
 import openai
 import pytest
 
+from tpsbench.reference.api import MODEL_NAME
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams, ReferenceModel
-from tpsbench.reference.server import (
-    MODEL_NAME,
-    ReferenceServerProcess,
-    ServerHandle,
-    pace_warnings,
-    parse_param_overrides,
-    start_server,
-)
+from tpsbench.reference.serve import ReferenceServerProcess, parse_param_overrides
+from tpsbench.reference.server import ServerHandle, start_server
+from tpsbench.reference.telemetry import pace_warnings
 
 T = TypeVar("T")
 
@@ -209,11 +205,11 @@ def test_disconnect_mid_stream_frees_the_slot() -> None:
                 n += 1
                 if n == 5:
                     break
-            async with http.get(h.root + "/metrics") as r:
+            async with http.get(h.root + "/pace") as r:
                 assert (await r.json())["engine"]["active"] == 1
             resp.close()  # drop the connection mid-stream
             for _ in range(100):
-                async with http.get(h.root + "/metrics") as r:
+                async with http.get(h.root + "/pace") as r:
                     engine = (await r.json())["engine"]
                 if engine["active"] == 0:
                     break
@@ -231,15 +227,84 @@ def test_metrics_reset_returns_the_window_that_ended() -> None:
                 h.url + "/chat/completions", json=chat_body(max_tokens=10, ignore_eos=True)
             ) as r:
                 assert r.status == 200
-            async with http.post(h.root + "/metrics/reset") as r:
+            async with http.post(h.root + "/pace/reset") as r:
                 before = await r.json()
-            async with http.get(h.root + "/metrics") as r:
+            async with http.get(h.root + "/pace") as r:
                 return before, await r.json()
 
     before, after = with_server(main)
     assert before["engine"]["tokens"]["completion"] == 10 and before["engine"]["lag_s"]["count"] > 0
     assert after["engine"]["tokens"]["completion"] == 0 and after["engine"]["steps"] == 0
-    assert set(after) >= {"engine", "delivery_lag_s", "server_ttft_s"}
+    assert set(after) >= {"engine", "delivery_lag_s", "server_ttft_s", "warnings"}
+
+
+def test_prometheus_metrics_are_vllm_families_that_count_what_was_served() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    params = DEFAULT_PARAMS.with_overrides({"max_batch": 4})
+
+    async def main(h: ServerHandle) -> tuple[str, str, str]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(h.root + "/metrics") as r:
+                assert r.headers["Content-Type"].startswith("text/plain")
+                idle = await r.text()
+            body = chat_body(max_tokens=50, ignore_eos=True, stream=True)
+            streams = [await http.post(h.url + "/chat/completions", json=body) for _ in range(6)]
+            await streams[0].content.readline()  # the headers and a first event: the engine is busy
+            async with http.get(h.root + "/metrics") as r:
+                busy = await r.text()
+            for resp in streams:
+                await resp.read()
+            async with http.get(h.root + "/metrics") as r:
+                return idle, busy, await r.text()
+
+    def samples(text: str) -> dict[str, float]:
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                assert s.labels == {"model_name": MODEL_NAME}
+                out[s.name] = s.value
+        return out
+
+    idle, busy, after = (samples(t) for t in with_server(main, params))
+    assert idle["vllm:num_requests_running"] == 0 and idle["vllm:generation_tokens_total"] == 0
+    assert busy["vllm:num_requests_running"] == 4 and busy["vllm:num_requests_waiting"] == 2
+    assert busy["vllm:kv_cache_usage_perc"] == 1.0  # 4 of 4 slots
+    assert after["vllm:generation_tokens_total"] == 6 * 50 and after["vllm:prompt_tokens_total"] == 6 * 100
+    assert after["vllm:request_success_total"] == 6 and after["vllm:num_requests_running"] == 0
+    drafts, accepted = (
+        after["vllm:spec_decode_num_draft_tokens_total"],
+        after["vllm:spec_decode_num_accepted_tokens_total"],
+    )
+    # k = 3 drafts per decode step while B <= 8; a decode step commits accepted + 1 tokens
+    assert 0 < accepted < drafts and drafts % 3 == 0
+
+
+def test_http_keep_alive_pipelining_http10_and_framing_errors() -> None:
+    async def main(h: ServerHandle) -> list[bytes]:
+        out = []
+        reader, writer = await asyncio.open_connection(h.host, h.port)
+        get = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        writer.write(get + get)  # two pipelined requests on one connection
+        await writer.drain()
+        for _ in range(2):
+            out.append(await reader.readuntil(b'{"status":"ok"}'))
+        body = json.dumps(chat_body(max_tokens=3, ignore_eos=True, stream=True)).encode()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.0\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+        )
+        out.append(await reader.read())  # HTTP/1.0: raw body, the connection closes at the end
+        writer.close()
+        reader, writer = await asyncio.open_connection(h.host, h.port)
+        writer.write(b"POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        out.append(await reader.read())
+        writer.close()
+        return out
+
+    first, second, http10, chunked = with_server(main)
+    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200")
+    assert b"Transfer-Encoding" not in http10 and http10.rstrip().endswith(b"data: [DONE]")
+    assert chunked.startswith(b"HTTP/1.1 411") and b'"error"' in chunked
 
 
 # --- the subprocess and real-time behaviour -----------------------------------------------------------
@@ -298,7 +363,7 @@ def test_server_process_passes_params_and_reports_bad_ones() -> None:
     with ReferenceServerProcess({"max_batch": 3, "accept_probs": "0.9,0.8,0.7"}) as server:
 
         async def main() -> Any:
-            async with aiohttp.ClientSession() as http, http.get(server.root + "/metrics") as r:
+            async with aiohttp.ClientSession() as http, http.get(server.root + "/pace") as r:
                 return await r.json()
 
         assert asyncio.run(main())["engine"]["max_batch"] == 3

@@ -218,8 +218,8 @@ def serve(
 ) -> None:
     """Serve the bundled reference endpoint: Llama 4 Maverick on one DGX B200, simulated."""
     from tpsbench.reference.model import ModelParams
-    from tpsbench.reference.server import parse_param_overrides
-    from tpsbench.reference.server import serve as serve_forever
+    from tpsbench.reference.serve import parse_param_overrides
+    from tpsbench.reference.serve import serve as serve_forever
 
     try:
         params = ModelParams().with_overrides(parse_param_overrides(param or []))
@@ -242,7 +242,7 @@ def predict(
     from rich.table import Table
 
     from tpsbench.reference.model import ModelParams, ReferenceModel
-    from tpsbench.reference.server import parse_param_overrides
+    from tpsbench.reference.serve import parse_param_overrides
 
     s = _load(scenario or _default_scenario(), concurrency=_parse_int_list(concurrency, "--concurrency"))
     overrides = dict(s.reference) | parse_param_overrides(param or [])

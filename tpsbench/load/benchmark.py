@@ -86,7 +86,7 @@ def endpoint_for(scenario: Scenario) -> Iterator[tuple[str, str | None]]:
     if scenario.endpoint.base_url:
         yield scenario.endpoint.base_url, None
         return
-    from tpsbench.reference.server import ReferenceServerProcess
+    from tpsbench.reference.serve import ReferenceServerProcess
 
     with ReferenceServerProcess(params=scenario.reference, seed=scenario.workload.seed) as server:
         yield server.url, "reference"
@@ -112,14 +112,14 @@ def expected_requests(level: Level, warmup: int) -> int | None:
 
 
 async def _simulator_metrics(base_url: str, reset: bool) -> dict[str, Any] | None:
-    """The reference endpoint's own lag report (it knows when the host could not keep its schedule)."""
+    """The reference endpoint's pace report, ``/pace``: it knows when the host could not keep its schedule."""
     root = base_url.rstrip("/").removesuffix("/v1")
     try:
         async with httpx.AsyncClient(timeout=5.0) as http:
             if reset:
-                await http.post(root + "/metrics/reset")
+                await http.post(root + "/pace/reset")
                 return None
-            resp = await http.get(root + "/metrics")
+            resp = await http.get(root + "/pace")
             data: dict[str, Any] = resp.json()
             return data
     except (httpx.HTTPError, ValueError):

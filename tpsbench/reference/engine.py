@@ -19,8 +19,13 @@ slot for the next step.
 Time keeping: steps are scheduled on absolute deadlines, ``end_i = end_{i-1} + duration_i``, on
 ``loop.time()``; a late wake-up shortens the next sleep instead of shifting every later step, so token rates
 stay exact while the host keeps up. The lag, wake-up time minus planned end, is recorded per step: if it
-grows, the host (not the modelled system) sets the pace. epoll sleeps have 1 ms granularity, so the last
-``spin_s`` of each wait yields to the loop with ``sleep(0)`` instead, for sub-millisecond cadence.
+grows, the host (not the modelled system) sets the pace. epoll sleeps have 1 ms granularity, so the loop
+sleeps in epoll until ``precise_s`` before the deadline and the rest in ``time.sleep`` (a high-resolution
+timer that holds no CPU; it spun with ``sleep(0)`` before, which cost up to a core's millisecond per step).
+Bytes that arrive meanwhile wait at most ``precise_s``; the engine yields to the loop once after each
+commit, so requests that arrived during the step are read before the next step admits.
+
+Lifetime totals (never reset, for the Prometheus counters): :attr:`Engine.totals`.
 
 Output length: ``max_tokens`` with ``ignore_eos``; otherwise a lognormal with mean ``eos_mean_tokens``,
 at least ``min_tokens`` and at most ``max_tokens``. ``finish_reason`` is "length" when the answer stopped at
@@ -34,6 +39,7 @@ import bisect
 import contextlib
 import itertools
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,6 +123,17 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 @dataclass
+class Totals:
+    """Counters since the engine started (never reset): what ``/metrics`` exposes, read in O(1)."""
+
+    prompt_tokens: int = 0  # prefilled
+    generation_tokens: int = 0  # committed
+    draft_tokens: int = 0  # speculative drafts verified: k per decoding sequence per step
+    accepted_tokens: int = 0  # drafts accepted: tokens committed by a decode step minus its one bonus token
+    requests_finished: int = 0
+
+
+@dataclass
 class _Counters:
     started: float
     steps: int = 0
@@ -146,10 +163,11 @@ class Engine:
     await engine.stop()
     """
 
-    def __init__(self, model: ReferenceModel, *, seed: int = 0, spin_s: float = 0.001) -> None:
+    def __init__(self, model: ReferenceModel, *, seed: int = 0, precise_s: float = 0.001) -> None:
         self.model = model
         self.params = model.params
-        self.spin_s = spin_s
+        self.precise_s = precise_s
+        self.totals = Totals()
         self._rng = np.random.default_rng(seed)
         self._ids = itertools.count()
         self._waiting: dict[int, Generation] = {}  # queued for a slot, in arrival order
@@ -294,6 +312,7 @@ class Engine:
             await self._sleep_until(loop, planned_end)
             woke = loop.time()
             self._commit(decoders, k, prefills, planned_end)
+            self.totals.prompt_tokens += prefill_tokens
             c = self._counters
             c.lag.add(max(0.0, woke - planned_end))
             c.work.add(loop.time() - woke)
@@ -302,12 +321,16 @@ class Engine:
             c.batch_steps += batch
             c.prompt_tokens += prefill_tokens
             planned_start = planned_end
+            # Always yield once between steps, so a late engine still lets queue consumers run and the
+            # loop read requests that came during the step (the next step admits them).
+            await asyncio.sleep(0)
 
     async def _sleep_until(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        # Always yield at least once, so a late engine still lets the handlers write its chunks.
-        await asyncio.sleep(0)
-        while (remaining := deadline - loop.time()) > 0:
-            await asyncio.sleep(remaining - self.spin_s if remaining > self.spin_s else 0)
+        precise = self.precise_s
+        while (remaining := deadline - loop.time()) > precise:
+            await asyncio.sleep(remaining - precise)  # epoll: wakes up to 1 ms late, hence the margin
+        if remaining > 0:
+            time.sleep(remaining)  # the last sub-millisecond: a precise timer, no spinning
 
     def _admit(self) -> None:
         free = self.params.max_batch - len(self._prefilling) - len(self._decoding)
@@ -344,9 +367,14 @@ class Engine:
         return [bisect.bisect_right(cdf, u) + 1 for u in self._rng.random(n).tolist()]
 
     def _commit(self, decoders: list[Generation], k: int, prefills: list[_Prefill], now: float) -> None:
+        totals = self.totals
+        emit = self._emit
         for gen, n in zip(decoders, self._draws(k, len(decoders)), strict=True):
             if not gen.done:  # cancelled during the step
-                self._emit(gen, n, now)
+                committed = emit(gen, n, now)
+                if k:
+                    totals.draft_tokens += k
+                    totals.accepted_tokens += committed - 1
         for gen, end in prefills:
             if gen.done:
                 continue
@@ -356,21 +384,25 @@ class Engine:
                 self._decoding[gen.id] = gen
                 self._emit(gen, 1, now)
 
-    def _emit(self, gen: Generation, n: int, now: float) -> None:
+    def _emit(self, gen: Generation, n: int, now: float) -> int:
+        """Commit up to ``n`` tokens of ``gen`` and deliver them; returns how many were committed."""
         n = min(n, gen.target_tokens - gen.generated)
         gen.generated += n
         self._counters.completion_tokens += n
+        self.totals.generation_tokens += n
         finished = gen.generated >= gen.target_tokens
         if finished:
             gen.done = True
             self._counters.finished += 1
+            self.totals.requests_finished += 1
             del self._decoding[gen.id]
             self._attended -= gen.attended
             reason = "length" if gen.generated >= gen.max_tokens else "stop"
             gen.deliver(Chunk(n, reason, now))
-            return
+            return n
         context = gen.prompt_tokens + gen.generated
         attended = int(self.model.attended_positions(context))
         self._attended += attended - gen.attended
         gen.attended = attended
         gen.deliver(Chunk(n, None, now))
+        return n

@@ -1,498 +1,331 @@
-"""The reference endpoint over HTTP: an OpenAI-compatible aiohttp server in front of the :class:`Engine`.
+"""The reference endpoint over HTTP/1.1: an :class:`asyncio.Protocol` server in front of the :class:`Engine`.
 
-Endpoints (model ``llama-4-maverick-b200-sim``):
+Routes (the API itself is :mod:`.api`; the telemetry :mod:`.telemetry`):
 
-- ``GET /v1/models``; ``POST /v1/chat/completions`` and ``POST /v1/completions``, streaming or not.
-- ``GET /metrics``: the engine's lag and counters, the delivery lag (chunk written minus the step's planned
-  end) and the server-side TTFT, as JSON; ``POST /metrics/reset`` starts a new window and returns the one
-  that ended. :func:`pace_warnings` turns a window into warnings for a benchmark point.
+- ``GET /v1/models``; ``POST /v1/chat/completions`` and ``POST /v1/completions``, streaming or not;
+- ``GET /metrics``: Prometheus text, vLLM's families (requests running and waiting, KV use, prompt and
+  generated tokens, speculative drafts and acceptances);
+- ``GET /pace``: the simulator's own pace report (JSON: step lag, delivery lag, server-side TTFT, counters,
+  warnings); ``POST /pace/reset`` starts a new window and returns the one that ended;
+- ``GET /health``.
 
-Token accounting: generated text is made of 4-character pieces (" tok"), so ``ceil(chars / 4)`` of any
-chunk is its token count; prompt tokens are ``ceil(chars / 4)`` of the prompt text (summed over messages).
-Streaming sends one SSE event per engine step per request (1..k+1 tokens), vLLM style: a role-only delta
-before the first chat token, ``finish_reason`` on the last token event, cumulative ``usage`` on every event
-with ``stream_options.continuous_usage_stats``, a usage-only event with ``include_usage``, then ``[DONE]``.
-Bad requests get OpenAI-style error bodies ``{"error": {"message", "type", "param", "code"}}``.
+Why a hand-made server: at the throughput end the simulator writes 2,048 streams x one chunk per 28 ms step
+(74,000 chunks/s) on one core. Here a chunk costs what it must: the engine calls the stream's sink at the end
+of the step, the sink formats the step's events from pre-encoded pieces and writes them, framed as one
+HTTP chunk, with one ``transport.write``. There is no task, coroutine, future or queue per chunk or per
+request (a non-streamed request is a sink too, that answers when its last chunk comes).
 
-Run it in its own process (the benchmark does, via :class:`ReferenceServerProcess`)::
-
-    python -m tpsbench.reference.server --port 0 --param draft_len=0   # prints http://127.0.0.1:PORT/v1
+HTTP: request bodies by ``Content-Length`` (``Expect: 100-continue`` answered), keep-alive (HTTP/1.1
+unless ``Connection: close``), pipelined requests answered in order; a streamed response is chunked (HTTP/1.0:
+a raw body ended by closing the connection). A disconnected client's request is cancelled at once, which
+frees its engine slot. Every error is an OpenAI-style JSON body, including 404, 405, 411 and 413.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
-import signal
 import socket
-import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, cast
 
-from aiohttp import web
-
-from tpsbench.core.serverprocess import ServerProcess
+from tpsbench.reference.api import (
+    SHUTTING_DOWN,
+    Api,
+    ApiError,
+    ParsedRequest,
+    StreamEncoder,
+    completion_body,
+    dumps,
+    models_body,
+    parse_request,
+)
 from tpsbench.reference.engine import Chunk, Engine, Generation, LagStats
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams, ReferenceModel
+from tpsbench.reference.telemetry import pace_report, pace_warnings, prometheus_text
 
-MODEL_NAME = "llama-4-maverick-b200-sim"
-PIECE = " tok"  # 4 characters: one token under the ceil(chars / 4) rule
+__all__ = ["ReferenceServer", "ServerHandle", "pace_warnings", "start_server"]
 
-Api = Literal["chat", "completions"]
-_JSON_SEPARATORS = (",", ":")
-
-
-class ApiError(Exception):
-    """An OpenAI-style error: HTTP status and the ``error`` object's fields."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type_: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type_
-
-    def response(self) -> web.Response:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return web.json_response(body, status=self.status)
-
-
-@dataclass(frozen=True)
-class ParsedRequest:
-    """What the engine and the response writer need from a completion request."""
-
-    api: Api
-    prompt_tokens: int
-    max_tokens: int
-    min_tokens: int
-    ignore_eos: bool
-    stream: bool
-    include_usage: bool
-    continuous_usage: bool
-
-
-def count_tokens(text: str) -> int:
-    """ceil(chars / 4): the simulator's tokenizer."""
-    return -(-len(text) // 4)
-
-
-def _content_chars(content: Any, where: str) -> int:
-    if content is None:
-        return 0
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):  # content parts: count the text ones
-        chars = 0
-        for i, part in enumerate(content):
-            if not isinstance(part, dict):
-                raise ApiError(400, f"{where}[{i}] must be an object", param=where)
-            text = part.get("text")
-            if isinstance(text, str):
-                chars += len(text)
-        return chars
-    raise ApiError(400, f"{where} must be a string or a list of content parts", param=where)
-
-
-def _int_field(body: Mapping[str, Any], name: str, minimum: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"'{name}' must be an integer, got {value!r}", param=name, code="invalid_type")
-    if value < minimum:
-        raise ApiError(400, f"'{name}' must be >= {minimum}, got {value}", param=name, code="invalid_value")
-    return value
-
-
-def _bool_field(body: Mapping[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ApiError(400, f"'{name}' must be a boolean, got {value!r}", param=name, code="invalid_type")
-    return value
-
-
-def parse_request(api: Api, raw: bytes, params: ModelParams = DEFAULT_PARAMS) -> ParsedRequest:
-    """Validate a request body; raise :class:`ApiError` (4xx) with a message naming the field."""
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(
-            400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
-        ) from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(
-            400, "you must provide a model parameter", param="model", code="missing_required_parameter"
-        )
-    if model != MODEL_NAME:
-        raise ApiError(
-            404,
-            f"The model '{model}' does not exist; this server serves '{MODEL_NAME}'",
-            param="model",
-            code="model_not_found",
-        )
-    if api == "chat":
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ApiError(
-                400,
-                "'messages' must be a non-empty list",
-                param="messages",
-                code="missing_required_parameter" if messages is None else "invalid_value",
-            )
-        chars = 0
-        for i, msg in enumerate(messages):
-            if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-                raise ApiError(400, f"messages[{i}] must be an object with a 'role'", param=f"messages[{i}]")
-            chars += _content_chars(msg.get("content"), f"messages[{i}].content")
-        prompt_tokens = max(1, -(-chars // 4))  # ceil(chars / 4) over all messages
-    else:
-        prompt = body.get("prompt")
-        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
-            prompt = prompt[0]  # a batch of one
-        if isinstance(prompt, str) and prompt:
-            prompt_tokens = count_tokens(prompt)
-        elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-            prompt_tokens = len(prompt)  # token ids
-        elif prompt is None:
-            raise ApiError(
-                400, "you must provide a 'prompt'", param="prompt", code="missing_required_parameter"
-            )
-        else:
-            raise ApiError(
-                400,
-                "'prompt' must be a non-empty string, a list of token ids, or a list of one "
-                "of those (batched prompts are not supported)",
-                param="prompt",
-                code="invalid_value",
-            )
-    n = _int_field(body, "n", 1)
-    if n not in (None, 1):
-        raise ApiError(400, "only n=1 is supported", param="n", code="invalid_value")
-    name = (
-        "max_completion_tokens"
-        if api == "chat" and body.get("max_completion_tokens") is not None
-        else "max_tokens"
-    )
-    requested = _int_field(body, name, 1)
-    room = params.max_model_len - prompt_tokens
-    if room < 1:
-        raise ApiError(
-            400,
-            f"the prompt ({prompt_tokens} tokens) leaves no room in the model's "
-            f"{params.max_model_len}-token context",
-            param="messages" if api == "chat" else "prompt",
-            code="context_length_exceeded",
-        )
-    if requested is not None and requested > room:
-        raise ApiError(
-            400,
-            f"'{name}' is too large: {requested} + {prompt_tokens} prompt tokens exceed the "
-            f"{params.max_model_len}-token context",
-            param=name,
-            code="context_length_exceeded",
-        )
-    max_tokens = requested if requested is not None else room
-    min_tokens = _int_field(body, "min_tokens", 0) or 0
-    if min_tokens > max_tokens:
-        raise ApiError(
-            400,
-            f"'min_tokens' ({min_tokens}) must be <= '{name}' ({max_tokens})",
-            param="min_tokens",
-            code="invalid_value",
-        )
-    stream = _bool_field(body, "stream")
-    options = body.get("stream_options")
-    if options is not None:
-        if not isinstance(options, dict):
-            raise ApiError(400, "'stream_options' must be an object", param="stream_options")
-        if not stream:
-            raise ApiError(
-                400, "'stream_options' is only allowed when 'stream' is true", param="stream_options"
-            )
-    opts: Mapping[str, Any] = options or {}
-    return ParsedRequest(
-        api=api,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        min_tokens=min_tokens,
-        ignore_eos=_bool_field(body, "ignore_eos"),
-        stream=stream,
-        include_usage=_bool_field(opts, "include_usage"),
-        continuous_usage=_bool_field(opts, "continuous_usage_stats"),
-    )
-
-
-def _usage(prompt: int, completion: int) -> str:
-    return (
-        f'{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{prompt + completion}}}'
-    )
-
-
-class _Events:
-    """SSE events of one streamed response, formatted from fixed text (no json.dumps per chunk)."""
-
-    def __init__(self, req: ParsedRequest, rid: str, created: int) -> None:
-        self.req = req
-        kind = "chat.completion.chunk" if req.api == "chat" else "text_completion"
-        self._head = json.dumps(
-            {"id": rid, "object": kind, "created": created, "model": MODEL_NAME}, separators=_JSON_SEPARATORS
-        )[:-1]
-
-    def _event(self, choices: str, completion: int) -> str:
-        usage = f',"usage":{_usage(self.req.prompt_tokens, completion)}' if self.req.continuous_usage else ""
-        return f'data: {self._head},"choices":[{choices}]{usage}}}\n\n'
-
-    def role(self) -> str:
-        return self._event(
-            '{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}', 0
-        )
-
-    def tokens(self, n: int, finish_reason: str | None, completion: int) -> str:
-        text = PIECE * n
-        fr = "null" if finish_reason is None else f'"{finish_reason}"'
-        if self.req.api == "chat":
-            choice = f'{{"index":0,"delta":{{"content":"{text}"}},"logprobs":null,"finish_reason":{fr}}}'
-        else:
-            choice = f'{{"index":0,"text":"{text}","logprobs":null,"finish_reason":{fr}}}'
-        return self._event(choice, completion)
-
-    def usage(self, completion: int) -> str:
-        return f'data: {self._head},"choices":[],"usage":{_usage(self.req.prompt_tokens, completion)}}}\n\n'
-
-
-_ABORT = ApiError(503, "the server is shutting down", code="server_shutting_down", type_="server_error")
+MAX_BODY = 64 * 1024 * 1024
+MAX_HEAD = 64 * 1024
+_REASONS = {
+    100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+    411: "Length Required", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 503: "Service Unavailable",
+}  # fmt: skip
+_JSON = b"application/json"
+_TEXT_PLAIN = b"text/plain; version=0.0.4; charset=utf-8"
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Server: tpsbench-reference\r\n"
+)
 
 
 class ReferenceServer:
-    """The aiohttp application: routes, the engine it feeds, and the delivery-lag stats."""
+    """The engine and what the HTTP side measures: delivery lag and server-side TTFT (``/pace``)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.delivery = LagStats()  # chunk write time minus the step's planned end
-        self.ttft = LagStats()  # server-side TTFT: handler entry to the first token event written
+        self.ttft = LagStats()  # server-side TTFT: request parsed to the first token event written
         self.created = int(time.time())
-        self.app = web.Application(middlewares=[_error_middleware], client_max_size=64 * 1024 * 1024)
-        self.app.router.add_get("/v1/models", self.models)
-        self.app.router.add_post("/v1/chat/completions", self.chat)
-        self.app.router.add_post("/v1/completions", self.completions)
-        self.app.router.add_get("/metrics", self.metrics)
-        self.app.router.add_post("/metrics/reset", self.metrics_reset)
-        self.app.router.add_get("/health", self.health)
+        self.connections: set[_HttpConnection] = set()
 
-    async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    def pace(self) -> dict[str, Any]:
+        return pace_report(self.engine, self.delivery, self.ttft)
 
-    async def models(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "id": MODEL_NAME,
-                        "object": "model",
-                        "created": self.created,
-                        "owned_by": "tpsbench",
-                        "max_model_len": self.engine.params.max_model_len,
-                    }
-                ],
-            }
-        )
-
-    def _metrics(self) -> dict[str, Any]:
-        return {
-            "model": MODEL_NAME,
-            "engine": self.engine.stats(),
-            "delivery_lag_s": self.delivery.summary(),
-            "server_ttft_s": self.ttft.summary(),
-        }
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        return web.json_response(self._metrics())
-
-    async def metrics_reset(self, request: web.Request) -> web.Response:
-        before = self._metrics()
+    def reset_pace(self) -> dict[str, Any]:
+        before = self.pace()
         self.engine.reset_stats()
         self.delivery = LagStats()
         self.ttft = LagStats()
-        return web.json_response(before)
+        return before
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._complete(request, "chat")
 
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._complete(request, "completions")
+class _Stream:
+    """The sink of one streamed response: one write per engine step."""
 
-    async def _complete(self, request: web.Request, api: Api) -> web.StreamResponse:
-        entered = asyncio.get_running_loop().time()
-        req = parse_request(api, await request.read(), self.engine.params)
+    __slots__ = ("_chunked", "_conn", "_enc", "_entered", "_first", "_server")
+
+    def __init__(self, conn: _HttpConnection, enc: StreamEncoder, entered: float, chunked: bool) -> None:
+        self._conn = conn
+        self._server = conn.server
+        self._enc = enc
+        self._entered = entered
+        self._chunked = chunked
+        self._first = True
+
+    def __call__(self, chunk: Chunk) -> None:
+        conn = self._conn
+        transport = conn.transport
+        if transport is None or transport.is_closing():  # gone: connection_lost cancels the request
+            return
+        reason = chunk.finish_reason
+        body = self._enc.abort() if reason == "abort" else self._enc.step(chunk.tokens, reason)
+        if self._chunked:
+            last = b"\r\n0\r\n\r\n" if reason is not None else b"\r\n"
+            transport.write(b"%x\r\n%b%b" % (len(body), body, last))
+        else:
+            transport.write(body)
+        now = conn.loop.time()
+        server = self._server
+        server.delivery.add(now - chunk.time if now > chunk.time else 0.0)
+        if self._first and reason != "abort":
+            self._first = False
+            server.ttft.add(now - self._entered)
+        if reason is not None:
+            conn.finished(close=not self._chunked)
+
+
+class _Collect:
+    """The sink of a non-streamed response: counts tokens, answers at the last chunk."""
+
+    __slots__ = ("_conn", "_req", "_rid", "_tokens")
+
+    def __init__(self, conn: _HttpConnection, req: ParsedRequest, rid: str) -> None:
+        self._conn = conn
+        self._req = req
+        self._rid = rid
+        self._tokens = 0
+
+    def __call__(self, chunk: Chunk) -> None:
+        conn = self._conn
+        if chunk.finish_reason == "abort":
+            conn.respond(SHUTTING_DOWN.status, SHUTTING_DOWN.body())
+            return
+        self._tokens += chunk.tokens
+        if chunk.finish_reason is not None:
+            body = completion_body(self._req, self._rid, int(time.time()), self._tokens, chunk.finish_reason)
+            conn.respond(200, body)
+
+
+@dataclass(slots=True)
+class _Head:
+    method: str
+    path: str
+    http10: bool
+    keep_alive: bool
+    length: int
+    body_start: int
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One client connection: parses requests, answers them one at a time (pipelined ones wait)."""
+
+    def __init__(self, server: ReferenceServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._head: _Head | None = None
+        self._gen: Generation | None = None  # the request being answered
+        self._busy = False
+        self._keep_alive = True
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.server.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio skips it for sockets made with proto 0; Nagle would hold chunks
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if not self._busy:
+            self._parse()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.transport = None
+        gen, self._gen = self._gen, None
+        if gen is not None:
+            self.server.engine.cancel(gen)  # the client went away: free the slot (no-op when done)
+
+    # --- requests -------------------------------------------------------------------------------------------
+    def _parse(self) -> None:
+        while not self._busy and self.transport is not None:
+            head = self._head
+            if head is None:
+                end = self._buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._buf) > MAX_HEAD:
+                        self._fail(ApiError(431, "request headers too large"), close=True)
+                    return
+                head = self._head = self._read_head(end)
+                if head is None:
+                    return
+            if len(self._buf) < head.body_start + head.length:
+                return
+            body = bytes(self._buf[head.body_start : head.body_start + head.length])
+            del self._buf[: head.body_start + head.length]
+            self._head = None
+            self._keep_alive = head.keep_alive
+            self._busy = True
+            try:
+                self._route(head, body)
+            except ApiError as exc:
+                self._fail(exc)
+            except Exception as exc:  # a bug here must not kill the connection silently
+                self._fail(ApiError(500, f"{type(exc).__name__}: {exc}", type_="server_error"), close=True)
+
+    def _read_head(self, end: int) -> _Head | None:
+        lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._fail(ApiError(400, f"malformed request line: {lines[0][:100]!r}"), close=True)
+            return None
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        http10 = version == "HTTP/1.0"
+        connection = headers.get("connection", "").lower()
+        keep_alive = "keep-alive" in connection if http10 else "close" not in connection
+        if "transfer-encoding" in headers:
+            self._fail(ApiError(411, "send the request body with a Content-Length"), close=True)
+            return None
         try:
-            gen = self.engine.submit(
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._fail(ApiError(400, "malformed Content-Length"), close=True)
+            return None
+        if length > MAX_BODY:
+            self._fail(ApiError(413, f"Payload Too Large: {length} bytes, at most {MAX_BODY}"), close=True)
+            return None
+        start = end + 4
+        if headers.get("expect", "").lower() == "100-continue" and len(self._buf) < start + length:
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        path = target.partition("?")[0]
+        return _Head(method, path, http10, keep_alive, length, start)
+
+    def _route(self, head: _Head, body: bytes) -> None:
+        server, method, path = self.server, head.method, head.path
+        if path in ("/v1/chat/completions", "/v1/completions"):
+            if method != "POST":
+                raise _not_allowed(method, path)
+            self._complete("chat" if path == "/v1/chat/completions" else "completions", body, head.http10)
+        elif path in _GET_ROUTES:
+            if method != "GET":
+                raise _not_allowed(method, path)
+            if path == "/metrics":
+                self.respond(200, prometheus_text(server.engine), _TEXT_PLAIN)
+            elif path == "/pace":
+                self.respond(200, dumps(server.pace()))
+            elif path == "/health":
+                self.respond(200, b'{"status":"ok"}')
+            else:
+                self.respond(200, models_body(server.created, server.engine.params.max_model_len))
+        elif path == "/pace/reset":
+            if method != "POST":
+                raise _not_allowed(method, path)
+            self.respond(200, dumps(server.reset_pace()))
+        else:
+            raise ApiError(404, f"Not Found: {method} {path}", code="not_found")
+
+    def _complete(self, api: Api, body: bytes, http10: bool) -> None:
+        entered = self.loop.time()
+        engine = self.server.engine
+        req = parse_request(api, body, engine.params)
+        try:
+            gen = engine.submit(
                 req.prompt_tokens, req.max_tokens, min_tokens=req.min_tokens, ignore_eos=req.ignore_eos
             )
         except RuntimeError:
-            raise _ABORT from None
+            raise SHUTTING_DOWN from None
         rid = f"{'chatcmpl' if api == 'chat' else 'cmpl'}-sim{gen.id}"
-        try:
-            if req.stream:
-                return await self._stream(request, req, gen, rid, entered)
-            return await self._collect(req, gen, rid)
-        finally:
-            self.engine.cancel(gen)  # the client went away (or we failed): free the slot; no-op when done
+        self._gen = gen
+        if not req.stream:
+            gen.sink = _Collect(self, req, rid)
+            return
+        framing = b"Connection: close\r\n\r\n" if http10 else b"Transfer-Encoding: chunked\r\n\r\n"
+        self._write(_STREAM_HEAD + framing)  # the headers at once, as real servers do
+        gen.sink = _Stream(self, StreamEncoder(req, rid, int(time.time())), entered, chunked=not http10)
 
-    async def _stream(
-        self, request: web.Request, req: ParsedRequest, gen: Generation, rid: str, entered: float
-    ) -> web.StreamResponse:
-        """Stream one SSE event per engine step.
+    # --- responses ------------------------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
-        Fast path: the engine calls ``sink`` at the end of each step, which writes the event as an HTTP/1.1
-        chunk frame straight to the socket's transport, so a chunk costs one ``send`` and no task switch.
-        Measured on 2 cores at ISL 1000: a handler task awaiting the queue fell behind from about 160
-        streams, this path holds about 1.5x as many (docs/reference-endpoint.md).
-        aiohttp sends the headers in ``prepare`` and frames the tail and the terminating chunk itself,
-        so both write paths interleave correctly on the one transport.
-        """
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        chunked = request.version >= (1, 1)  # HTTP/1.0: a raw body that ends when the connection closes
-        if chunked:
-            resp.enable_chunked_encoding()
-        await resp.prepare(request)  # sends the headers now, as real servers do
-        transport = request.transport
-        events = _Events(req, rid, int(time.time()))
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Future[str] = loop.create_future()
-        completion = 0
-
-        def sink(chunk: Chunk) -> None:
-            nonlocal completion
-            if finished.done():
-                return
-            if chunk.finish_reason == "abort":
-                finished.set_result("abort")
-                return
-            first = completion == 0
-            # vLLM style: the role-only delta goes out with the first token, not before it
-            parts = [events.role()] if first and req.api == "chat" else []
-            completion += chunk.tokens
-            parts.append(events.tokens(chunk.tokens, chunk.finish_reason, completion))
-            if chunk.finish_reason is not None:
-                if req.include_usage:
-                    parts.append(events.usage(completion))
-                parts.append("data: [DONE]\n\n")
-            if transport is None or transport.is_closing():  # gone: the handler's finally frees the slot
-                finished.set_result("gone")
-                return
-            body = "".join(parts).encode()
-            transport.write(b"%x\r\n%b\r\n" % (len(body), body) if chunked else body)  # one chunk frame
-            now = loop.time()
-            self.delivery.add(max(0.0, now - chunk.time))
-            if first:
-                self.ttft.add(now - entered)
-            if chunk.finish_reason is not None:
-                finished.set_result(chunk.finish_reason)
-
-        while not gen.queue.empty():  # what the engine committed while the headers went out
-            sink(gen.queue.get_nowait())
-        gen.sink = sink
-        try:
-            if await finished == "abort":
-                await resp.write(f"data: {_ABORT.response().text}\n\ndata: [DONE]\n\n".encode())
-        except ConnectionResetError:  # the client disconnected; the caller frees the slot
-            pass
-        return resp
-
-    async def _collect(self, req: ParsedRequest, gen: Generation, rid: str) -> web.Response:
-        completion = 0
-        while True:
-            chunk = await gen.queue.get()
-            if chunk.finish_reason == "abort":
-                raise _ABORT
-            completion += chunk.tokens
-            if chunk.finish_reason is not None:
-                break
-        text = PIECE * completion
-        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": chunk.finish_reason}
-        if req.api == "chat":
-            choice["message"] = {"role": "assistant", "content": text}
-        else:
-            choice["text"] = text
-        return web.json_response(
-            {
-                "id": rid,
-                "object": "chat.completion" if req.api == "chat" else "text_completion",
-                "created": int(time.time()),
-                "model": MODEL_NAME,
-                "choices": [choice],
-                "usage": {
-                    "prompt_tokens": req.prompt_tokens,
-                    "completion_tokens": completion,
-                    "total_tokens": req.prompt_tokens + completion,
-                },
-            }
+    def respond(self, status: int, body: bytes, content_type: bytes = _JSON) -> None:
+        """A complete response with a Content-Length; ends the current request."""
+        reason = _REASONS.get(status, "Error").encode()
+        conn = b"keep-alive" if self._keep_alive else b"close"
+        self._write(
+            b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\nConnection: %b\r\n"
+            b"Server: tpsbench-reference\r\n\r\n%b" % (status, reason, content_type, len(body), conn, body)
         )
+        self.finished(close=not self._keep_alive)
+
+    def _fail(self, exc: ApiError, *, close: bool = False) -> None:
+        if close:
+            self._keep_alive = False
+            self._buf.clear()
+        self.respond(exc.status, exc.body())
+
+    def finished(self, *, close: bool) -> None:
+        """The current response is complete: close, or go on with the next request already received."""
+        self._gen = None
+        self._busy = False
+        if close or not self._keep_alive:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self._buf:
+            self.loop.call_soon(self._parse)  # not from inside the engine's commit
 
 
-def pace_warnings(metrics: Mapping[str, Any]) -> list[str]:
-    """Warnings for a benchmark point from a ``/metrics`` window: did the host, not the model, set the pace?
-
-    - behind: the median step lag exceeds half a modelled step, or the worst exceeds 10 steps: the engine
-      fell behind its schedule, so TPS/user and server TPS are understated.
-    - jitter: the p99 delivery lag exceeds a modelled step (and 2 ms): ITL and TTFT tails are the host's.
-    """
-    engine = metrics.get("engine") or {}
-    step = engine.get("step_s_mean")
-    lag = engine.get("lag_s") or {}
-    delivery = metrics.get("delivery_lag_s") or {}
-    if not step or not lag.get("count"):
-        return []
-    out = []
-    hint = "the simulator needs more CPU than this host gives it: fewer streams, or a quieter machine"
-    if lag["p50"] > 0.5 * step or lag["max"] > 10 * step:
-        out.append(
-            f"reference endpoint fell behind its schedule (step lag p50 {lag['p50'] * 1e3:.1f} ms, max "
-            f"{lag['max'] * 1e3:.1f} ms, modelled step {step * 1e3:.2f} ms): TPS here is the host's; {hint}"
-        )
-    p99 = delivery.get("p99")
-    if p99 is not None and p99 > max(step, 0.002):
-        out.append(
-            f"reference endpoint delivery lag p99 {p99 * 1e3:.1f} ms exceeds a modelled step "
-            f"({step * 1e3:.2f} ms): ITL and TTFT tails reflect the host; {hint}"
-        )
-    return out
+_GET_ROUTES = frozenset({"/v1/models", "/metrics", "/pace", "/health"})
 
 
-@web.middleware
-async def _error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error as an OpenAI-style JSON body, including aiohttp's own 404 / 405 / 413."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
-        return ApiError(exc.status, f"{exc.reason}: {request.method} {request.path}", code=code).response()
+def _not_allowed(method: str, path: str) -> ApiError:
+    return ApiError(405, f"Method Not Allowed: {method} {path}", code="method_not_allowed")
 
 
 @dataclass
@@ -502,7 +335,7 @@ class ServerHandle:
     host: str
     port: int
     server: ReferenceServer
-    _runner: web.AppRunner
+    _listener: asyncio.Server
 
     @property
     def root(self) -> str:
@@ -518,8 +351,16 @@ class ServerHandle:
         return self.server.engine
 
     async def stop(self) -> None:
-        await self.server.engine.stop()  # streams end (abort events) so the runner need not wait on them
-        await self._runner.cleanup()
+        """Stop the engine (open streams end with an error event), then close the listener and every
+        connection."""
+        self._listener.close()
+        await self.server.engine.stop()
+        await asyncio.sleep(0)  # let the last writes go out
+        for conn in list(self.server.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        await self._listener.wait_closed()
+        await asyncio.sleep(0)
 
 
 async def start_server(
@@ -528,171 +369,17 @@ async def start_server(
     params: ModelParams = DEFAULT_PARAMS,
     seed: int = 0,
     *,
-    spin_s: float = 0.001,
+    precise_s: float = 0.001,
 ) -> ServerHandle:
     """Start the reference endpoint on the running loop; ``port=0`` picks a free port."""
-    engine = Engine(ReferenceModel(params), seed=seed, spin_s=spin_s)
+    engine = Engine(ReferenceModel(params), seed=seed, precise_s=precise_s)
     await engine.start()
     server = ReferenceServer(engine)
-    # handler_cancellation: a disconnected client cancels its handler at once, which frees its slot.
-    runner = web.AppRunner(server.app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
+    loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    # A sweep opens hundreds of connections at once; a short accept queue would drop SYNs (1 s retries).
-    site = web.SockSite(runner, sock, backlog=4096)
-    await site.start()
-    return ServerHandle(host, sock.getsockname()[1], server, runner)
-
-
-def parse_param_overrides(items: Iterable[str]) -> dict[str, str]:
-    """``["draft_len=0", "accept_probs=0.8,0.7,0.6"]`` -> a dict for :meth:`ModelParams.with_overrides`."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ValueError(f"expected NAME=VALUE, got {item!r}")
-        out[name.strip()] = value.strip()
-    return out
-
-
-def _param_args(params: ModelParams | Mapping[str, Any]) -> list[str]:
-    resolved = params if isinstance(params, ModelParams) else DEFAULT_PARAMS.with_overrides(params)
-    args: list[str] = []
-    for name, value in resolved.overrides().items():
-        text = ",".join(repr(v) for v in value) if isinstance(value, tuple) else repr(value)
-        args += ["--param", f"{name}={text}"]
-    return args
-
-
-async def _serve_until_stopped(
-    host: str, port: int, params: ModelParams, seed: int, spin_s: float, exit_on_stdin_eof: bool = False
-) -> None:
-    handle = await start_server(host, port, params, seed, spin_s=spin_s)
-    print(handle.url, flush=True)  # the first stdout line is the contract with ServerProcess
-    print(
-        f"tpsbench reference endpoint ({MODEL_NAME}) on {handle.url}; metrics at {handle.root}/metrics",
-        file=sys.stderr,
-        flush=True,
-    )
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stopped.set)
-    if exit_on_stdin_eof:  # the parent holds our stdin: EOF means it is gone
-
-        def watch_stdin() -> None:
-            with contextlib.suppress(OSError, ValueError):
-                while sys.stdin.buffer.read(4096):
-                    pass
-            loop.call_soon_threadsafe(stopped.set)
-
-        threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
-    try:
-        await stopped.wait()
-    finally:
-        await handle.stop()
-
-
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    params: ModelParams = DEFAULT_PARAMS,
-    seed: int = 0,
-    *,
-    spin_s: float = 0.001,
-    exit_on_stdin_eof: bool = False,
-) -> None:
-    """Serve until SIGINT / SIGTERM (``tpsbench serve``). Prints the base URL on stdout first."""
-    _raise_fd_limit()
-    asyncio.run(_serve_until_stopped(host, port, params, seed, spin_s, exit_on_stdin_eof))
-
-
-def _raise_fd_limit() -> None:
-    """Thousands of streams need thousands of sockets: lift the soft open-files limit to the hard one."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
-        pass
-
-
-class ReferenceServerProcess(ServerProcess):
-    """The reference endpoint in a subprocess of its own (its own core, never the load generator's loop).
-
-        with ReferenceServerProcess(params={"draft_len": 0}, seed=0) as server:
-            print(server.url)   # http://127.0.0.1:PORT/v1
-
-    The child watches its stdin and exits when that closes, so it cannot outlive its parent.
-    """
-
-    name = "reference server"
-
-    def __init__(
-        self,
-        params: ModelParams | Mapping[str, Any] = DEFAULT_PARAMS,
-        *,
-        seed: int = 0,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        spin_s: float = 0.001,
-        startup_timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(
-            [
-                "-m", "tpsbench.reference.server", "--host", host, "--port", str(port), "--seed", str(seed),
-                "--spin-ms", repr(spin_s * 1e3), "--exit-on-stdin-eof", *_param_args(params),
-            ],
-            startup_timeout_s=startup_timeout_s,
-        )  # fmt: skip
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tpsbench.reference.server", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
-    parser.add_argument("--seed", type=int, default=0, help="seed of acceptance and output-length draws")
-    parser.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a model parameter (repeatable), e.g. draft_len=0",
-    )
-    parser.add_argument(
-        "--spin-ms",
-        type=float,
-        default=1.0,
-        help="last part of each step wait spent yielding instead of in epoll (1 ms granularity)",
-    )
-    parser.add_argument(
-        "--exit-on-stdin-eof",
-        action="store_true",
-        help="stop when stdin closes (set by ReferenceServerProcess: dies with its parent)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        params = DEFAULT_PARAMS.with_overrides(parse_param_overrides(args.param))
-    except ValueError as exc:
-        parser.error(str(exc))
-    serve(
-        args.host,
-        args.port,
-        params,
-        args.seed,
-        spin_s=args.spin_ms / 1e3,
-        exit_on_stdin_eof=args.exit_on_stdin_eof,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    # A sweep opens thousands of connections at once; a short accept queue would drop SYNs (1 s retries).
+    listener = await loop.create_server(lambda: _HttpConnection(server, loop), sock=sock, backlog=4096)
+    return ServerHandle(host, sock.getsockname()[1], server, listener)
