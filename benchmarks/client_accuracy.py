@@ -48,12 +48,11 @@ import httpx
 import psutil
 
 from tpsbench.config.scenario import Scenario
-from tpsbench.core.record import RequestRecord
 from tpsbench.core.serverprocess import ServerProcess
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.reference.pace import truth_by_id
 from tpsbench.results import metrics
-from tpsbench.results.rundir import REQUESTS
+from tpsbench.results.files import REQUESTS, read_records
 
 SERVER_CPU, CLIENT_CPU = 0, 1
 TRANSPORTS = ("aiohttp", "httpx", "h11")
@@ -108,8 +107,7 @@ def run_point(url: str, transport: str, concurrency: int, requests: int, loop: s
             outcome = uvloop.run(coro)
         else:
             outcome = asyncio.run(coro)
-        lines = (outcome.run_dir / REQUESTS).read_text().splitlines()
-    records = [RequestRecord.from_dict(json.loads(x)) for x in lines]
+        records = list(read_records(outcome.run_dir / REQUESTS))
     truths = truth_by_id(httpx.get(root + "/log", timeout=60).json())
     point = outcome.points[0]
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource
-from tpsbench.results import metrics
+from tpsbench.results import files, metrics
 
 MS = 1_000_000  # ns
 T0 = 5_000 * MS  # an arbitrary clock origin: metrics must only use differences
@@ -150,13 +150,13 @@ def test_direction() -> None:
     assert not metrics.higher_is_better("itl_s")
 
 
-def test_record_row_keeps_raw_fields_and_round_trips() -> None:
+def test_record_line_keeps_raw_fields_and_round_trips() -> None:
     r = rec(MULTI, usage=None, source=TokenSource.ESTIMATE, scheduled_ms=-1)
-    row = metrics.record_row(r)
+    row = files.record_line(r)
     assert row["output_tokens"] is None  # raw stays raw: the metric's fallback must not overwrite it
     assert row["ttft_s"] == 0.1 and row["tps_user"] == pytest.approx(35.0)
-    assert set(metrics.ROW_METRIC_KEYS) <= set(row)
-    assert RequestRecord.from_dict(json.loads(json.dumps(row))) == r
+    assert set(files.LINE_METRICS) <= set(row) and "itl_s" not in row  # lists are stored once
+    assert files.record_from_line(json.loads(json.dumps(row)), "line") == r
 
 
 @settings(max_examples=60, deadline=None)

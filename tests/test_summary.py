@@ -15,16 +15,9 @@ import pytest
 import tpsbench
 from tpsbench.config.scenario import Level
 from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource
-from tpsbench.results import metrics, stats, summary
+from tpsbench.results import definitions, files, metrics
 from tpsbench.results.stats import STAT_KEYS
-from tpsbench.results.summary import (
-    load_summary,
-    read_records,
-    summarize_level,
-    summarize_run,
-    to_csv,
-    to_json,
-)
+from tpsbench.results.summary import summarize_level, summarize_run, to_csv, to_json
 
 MS = 1_000_000  # ns
 CLOSED = Level.model_validate({"concurrency": 4, "requests": 4, "warmup": 1})
@@ -258,17 +251,6 @@ def run_summary() -> dict[str, Any]:
     return summarize_run(points, run_info={"name": "demo", "gpus": 2}, slo=SLO)
 
 
-def test_run_document_and_json_round_trip(tmp_path: Path) -> None:
-    s = run_summary()
-    assert s["schema"] == 1
-    assert s["tool"] == {"name": "tpsbench", "version": tpsbench.__version__}
-    assert s["slo"] == SLO and s["run"]["name"] == "demo"
-    data = to_json(s)
-    assert data.endswith(b"\n")
-    (tmp_path / "summary.json").write_bytes(data)
-    assert load_summary(tmp_path / "summary.json") == s
-
-
 def test_json_writes_non_finite_as_null() -> None:
     s = summarize_run(
         [{"level": 0, "self_check": {"x": float("inf"), "y": [float("nan")]}}], run_info={}, slo={}
@@ -277,11 +259,14 @@ def test_json_writes_non_finite_as_null() -> None:
     assert doc["points"][0]["self_check"] == {"x": None, "y": [None]}
 
 
-def test_load_summary_refuses_other_schemas(tmp_path: Path) -> None:
+def test_read_summary_refuses_other_schemas(tmp_path: Path) -> None:
     path = tmp_path / "summary.json"
+    path.write_text('{"schema": 0, "points": []}')
+    with pytest.raises(ValueError, match="schema 0 is not supported"):
+        files.read_summary(path)
     path.write_text('{"schema": 2, "points": []}')
-    with pytest.raises(ValueError, match="schema 2 is not supported"):
-        load_summary(path)
+    with pytest.raises(ValueError, match="schema 2 is newer than this tpsbench reads"):
+        files.read_summary(path)
 
 
 def test_csv_has_one_flat_row_per_point() -> None:
@@ -334,8 +319,19 @@ def test_csv_of_an_empty_run_still_has_the_header() -> None:
     assert {"level", "ttft_s_p50", "tps_user_p50_ci_hi", "output_tps", "goodput"} <= set(df.columns)
 
 
+def test_run_document_and_json_round_trip(tmp_path: Path) -> None:
+    s = run_summary()
+    assert s["schema"] == 1
+    assert s["tool"] == {"name": "tpsbench", "version": tpsbench.__version__}
+    assert s["slo"] == SLO and s["run"]["name"] == "demo"
+    data = to_json(s)
+    assert data.endswith(b"\n")
+    (tmp_path / "summary.json").write_bytes(data)
+    assert files.read_summary(tmp_path / "summary.json") == s
+
+
 def write_jsonl(path: Path, records: list[RequestRecord], tail: str = "") -> None:
-    lines = [json.dumps(metrics.record_row(r)) + "\n" for r in records]
+    lines = [json.dumps(files.record_line(r)) + "\n" for r in records]
     path.write_text("".join(lines) + tail)
 
 
@@ -369,11 +365,11 @@ def test_read_records_rejects_corruption_in_the_middle(tmp_path: Path) -> None:
     records = level0()
     write_jsonl(path, records[:1], tail="not json\n\n")
     with path.open("a") as f:
-        f.write(json.dumps(metrics.record_row(records[1])) + "\n")
+        f.write(json.dumps(files.record_line(records[1])) + "\n")
     with pytest.raises(ValueError, match=r"requests.jsonl:2: not a JSON record"):
         list(read_records(path))
 
 
-@pytest.mark.parametrize("module", [metrics, stats, summary])
+@pytest.mark.parametrize("module", [metrics, stats, summary, files])
 def test_docstring_examples(module: Any) -> None:
     assert doctest.testmod(module).failed == 0

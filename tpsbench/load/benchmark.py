@@ -34,6 +34,7 @@ from tpsbench.core.redact import redact_url
 from tpsbench.load.runner import LevelResult, run_level
 from tpsbench.load.sweep import LevelPlan
 from tpsbench.load.workers import WorkerJob, run_level_in_workers
+from tpsbench.results.files import read_records
 from tpsbench.results.rundir import (
     METADATA,
     REQUESTS,
@@ -46,7 +47,7 @@ from tpsbench.results.rundir import (
     write_bytes_atomic,
     write_json,
 )
-from tpsbench.results.summary import read_records, summarize_level, summarize_run, to_csv, to_json
+from tpsbench.results.summary import summarize_level, summarize_run, to_csv, to_json
 from tpsbench.workload.prompts import build_prompts
 from tpsbench.workload.tokenizer import Tokenizer, TokenizerError, load_tokenizer
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import Any
 
 from tpsbench.core.record import NS_PER_S, RequestRecord
 
@@ -52,27 +51,6 @@ METRIC_KEYS: tuple[str, ...] = (
     "tokens_per_chunk",
     "n_chunks",
     "output_tokens",
-    "sched_lag_s",
-)
-
-# The metrics appended to each requests.jsonl line (docs/architecture.md). output_tokens and
-# tokens_per_chunk are left out because the raw record already has fields by those names (output_tokens,
-# chunk_tokens) and a derived value must not overwrite a raw one; itl_per_token_s is derivable and long.
-ROW_METRIC_KEYS: tuple[str, ...] = (
-    "ttft_s",
-    "decode_s",
-    "decode_tokens",
-    "first_chunk_tokens",
-    "tps_user",
-    "tpot_s",
-    "e2e_s",
-    "e2e_tps",
-    "tps_user_aiperf",
-    "tpot_inferencex_s",
-    "tps_user_inferencex",
-    "tps_user_guidellm",
-    "itl_s",
-    "n_chunks",
     "sched_lag_s",
 )
 
@@ -300,12 +278,3 @@ def request_metrics(r: RequestRecord) -> dict[str, MetricValue]:
         "output_tokens": output_tokens(r),
         "sched_lag_s": sched_lag_s(r),
     }
-
-
-def record_row(r: RequestRecord) -> dict[str, Any]:
-    """One ``requests.jsonl`` line: the raw ``r.to_dict()`` plus the metrics in :data:`ROW_METRIC_KEYS`.
-
-    ``RequestRecord.from_dict`` ignores the metric keys, so the line reads back to the same record.
-    """
-    m = request_metrics(r)
-    return r.to_dict() | {k: m[k] for k in ROW_METRIC_KEYS}

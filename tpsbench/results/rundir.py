@@ -1,8 +1,9 @@
-"""The run directory: the public contract that report, compare, gate and notebooks read.
+"""The run directory's writer. File names, format versions and the readers are in
+:mod:`tpsbench.results.files` (the contract); this module creates the directory and writes its files.
 
-``results/<stamp>-<name>/`` holds scenario.yaml, metadata.json, requests.jsonl, summary.json, summary.csv
-(see docs/architecture.md). A run never overwrites an earlier one: the directory is created exclusively
-and gets a ``-2``, ``-3`` ... suffix when the name is taken.
+``results/<stamp>-<name>/`` holds scenario.yaml, metadata.json, requests.jsonl, summary.json, summary.csv.
+A run never overwrites an earlier one: the directory is created exclusively and gets a ``-2``, ``-3`` ...
+suffix when the name is taken.
 
     >>> import tempfile
     >>> root = Path(tempfile.mkdtemp())
@@ -26,13 +27,20 @@ from typing import IO, Any
 
 from tpsbench import __version__
 from tpsbench.core.record import RequestRecord
-from tpsbench.results.metrics import record_row
+from tpsbench.results.files import METADATA, REQUESTS, SCENARIO, SUMMARY_CSV, SUMMARY_JSON, record_line
 
-REQUESTS = "requests.jsonl"
-SUMMARY_JSON = "summary.json"
-SUMMARY_CSV = "summary.csv"
-METADATA = "metadata.json"
-SCENARIO = "scenario.yaml"
+__all__ = [
+    "METADATA",
+    "REQUESTS",
+    "SCENARIO",
+    "SUMMARY_CSV",
+    "SUMMARY_JSON",
+    "RecordWriter",
+    "create_run_dir",
+    "environment_metadata",
+    "write_bytes_atomic",
+    "write_json",
+]
 
 
 def _slug(name: str) -> str:
@@ -55,8 +63,9 @@ def create_run_dir(root: Path, name: str, *, stamp: str | None = None) -> Path:
 
 
 class RecordWriter:
-    """Append each finished request to requests.jsonl at once (flushed), raw fields plus per-request
-    metrics, so memory stays flat and an interrupted run keeps every finished request."""
+    """Append each finished request to requests.jsonl at once (flushed), one
+    :func:`~tpsbench.results.files.record_line` per request (raw fields plus scalar metrics, each list once),
+    so memory stays flat and an interrupted run keeps every finished request."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -64,7 +73,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: RequestRecord) -> dict[str, Any]:
-        line = record_row(record)
+        line = record_line(record)
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
         self._file.flush()
         self.count += 1

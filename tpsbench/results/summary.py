@@ -20,10 +20,8 @@ import csv
 import io
 import json
 import math
-import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 
 import numpy as np
@@ -31,10 +29,10 @@ import numpy as np
 import tpsbench
 from tpsbench.config.scenario import Level, SloMetric, SloStat
 from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
-from tpsbench.results import definitions, metrics
+from tpsbench.results import definitions, files, metrics
 from tpsbench.results.stats import STAT_KEYS, describe, statistic
 
-SCHEMA = 1
+SCHEMA = files.SUMMARY_SCHEMA  # the version history is in results/files.py
 
 # The metric blocks of a point, in output order. Each is stats.describe() over the measured requests.
 POINT_METRICS: tuple[str, ...] = (
@@ -455,45 +453,3 @@ def to_csv(summary: Mapping[str, Any]) -> bytes:
     for row in rows:
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
     return buf.getvalue().encode()
-
-
-def load_summary(path: str | Path) -> dict[str, Any]:
-    """Read a summary.json, refusing schema versions this tpsbench does not know."""
-    doc = json.loads(Path(path).read_bytes())
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise ValueError(
-            f"{path}: summary schema {found!r} is not supported (this tpsbench reads schema {SCHEMA}). "
-            "Hint: use the tpsbench version that wrote it, or re-summarise from requests.jsonl."
-        )
-    return doc
-
-
-def read_records(path: str | Path) -> Iterator[RequestRecord]:
-    """Stream the records of a ``requests.jsonl``.
-
-    A last line that is not valid JSON (the run was killed mid-write) is skipped with a RuntimeWarning; an
-    invalid line anywhere else means a corrupt file and raises ValueError naming the line.
-    """
-    path = Path(path)
-    bad: tuple[int, str] | None = None  # a line that did not parse: fatal unless it turns out to be the last
-    with path.open("rb") as f:  # bytes: a cut can split a UTF-8 sequence, which json.loads reports cleanly
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            if bad is not None:
-                raise ValueError(f"{path}:{bad[0]}: not a JSON record ({bad[1]})")
-            try:
-                d = json.loads(line)
-            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-                bad = (lineno, str(e))
-                continue
-            if not isinstance(d, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(d).__name__}")
-            yield RequestRecord.from_dict(d)
-    if bad is not None:
-        warnings.warn(
-            f"{path}:{bad[0]}: skipped a truncated last line (the run was probably interrupted)",
-            RuntimeWarning,
-            stacklevel=2,
-        )

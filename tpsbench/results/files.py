@@ -1,0 +1,270 @@
+"""The run directory's files: their names, their format versions (with a written history) and the one
+reader of each. The writer (:mod:`tpsbench.results.rundir`) and every reader (summary re-reads, gate,
+report, compare, the notebook, benchmarks) go through this module; nothing else opens these files.
+
+``results/<stamp>-<name>/`` holds:
+
+- ``scenario.yaml``: the scenario as resolved (:data:`SCENARIO`);
+- ``metadata.json``: where and with what the run was measured, never a secret (:data:`METADATA`);
+- ``requests.jsonl``: one line per finished request, appended as it finishes (:data:`REQUESTS`);
+- ``summary.json`` / ``summary.csv``: one point per load level (:data:`SUMMARY_JSON`, :data:`SUMMARY_CSV`).
+
+Format history (pyperf ``_bench.py`` style). One version rule for both files: a reader accepts every
+version listed here and refuses any other (newer or unknown) with a one-line error naming the file, the
+version found and the versions this tpsbench reads.
+
+``summary.json`` ``schema`` (:data:`SUMMARY_SCHEMAS`):
+
+- 1 (tpsbench 0.1): ``{schema, tool, run, slo, points[], capacity?}``; each point has its load
+  (``concurrency`` or ``rate`` + ``arrival``), metric blocks (``ttft_s``, ``tps_user``, ``tpot_s``,
+  ``itl_s``, ``e2e_s``, ``tokens_per_chunk``, ``output_tokens``, ``sched_lag_s``: ``stats.describe``
+  blocks) and ``output_tps``, ``output_tps_per_gpu``, ``request_rate``, ``error_rate``, ``goodput``,
+  ``slo_met``, ``errors``, ``token_sources``, ``short_outputs``, ``self_check``, ``warnings``.
+
+``requests.jsonl`` record format, a ``format`` key on every line (:data:`RECORD_FORMATS`):
+
+- 1 (tpsbench 0.1, no ``format`` key): ``RequestRecord.to_dict()`` plus the per-request metrics
+  ``ttft_s, decode_s, decode_tokens, first_chunk_tokens, tps_user, tpot_s, e2e_s, e2e_tps, itl_s,
+  n_chunks, sched_lag_s``. The ``itl_s`` list repeated the chunk times (about 26 KB a request at 1k tokens).
+  Lines written after the TPS/user definitions were added also carry ``tps_user_aiperf``,
+  ``tpot_inferencex_s``, ``tps_user_inferencex`` and ``tps_user_guidellm`` (readers ignore metric keys).
+- 2: ``{"format": 2}`` plus ``RequestRecord.to_dict()`` plus the *scalar* metrics (:data:`LINE_METRICS`);
+  every list is stored once: ``chunk_ns`` (raw arrival times) and ``chunk_tokens`` (integral counts written
+  as integers, read back as floats). Derive ``itl_s`` and the other lists on read with
+  :mod:`tpsbench.results.metrics`.
+
+Torn lines (one rule): records are appended and flushed one line at a time, so a run killed mid-write
+(Ctrl-C) can leave a partial *last* line: it is skipped with a warning naming file and line. A bad line
+anywhere else means a corrupt file: :class:`RunFileError` naming file and line.
+
+    >>> from tpsbench.core.record import RequestRecord
+    >>> line = record_line(RequestRecord(request_id=0, level=0, send_ns=0, end_ns=10, chunk_ns=[5, 10],
+    ...                                  chunk_tokens=[1.0, 2.0]))
+    >>> line["format"], line["chunk_tokens"], "itl_s" in line
+    (2, [1, 2], False)
+    >>> record_from_line(line, "requests.jsonl:1").chunk_tokens
+    [1.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from tpsbench.core.record import RequestRecord
+from tpsbench.results import metrics
+
+__all__ = [
+    "LINE_METRICS",
+    "METADATA",
+    "RECORD_FORMAT",
+    "RECORD_FORMATS",
+    "REQUESTS",
+    "SCENARIO",
+    "SUMMARY_CSV",
+    "SUMMARY_JSON",
+    "SUMMARY_SCHEMA",
+    "SUMMARY_SCHEMAS",
+    "RunFileError",
+    "check_summary",
+    "iter_record_lines",
+    "read_metadata",
+    "read_records",
+    "read_scenario",
+    "read_summary",
+    "record_from_line",
+    "record_line",
+]
+
+REQUESTS = "requests.jsonl"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+METADATA = "metadata.json"
+SCENARIO = "scenario.yaml"
+
+SUMMARY_SCHEMA = 1  # what the writer writes
+SUMMARY_SCHEMAS: frozenset[int] = frozenset({1})  # what the readers read (history in the docstring)
+RECORD_FORMAT = 2
+RECORD_FORMATS: frozenset[int] = frozenset({1, 2})
+
+# The per-request metrics written beside the raw fields of each requests.jsonl line (format 2): scalars
+# only. output_tokens is left out because the raw record has a field of that name (a derived value must not
+# overwrite a raw one); the lists (itl_s, itl_per_token_s, tokens_per_chunk) are derived from chunk_ns and
+# chunk_tokens on read.
+LINE_METRICS: tuple[str, ...] = (
+    "ttft_s",
+    "decode_s",
+    "decode_tokens",
+    "first_chunk_tokens",
+    "tps_user",
+    "tpot_s",
+    "e2e_s",
+    "e2e_tps",
+    "tps_user_aiperf",
+    "tpot_inferencex_s",
+    "tps_user_inferencex",
+    "tps_user_guidellm",
+    "n_chunks",
+    "sched_lag_s",
+)
+
+
+class RunFileError(ValueError):
+    """A run-directory file is missing, unreadable or not in a format this tpsbench reads; the message
+    names the file (and the line, for records)."""
+
+
+def _check_version(found: Any, supported: frozenset[int], current: int, what: str, where: str) -> None:
+    """The one version rule: ``found`` must be one of ``supported``."""
+    if isinstance(found, int) and not isinstance(found, bool) and found in supported:
+        return
+    known = ", ".join(str(v) for v in sorted(supported))
+    if isinstance(found, int) and not isinstance(found, bool) and found > current:
+        raise RunFileError(
+            f"{where}: {what} {found} is newer than this tpsbench reads ({known}); upgrade tpsbench"
+        )
+    raise RunFileError(
+        f"{where}: {what} {found!r} is not supported (this tpsbench reads {known}). Hint: use the tpsbench "
+        "version that wrote it"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# summary.json
+
+
+def check_summary(doc: Any, where: str | Path = "summary") -> dict[str, Any]:
+    """``doc`` if it is a summary this tpsbench reads (an object with a supported ``schema`` and a list of
+    point objects); :class:`RunFileError` naming ``where`` otherwise."""
+    where = str(where)
+    if not isinstance(doc, dict):
+        raise RunFileError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+    if "schema" not in doc:
+        raise RunFileError(f"{where}: no 'schema' field; is this a tpsbench summary.json?")
+    _check_version(doc["schema"], SUMMARY_SCHEMAS, SUMMARY_SCHEMA, "summary schema", where)
+    points = doc.get("points")
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise RunFileError(f"{where}: 'points' must be a list of load-point objects")
+    return doc
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunFileError(f"{path}: cannot read ({e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RunFileError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """Read and check a ``summary.json`` (see :func:`check_summary`)."""
+    path = Path(path)
+    if not path.exists() and path.parent.is_dir():
+        raise RunFileError(f"{path}: not found; is {path.parent} a tpsbench run directory?")
+    return check_summary(_read_json(path), path)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Read ``metadata.json``; an absent file is an empty dict (it is optional for readers)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise RunFileError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def read_scenario(path: str | Path) -> dict[str, Any] | None:
+    """The run's ``scenario.yaml`` as plain data (not validated: a run directory's scenario may name files
+    that are not there any more); None when absent."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    from ruamel.yaml import YAML  # only needed when a reader asks for the scenario
+
+    try:
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except Exception as e:  # ruamel raises many unrelated classes for bad YAML
+        raise RunFileError(f"{path}: cannot read the scenario ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RunFileError(f"{path}: expected a mapping at the top of the scenario")
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# requests.jsonl
+
+
+def record_line(r: RequestRecord) -> dict[str, Any]:
+    """One ``requests.jsonl`` line (record format :data:`RECORD_FORMAT`): ``format``, the raw
+    ``r.to_dict()`` and the scalar metrics in :data:`LINE_METRICS`. Each list is stored once."""
+    m = metrics.request_metrics(r)
+    raw = r.to_dict()
+    raw["chunk_tokens"] = [int(k) if float(k).is_integer() else k for k in r.chunk_tokens]
+    return {"format": RECORD_FORMAT, **raw, **{k: m[k] for k in LINE_METRICS}}
+
+
+def record_from_line(line: Mapping[str, Any], where: str) -> RequestRecord:
+    """The :class:`RequestRecord` of one parsed line (any format in :data:`RECORD_FORMATS`); derived metric
+    keys are ignored. :class:`RunFileError` naming ``where`` (``file:line``) for anything else."""
+    _check_version(line.get("format", 1), RECORD_FORMATS, RECORD_FORMAT, "record format", where)
+    try:
+        r = RequestRecord.from_dict(dict(line))
+    except (TypeError, ValueError) as e:
+        raise RunFileError(f"{where}: not a request record ({e})") from None
+    if isinstance(r.level, bool) or not isinstance(r.level, int):
+        raise RunFileError(f"{where}: not a request record (no integer 'level')")
+    r.chunk_tokens = [float(k) for k in r.chunk_tokens]
+    return r
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def iter_record_lines(
+    path: str | Path, *, warn: Callable[[str], None] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, line)`` for each line of a ``requests.jsonl`` (``where`` = ``file:line``), by the torn-line
+    rule of the module docstring; ``warn`` (default: a RuntimeWarning) receives the torn-line message."""
+    path = Path(path)
+    bad: tuple[int, str] | None = None  # a line that did not parse: fatal unless it turns out to be the last
+    try:
+        f = path.open("rb")  # bytes: a cut can split a UTF-8 sequence, which json.loads reports cleanly
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: not found") from None
+    except OSError as e:
+        raise RunFileError(f"{path}: cannot read ({e})") from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            if bad is not None:
+                raise RunFileError(f"{path}:{bad[0]}: not a JSON record ({bad[1]})")
+            try:
+                d = json.loads(raw)
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+                bad = (lineno, str(e))
+                continue
+            if not isinstance(d, dict):
+                raise RunFileError(f"{path}:{lineno}: expected a JSON object, got {type(d).__name__}")
+            yield f"{path}:{lineno}", d
+    if bad is not None:
+        (warn or _warn)(f"{path}:{bad[0]}: skipped a truncated last line (the run was probably interrupted)")
+
+
+def read_records(path: str | Path, *, warn: Callable[[str], None] | None = None) -> Iterator[RequestRecord]:
+    """Stream the :class:`RequestRecord` of each line of a ``requests.jsonl`` (any supported format)."""
+    for where, line in iter_record_lines(path, warn=warn):
+        yield record_from_line(line, where)
