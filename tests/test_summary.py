@@ -15,7 +15,8 @@ import pytest
 import tpsbench
 from tpsbench.config.scenario import Level
 from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource
-from tpsbench.results import definitions, files, metrics
+from tpsbench.results import files, metrics, stats, summary
+from tpsbench.results.files import read_records
 from tpsbench.results.stats import STAT_KEYS
 from tpsbench.results.summary import summarize_level, summarize_run, to_csv, to_json
 
