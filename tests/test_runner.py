@@ -140,3 +140,41 @@ def test_loop_lag_and_cpu_are_recorded() -> None:
     check = res.self_check()
     assert check["loop_lag_samples"] > 0
     assert check["cpu_s"] >= 0
+
+
+class FailingEndpoint(FakeEndpoint):
+    """Fails every request with ``kind`` at once, except the ones whose global index is in ``succeed``."""
+
+    def __init__(self, kind: ErrorKind, succeed: frozenset[int] = frozenset()) -> None:
+        super().__init__(0.0)
+        self.kind, self.succeed = kind, succeed
+
+    async def __call__(self, prompt: Any, **kw: Any) -> RequestRecord:
+        rec = await super().__call__(prompt, **kw)
+        if kw["request_id"] not in self.succeed:
+            rec.error = self.kind
+        return rec
+
+
+@pytest.mark.parametrize("level", [Level(concurrency=4, requests=1000), Level(rate=2000, requests=1000)])
+def test_a_level_that_only_fails_stops_with_the_reason(level: Level) -> None:
+    got: list[RequestRecord] = []
+    res = asyncio.run(run_level(FailingEndpoint(ErrorKind.CONNECT), level, 0, ["p"], sink=got.append))
+    assert res.stopped == "stopped after 20 consecutive connect failures and no success"
+    assert 20 <= len(got) == res.sent < 40 and res.self_check()["stopped"] == res.stopped
+
+
+def test_a_level_with_a_success_or_mixed_failures_runs_to_the_end() -> None:
+    one_ok = FailingEndpoint(ErrorKind.HTTP_5XX, succeed=frozenset({3}))
+    res = asyncio.run(run_level(one_ok, Level(concurrency=2, requests=60), 0, ["p"], sink=lambda r: None))
+    assert res.stopped is None and res.sent == 62
+    wide = asyncio.run(  # the streak must reach the concurrency: 64 users all fail in the first wave
+        run_level(
+            FailingEndpoint(ErrorKind.CONNECT),
+            Level(concurrency=64, requests=64),
+            0,
+            ["p"],
+            sink=lambda r: None,
+        )
+    )
+    assert wide.stopped == "stopped after 64 consecutive connect failures and no success"

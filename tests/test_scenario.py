@@ -282,14 +282,27 @@ def test_overrides_endpoint_and_model() -> None:
     assert base().with_overrides() == base()
 
 
-def test_concurrency_override_copies_first_level() -> None:
+def test_concurrency_override_sizes_each_level() -> None:
+    """requests = max(first level's requests or 20, 4 x c), its duration kept, warmup one wave of c."""
     s = base().with_overrides(concurrency=[1, 8])
-    assert [(lv.concurrency, lv.rate, lv.requests, lv.duration_s, lv.warmup) for lv in s.load] == [
-        (1, None, 20, 30.0, 3),
-        (8, None, 32, 30.0, 3),
+    assert [(lv.concurrency, lv.rate, lv.requests, lv.duration_s, lv.resolved_warmup) for lv in s.load] == [
+        (1, None, 20, 30.0, 1),
+        (8, None, 32, 30.0, 8),
     ]
-    closed = Scenario.model_validate({"load": [{"concurrency": 2, "requests": 7}]})
-    assert [lv.requests for lv in closed.with_overrides(concurrency=[4, 64]).load] == [7, 7]
+    closed = Scenario.model_validate({"load": [{"concurrency": 1, "requests": 8, "warmup": 1}]})
+    levels = closed.with_overrides(concurrency=[1, 4, 16]).load or []
+    assert [(lv.requests, lv.resolved_warmup) for lv in levels] == [(8, 1), (16, 4), (64, 16)]
+    assert not closed.with_overrides(concurrency=[1, 4, 16]).warnings()
+
+
+def test_small_levels_warn_and_measure_at_least_their_concurrency() -> None:
+    s = Scenario.model_validate(
+        {"load": [{"concurrency": 64, "requests": 4}, {"concurrency": 4, "requests": 8}]}
+    )
+    assert s.load is not None and s.load[0].measured_requests == 64 and s.load[1].measured_requests == 8
+    (warning,) = s.warnings()
+    assert "c=64 (4 requests)" in warning and "c=64 raised to their concurrency" in warning
+    assert "c=4" not in warning
 
 
 def test_invalid_overrides_raise_scenario_error() -> None:
@@ -341,3 +354,33 @@ def test_scenario_error_pickles() -> None:
 @pytest.mark.parametrize("path", sorted(p for p in (REPO / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
 def test_bundled_scenarios_are_valid(path: Path) -> None:
     load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:99999/v1", "port 99999 is out of range (1-65535)"),
+        ("http://local host:8000", "invalid host 'local host:8000'"),
+        ("http://127.0.0.1:0/v1", "port 0 is out of range"),
+        ("http://-bad-.example/v1", "invalid host name '-bad-.example'"),
+        ("ftp://h/v1", "expected an http:// or https:// URL"),
+        ("http://h:x/v1", "Port could not be cast to integer"),
+    ],
+)
+def test_base_urls_are_checked_fully_with_file_and_line(tmp_path: Path, url: str, message: str) -> None:
+    path = write(
+        tmp_path, f'name: x\nendpoint:\n  base_url: "{url}"\nload: [{{concurrency: 1, requests: 2}}]\n'
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value).startswith(f"{path}:3: endpoint.base_url: ") and message in str(info.value)
+
+
+def test_a_good_base_url_passes_and_one_without_v1_warns() -> None:
+    for url in ("http://[::1]:8000/v1", "https://u:p@api.example.com/v1?api-version=1", "http://h.local/v1/"):
+        assert Scenario.model_validate({"endpoint": {"base_url": url}, "load": [LEVEL]}).warnings() == []
+    s = Scenario.model_validate({"endpoint": {"base_url": "http://127.0.0.1:8000"}, "load": [LEVEL]})
+    assert "does not end in /v1" in s.warnings()[0]
+
+
+LEVEL = {"concurrency": 1, "requests": 2}

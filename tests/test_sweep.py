@@ -16,6 +16,7 @@ from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import Scenario, ScenarioError, Steps, Sweep
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.load.sweep import LevelPlan, capacity, stop_reason
+from tpsbench.reference.model import ModelParams, ReferenceModel
 from tpsbench.report.markdown import to_markdown
 
 
@@ -80,9 +81,10 @@ def test_sweep_block_errors_name_the_line_and_field(tmp_path: Path) -> None:
 def test_concurrency_override_replaces_a_sweep() -> None:
     s = Scenario.model_validate({"sweep": {"concurrency": {"start": 1, "max": 64}, "requests": 7}})
     fixed = s.with_overrides(concurrency=[2, 3])
+    # the override's sizing rule: max(the sweep's requests, 4 x c)
     assert fixed.sweep is None and [(lv.concurrency, lv.requests) for lv in fixed.fixed_levels] == [
-        (2, 7),
-        (3, 7),
+        (2, 8),
+        (3, 12),
     ]
 
 
@@ -138,17 +140,43 @@ def test_level_plan_generates_levels_until_it_stops() -> None:
     assert [lv.concurrency for _, lv in fixed] == [3] and fixed.capacity() is None
 
 
-def _reference_sweep(slo: dict[str, Any] | None = None) -> Scenario:
+# The stopping thresholds of the reference sweeps come from the reference model, not from a timing margin.
+# Below the batch limit the model predicts output TPS growing by tens of percent per step; past it, zero
+# (requests only queue). What a run measures past the limit is a client effect: a queued request fills the
+# moment between one answer and the next user's request (the client's turnaround, a few percent of an
+# answer, more on a loaded machine). So min_gain is half the model's gain at the last step below the knee:
+# far from both the predicted gain below it and the client's gap-filling above it.
+def _model(max_batch: int) -> ReferenceModel:
+    return ReferenceModel(ModelParams().with_overrides({"max_batch": max_batch}))
+
+
+def _half_gain_below_knee(max_batch: int, isl: int, osl: int) -> float:
+    below, knee = _model(max_batch).predict_curve([max_batch // 2, max_batch], isl, osl)
+    return 0.5 * (knee.output_tps / below.output_tps - 1)
+
+
+def _reference_sweep(slo: dict[str, Any] | None = None, max_batch: int = 4) -> Scenario:
     return Scenario.model_validate(
         {
             "name": "knee",
             "endpoint": {"api": "completions"},
-            "workload": {"input_tokens": 32, "output_tokens": 64},
-            "reference": {"max_batch": 4},  # the simulated server decodes at most 4 sequences at a time
-            "sweep": {"concurrency": {"start": 1, "factor": 2, "max": 64}, "requests": 24},
+            "workload": {"input_tokens": 32, "output_tokens": 128},
+            "reference": {"max_batch": max_batch},  # the simulated server decodes at most this many at once
+            "sweep": {
+                "concurrency": {"start": 1, "factor": 2, "max": 64},
+                "requests": 24,
+                "min_gain": _half_gain_below_knee(max_batch, 32, 128),
+            },
             "slo": slo or {},
         }
     )
+
+
+def test_the_model_gain_threshold_separates_the_steps() -> None:
+    gain = _half_gain_below_knee(4, 32, 128)
+    below, knee, past = _model(4).predict_curve([2, 4, 8], 32, 128)
+    assert 0.2 < gain < 0.5 and knee.output_tps / below.output_tps - 1 > 2 * gain - 1e-9
+    assert past.output_tps == knee.output_tps  # past the batch limit the model predicts no gain at all
 
 
 def test_sweep_stops_at_the_knee_of_the_reference_endpoint(tmp_path: Path) -> None:
@@ -165,8 +193,12 @@ def test_sweep_stops_at_the_knee_of_the_reference_endpoint(tmp_path: Path) -> No
 
 
 def test_sweep_stops_when_the_slo_breaks(tmp_path: Path) -> None:
-    # Past the batch limit requests queue for a whole answer (tens of ms): TTFT p99 breaks 30 ms.
-    scenario = _reference_sweep({"ttft_s": {"p99": 0.03}}).model_copy(update={"reference": {"max_batch": 8}})
+    # Past the batch limit requests queue for a whole answer: the TTFT p99 limit sits halfway between the
+    # model's TTFT at the limit (prefill, milliseconds) and one step past it (a queued answer, ~200 ms).
+    at_limit, past = _model(8).predict_curve([8, 16], 32, 128)
+    limit = (at_limit.ttft_s + past.ttft_s) / 2
+    assert past.ttft_s > 10 * at_limit.ttft_s
+    scenario = _reference_sweep({"ttft_s": {"p99": limit}}, max_batch=8)
     outcome = asyncio.run(run_benchmark(scenario, out_root=tmp_path))
     points = outcome.summary["points"]
     assert [p["slo_met"] for p in points][-1] is False and all(p["slo_met"] for p in points[:-1])
@@ -177,12 +209,13 @@ def test_sweep_stops_when_the_slo_breaks(tmp_path: Path) -> None:
 
 def test_cli_validate_and_run_print_the_sweep(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
+    gain = _half_gain_below_knee(2, 16, 32)
     path.write_text(
         "name: knee\n"
         "endpoint: {api: completions}\n"
         "workload: {input_tokens: 16, output_tokens: 32}\n"
         "reference: {max_batch: 2}\n"
-        "sweep: {concurrency: {start: 1, max: 16}, requests: 12}\n"
+        f"sweep: {{concurrency: {{start: 1, max: 16}}, requests: 12, min_gain: {gain:.3f}}}\n"
     )
     runner = CliRunner()
     res = runner.invoke(app, ["validate", str(path)])

@@ -14,10 +14,12 @@ the README for every field. Files are read by :func:`tpsbench.config.loader.load
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -33,6 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tpsbench.config.errors import ScenarioError, ScenarioIssue, SchemaHints, issues_from_validation, mentions
+from tpsbench.core.redact import redact_url
 from tpsbench.core.timeouts import Timeouts as _CoreTimeouts
 
 __all__ = [
@@ -108,8 +111,8 @@ class Endpoint(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        if v is not None:
+            check_base_url(v)
         return v
 
     @field_validator("tokenizer")
@@ -122,6 +125,47 @@ class Endpoint(_Strict):
         raise ValueError(
             f"expected 'estimate', 'server', 'gguf:PATH' or a path to a tokenizer.json, got {v!r}"
         )
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def check_base_url(url: str) -> None:
+    """Raise ValueError unless ``url`` is a usable http(s) base URL: scheme, a host that is an IP address or
+    a DNS name (no spaces), a port in 1-65535. Credentials and a query are allowed (they are redacted).
+
+    >>> check_base_url("http://127.0.0.1:99999/v1")
+    Traceback (most recent call last):
+    ...
+    ValueError: port 99999 is out of range (1-65535) in 'http://127.0.0.1:99999/v1'
+    """
+    shown = redact_url(url)
+    if any(c.isspace() for c in url):
+        netloc = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+        where = f"host {netloc!r}" if any(c.isspace() for c in netloc) else "URL"
+        raise ValueError(f"invalid {where} in {shown!r}: a URL has no spaces (percent-encode them as %20)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a non-numeric or out-of-range port, a bad IPv6 literal
+        m = re.search(r"^[a-z]+://(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/]*):(\d+)", url)
+        if m and "range" in str(exc):
+            raise ValueError(f"port {m.group(1)} is out of range (1-65535) in {shown!r}") from None
+        raise ValueError(f"invalid URL {shown!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http:// or https:// URL, got {shown!r}")
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError(f"no host in {shown!r}")
+    if port == 0:
+        raise ValueError(f"port 0 is out of range (1-65535) in {shown!r}")
+    if ":" in host:  # an IPv6 literal, [::1]
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"invalid IPv6 address {host!r} in {shown!r}") from None
+    elif not all(_HOST_LABEL.match(label) for label in host.rstrip(".").split(".")):
+        raise ValueError(f"invalid host name {host!r} in {shown!r}")
 
 
 class Distribution(_Strict):
@@ -220,6 +264,19 @@ class Level(_Strict):
     def open_loop(self) -> bool:
         """True for a ``rate`` level, False for a ``concurrency`` level."""
         return self.rate is not None
+
+    @property
+    def measured_requests(self) -> int | None:
+        """Measured requests the level aims for: ``requests``, raised to ``concurrency`` in closed loop (a
+        level never measures fewer requests than it has users: with fewer, the measured requests all start
+        in the first wave and the level never holds its concurrency). None: the level ends by duration only.
+
+        >>> Level(concurrency=64, requests=4).measured_requests
+        64
+        """
+        if self.requests is None:
+            return None
+        return max(self.requests, self.concurrency or 0)
 
     @property
     def resolved_warmup(self) -> int:
@@ -334,6 +391,8 @@ class Scenario(_Strict):
     workers: int = Field(default=1, ge=1)
     gate: Gate = Field(default_factory=Gate)
     reference: dict[str, Any] = Field(default_factory=dict)  # overrides of the reference model's parameters
+    # The fraction of a level's measured requests that may fail before `tpsbench run` exits 1.
+    error_budget: float = Field(default_factory=lambda: DEFAULT_ERROR_BUDGET, ge=0, le=1)
 
     @model_validator(mode="after")
     def _load_or_sweep(self) -> Scenario:
@@ -348,26 +407,59 @@ class Scenario(_Strict):
         """The ``load`` levels; empty for a sweep, whose levels are generated while it runs."""
         return self.load or []
 
+    def warnings(self) -> list[str]:
+        """What is valid but likely to give numbers nobody should trust (``validate`` and ``run`` print
+        these): closed-loop levels measuring fewer than 2 x concurrency requests, a base URL whose path does
+        not end in ``/v1``.
+
+        >>> Scenario.model_validate({"load": [{"concurrency": 64, "requests": 4}]}).warnings()[0][:60]
+        'fewer measured requests than 2 x concurrency at c=64 (4 requ'
+        """
+        out: list[str] = []
+        levels = list(self.fixed_levels)
+        if self.sweep is not None:
+            levels += [self.sweep.level(v) for v in self.sweep.values()]
+        small = [lv for lv in levels if lv.concurrency and lv.requests and lv.requests < 2 * lv.concurrency]
+        if small:
+            which = ", ".join(f"{lv.label} ({lv.requests} requests)" for lv in small)
+            raised = [lv.label for lv in small if (lv.requests or 0) < (lv.concurrency or 0)]
+            out.append(
+                f"fewer measured requests than 2 x concurrency at {which}: most of them start in the first "
+                "wave, so the level barely holds its load"
+                + (f"; {', '.join(raised)} raised to their concurrency" if raised else "")
+                + ". Hint: set requests >= 2 x concurrency"
+            )
+        url = self.endpoint.base_url
+        if url is not None and not urlsplit(url).path.rstrip("/").endswith("/v1"):
+            out.append(
+                f"endpoint.base_url {redact_url(url)!r} does not end in /v1; OpenAI-compatible servers "
+                "(vLLM, SGLang, llama.cpp, TGI) serve /v1/chat/completions"
+            )
+        return out
+
     def with_overrides(
         self,
         *,
         base_url: str | None = None,
         model: str | None = None,
         concurrency: list[int] | None = None,
+        error_budget: float | None = None,
     ) -> Scenario:
         """A validated copy with command-line overrides applied (None leaves a value alone).
 
-        ``concurrency`` replaces the whole ``load`` list (or the sweep) by closed-loop levels that copy
-        ``requests``, ``duration_s`` and ``warmup`` from the first level (or the sweep); ``requests``
-        defaults to ``max(20, 4 * c)`` when the first level had none (the level still stops at whichever
-        of requests/duration comes first). Raises :class:`ScenarioError` (file ``command line``) for
-        invalid values.
+        ``concurrency`` replaces the whole ``load`` list (or the sweep) by closed-loop levels sized by one
+        rule: level ``c`` measures ``requests = max(R, 4 x c)``, where R is the first level's (or the
+        sweep's) ``requests`` (20 when it had none), keeps its ``duration_s`` (the level stops at whichever
+        comes first) and warms up with the default one wave of ``c`` requests. Raises
+        :class:`ScenarioError` (file ``command line``) for invalid values.
         """
         data = self.model_dump()
         if base_url is not None:
             data["endpoint"]["base_url"] = base_url
         if model is not None:
             data["endpoint"]["model"] = model
+        if error_budget is not None:
+            data["error_budget"] = error_budget
         if concurrency is not None:
             if not concurrency:
                 raise ScenarioError(_CLI, None, "concurrency", "expected at least one concurrency level")
@@ -376,9 +468,8 @@ class Scenario(_Strict):
             data["load"] = [
                 {
                     "concurrency": c,
-                    "requests": first.requests if first.requests is not None else max(20, 4 * c),
+                    "requests": max(first.requests or OVERRIDE_MIN_REQUESTS, 4 * c),
                     "duration_s": first.duration_s,
-                    "warmup": first.warmup,
                 }
                 for c in concurrency
             ]
@@ -389,6 +480,8 @@ class Scenario(_Strict):
 
 
 _CLI = "command line"
+OVERRIDE_MIN_REQUESTS = 20  # --concurrency levels measure max(first level's requests or this, 4 x c)
+DEFAULT_ERROR_BUDGET = 0.01  # a level may fail this fraction of its measured requests (exit 0); see README
 
 
 def _some(sweep: Sweep | None) -> Sweep:

@@ -4,16 +4,17 @@ What counts as a secret:
 
 - a value the caller knows is secret (the API key read from ``endpoint.api_key_env``), wherever it occurs
   in a text, including a text cut off in the middle of it;
-- the userinfo of a URL (``http://user:password@host`` -> ``http://[REDACTED]@host``);
+- the userinfo of a URL (``http://user:password@host`` -> ``http://REDACTED@host``: brackets are not
+  allowed there, and a redacted URL must still parse);
 - the value of a query parameter whose name looks secret (``api_key``, ``key``, ``token``, ``sig``, ...);
 - the value of a header or mapping key whose name looks secret (``Authorization``, ``x-api-key``,
   ``*_token``, ``password``, ``cookie``, ...); a variable's *name* (``api_key_env``) is not a secret;
 - bearer tokens and ``sk-...`` keys inside free text (a server echoing the request into its error).
 
     >>> redact_url("https://me:hunter2@api.example.com/v1?api_key=abc&region=eu")
-    'https://[REDACTED]@api.example.com/v1?api_key=[REDACTED]&region=eu'
+    'https://REDACTED@api.example.com/v1?api_key=[REDACTED]&region=eu'
     >>> redact_text("401: key hunter2 in 'Bearer sk-abc123456789' for http://u:pw@h/v1", ["hunter2"])
-    "401: key [REDACTED] in 'Bearer [REDACTED]' for http://[REDACTED]@h/v1"
+    "401: key [REDACTED] in 'Bearer [REDACTED]' for http://REDACTED@h/v1"
     >>> redact({"headers": {"Authorization": "Bearer x", "X-Trace": "1"}, "api_key_env": "MY_KEY"})
     {'headers': {'Authorization': '[REDACTED]', 'X-Trace': '1'}, 'api_key_env': 'MY_KEY'}
 """
@@ -59,7 +60,7 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc
     if "@" in netloc:
-        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+        netloc = f"{REDACTED.strip('[]')}@{netloc.rsplit('@', 1)[1]}"
     query = parts.query
     if query:
         params = []

@@ -105,8 +105,8 @@ def api_key_for(scenario: Scenario) -> str | None:
 
 
 def expected_requests(level: Level, warmup: int) -> int | None:
-    if level.requests is not None:
-        return warmup + level.requests
+    if level.measured_requests is not None:
+        return warmup + level.measured_requests
     if level.rate is not None and level.duration_s is not None:
         return warmup + round(level.rate * level.duration_s)
     return None

@@ -6,7 +6,13 @@ The runner knows nothing of HTTP: it calls ``send`` (normally ``Client.send``) a
 
 Warmup: the first ``warmup`` requests of a level (by start order) are flagged and not measured. In closed
 loop the default warmup equals the concurrency, so every user's first request, which also opens its
-connection, is unmeasured.
+connection, is unmeasured. A closed-loop level measures at least ``concurrency`` requests
+(:attr:`Level.measured_requests`).
+
+A level that only fails stops: once ``max(20, concurrency)`` requests in a row have failed with the same
+error kind and none of the level has succeeded, no new request starts (those in flight finish and are
+recorded) and :attr:`LevelResult.stopped` says why. Without it a closed loop against a dead endpoint
+re-sends as fast as the CPU allows and measures nothing but its own speed.
 
     >>> import asyncio
     >>> from tpsbench.config.scenario import Level
@@ -61,6 +67,7 @@ class LevelResult:
     interrupted: bool = False
     loop_lag_s: list[float] = field(default_factory=list)  # event-loop lag samples (self-check)
     cpu_s: float = 0.0  # this process's CPU time over the level
+    stopped: str | None = None  # why the level ended early because every request failed (None: it did not)
 
     def self_check(self) -> dict[str, Any]:
         """Client health over the level; the summary turns it into the client-bound flag."""
@@ -74,9 +81,11 @@ class LevelResult:
             "cpu_s": self.cpu_s,
             "cpu_percent": 100.0 * self.cpu_s / wall if wall > 0 else None,
             "interrupted": self.interrupted,
+            "stopped": self.stopped,
         }
 
 
+FAIL_STREAK = 20  # consecutive failures of one kind, no success yet: the level stops (at least concurrency)
 LAG_PROBE_S = 0.010  # a 10 ms probe resolves the lag that matters for chunks arriving every few ms
 
 
@@ -124,7 +133,15 @@ async def run_level(
     cpu0 = time.process_time()
     probe = asyncio.create_task(_probe_loop_lag(result.loop_lag_s, clock))
     warmup = level.resolved_warmup
-    total = warmup + level.requests if level.requests is not None else None
+    measured = level.measured_requests
+    total = warmup + measured if measured is not None else None
+    halt = asyncio.Event()  # set when the level gives up: no new request starts, in-flight ones finish
+    streak = _FailureStreak(max(FAIL_STREAK, level.concurrency or 0))
+
+    def record_done(record: RequestRecord) -> None:
+        if result.stopped is None and (reason := streak.add(record)) is not None:
+            result.stopped = reason
+            halt.set()
 
     async def one(g: int, scheduled_ns: int | None) -> None:
         prompt = prompts[g % len(prompts)]
@@ -158,12 +175,13 @@ async def run_level(
             raise
         result.finished += 1
         sink(record)
+        record_done(record)
 
     try:
         if level.concurrency is not None:
             users = split_evenly(level.concurrency, workers)[worker]
             share = (worker, workers)
-            await _closed_loop(one, users, total, warmup, level.duration_s, stop, clock, share)
+            await _closed_loop(one, users, total, warmup, level.duration_s, stop, clock, share, halt)
         else:
             assert level.rate is not None
             offsets = arrival_offsets(
@@ -175,7 +193,7 @@ async def run_level(
                 seed=seed + level_index,
             )
             mine = [(g, float(offsets[g])) for g in range(worker, len(offsets), workers)]
-            await _open_loop(one, mine, stop, clock, t0_ns)
+            await _open_loop(one, mine, stop, clock, t0_ns, halt)
     except asyncio.CancelledError:
         result.interrupted = True
         raise
@@ -188,6 +206,31 @@ async def run_level(
         result.cpu_s = time.process_time() - cpu0
         gc.unfreeze()
     return result
+
+
+class _FailureStreak:
+    """Consecutive failures of one kind, in completion order, while the level has had no success."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kind: ErrorKind | None = None
+        self.count = 0
+        self.any_ok = False
+
+    def add(self, record: RequestRecord) -> str | None:
+        """Count ``record``; the reason to stop the level once the streak reaches the limit, else None."""
+        if record.ok:
+            self.any_ok = True
+            return None
+        if self.any_ok or record.error is ErrorKind.CANCELLED:
+            return None
+        if record.error is self.kind:
+            self.count += 1
+        else:
+            self.kind, self.count = record.error, 1
+        if self.count < self.limit or self.kind is None:
+            return None
+        return f"stopped after {self.count} consecutive {self.kind.value} failures and no success"
 
 
 def split_evenly(n: int, parts: int) -> list[int]:
@@ -208,6 +251,7 @@ async def _closed_loop(
     stop: asyncio.Event,
     clock: Callable[[], int],
     share: tuple[int, int] = (0, 1),
+    halt: asyncio.Event | None = None,
 ) -> None:
     """Exactly ``users`` requests in flight until ``total`` have started or the measured window (which
     opens when the first measured request starts) has lasted ``duration_s``."""
@@ -217,7 +261,9 @@ async def _closed_loop(
 
     def take() -> int | None:
         nonlocal next_index, measure_start
-        if stop.is_set() or (total is not None and next_index >= total):
+        if stop.is_set() or (halt is not None and halt.is_set()):
+            return None
+        if total is not None and next_index >= total:
             return None
         now = clock()
         if next_index >= warmup and measure_start is None:
@@ -248,6 +294,7 @@ async def _open_loop(
     stop: asyncio.Event,
     clock: Callable[[], int],
     t0_ns: int | None = None,
+    halt: asyncio.Event | None = None,
 ) -> None:
     """Start request i at t0 + offsets_s[i] whatever happened to the others. A late start is recorded
     (scheduled_ns vs send_ns), never hidden: that is how coordinated omission stays visible."""
@@ -261,14 +308,27 @@ async def _open_loop(
             delay = (scheduled - clock()) / NS_PER_S
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
+                    await asyncio.wait_for(_either(stop, halt), delay)
+            if stop.is_set() or (halt is not None and halt.is_set()):
                 return
             tasks.append(asyncio.create_task(one(i, scheduled)))
 
     dispatcher = asyncio.create_task(dispatch())
     await _gather_cancelling([dispatcher], stop)
     await _gather_cancelling(tasks, stop)
+
+
+async def _either(stop: asyncio.Event, halt: asyncio.Event | None) -> None:
+    """Return when ``stop`` or ``halt`` is set."""
+    if halt is None:
+        await stop.wait()
+        return
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(halt.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 async def _gather_cancelling(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
