@@ -31,6 +31,8 @@ from tpsbench.config.dump import dump_scenario
 from tpsbench.config.scenario import Level, Scenario
 from tpsbench.core.record import RequestRecord, TokenSource
 from tpsbench.core.redact import redact_url
+from tpsbench.load import placement
+from tpsbench.load.placement import plan_cores
 from tpsbench.load.runner import LevelResult, run_level
 from tpsbench.load.sweep import LevelPlan
 from tpsbench.load.workers import WorkerJob, run_level_in_workers
@@ -83,13 +85,16 @@ class RunOutcome:
 @contextlib.contextmanager
 def endpoint_for(scenario: Scenario) -> Iterator[tuple[str, str | None]]:
     """Yield (base_url, how it was obtained). With no base_url, start the bundled reference endpoint in
-    its own process (so the simulator and the load generator never share an event loop) and stop it."""
+    its own process (so the simulator and the load generator never share an event loop), on a core of its
+    own where the host has two or more (:mod:`.placement`), and stop it."""
     if scenario.endpoint.base_url:
         yield scenario.endpoint.base_url, None
         return
     from tpsbench.reference.serve import ReferenceServerProcess
 
-    with ReferenceServerProcess(params=scenario.reference, seed=scenario.workload.seed) as server:
+    cores = plan_cores(workers=scenario.workers)
+    server = ReferenceServerProcess(scenario.reference, seed=scenario.workload.seed, cpus=cores.simulator)
+    with cores.applied(), server:
         yield server.url, "reference"
 
 
@@ -205,6 +210,7 @@ async def _run(
         "prompt_nonce": nonce,
         "tokenizer": tokenizer.name if tokenizer is not None else "estimate",
         "workers": scenario.workers,
+        "placement": (p.as_dict() if (p := placement.current()) else None),
         "cluster": cluster,
         "argv": argv or [],
         "start_wall": started,
