@@ -148,7 +148,12 @@ def test_all_errors_are_collected_and_sorted_by_line(tmp_path: Path) -> None:
         """,
     )
     assert issues(path) == [
-        (2, "endpoint.api", "expected one of 'chat', 'completions', got 'chatt' (did you mean 'chat'?)"),
+        (
+            2,
+            "endpoint.api",
+            "expected one of 'chat', 'completions', 'messages', 'responses', got 'chatt' "
+            "(did you mean 'chat'?)",
+        ),
         (3, "endpoint.base_url", "expected an http:// or https:// URL, got 'localhost:8000'"),
         (5, "workload.input_tokens.mean", "required key 'mean' is missing (expected a number > 0)"),
         (5, "workload.input_tokens.mena", "unknown key 'mena' (did you mean 'mean'?)"),

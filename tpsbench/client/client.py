@@ -1,24 +1,27 @@
-"""The OpenAI-compatible client: build the request, send it through a transport, decode it to a record.
+"""The streaming client: build the request, send it through a transport, decode it to a record.
 
-    client = Client(endpoint, "http://127.0.0.1:8000/v1", "my-model", make_transport("aiohttp"))
+    client = Client(endpoint, "http://127.0.0.1:8000/v1", "my-model", make_transport("h11"))
     record = await client.send(prompt, request_id=0, level=0, workload=scenario.workload)
 
-:meth:`Client.send` does nothing per chunk: the transport keeps ``(arrival ns, bytes)`` reads, and
-:func:`decode_exchange` (pure, so it is tested on scripted exchanges) turns them into a
-:class:`~tpsbench.core.record.RequestRecord` once the request is over:
+``endpoint.api`` picks the API module (:mod:`tpsbench.client.apis`: chat, completions, messages,
+responses), which builds the request and reads the stream. :meth:`Client.send` does nothing per chunk: the
+transport keeps ``(arrival ns, bytes)`` reads, and :func:`decode_exchange` (pure, so it is tested on
+scripted exchanges) turns them into a :class:`~tpsbench.core.record.RequestRecord` once the request is
+over, with the same rules for every API:
 
 - SSE events, each stamped with the arrival of the read that completed it (:mod:`.sse`);
-- a *token chunk* is an event whose ``choices[0]`` carries generated text: ``delta.content``,
-  ``delta.reasoning_content`` / ``delta.reasoning``, ``delta.tool_calls[*].function.arguments`` (chat) or
-  ``text`` (completions). Role-only deltas and usage-only chunks are not token chunks;
-- ``usage`` comes from the last event that has it; ``finish_reason`` from the last choice that has one;
-- tokens per chunk and the total follow :mod:`tpsbench.client.tokens`;
-- ``end_ns`` is the arrival of ``data: [DONE]`` if it came, else the end of the body (or the error).
+- a *token chunk* is an event that carries generated text (each API module says which: chat
+  ``choices[0].delta.content`` and reasoning / tool-call deltas, Anthropic ``content_block_delta``,
+  Responses ``response.output_text.delta`` ...); bookkeeping events (roles, usage, ``message_start``,
+  ``response.created``) are not, so TTFT is the first generated text;
+- tokens per chunk and the total follow :mod:`tpsbench.client.tokens`, from the usage the stream reports;
+- ``end_ns`` is the arrival of the API's end event (``data: [DONE]``, ``message_stop``,
+  ``response.completed``) if it came, else the end of the body (or the error).
 
 Outcome, first that applies: a malformed JSON event (``MALFORMED_JSON``) or an in-stream error event
-(``SERVER_ERROR_EVENT``) at the point it occurred; ``[DONE]`` seen: success, or ``NO_TOKENS`` when no token
-chunk came; bytes that are not an event stream at all (``MALFORMED_SSE``); the transport's error (timeouts,
-``STREAM_CUT`` from a dropped connection, HTTP status); else the body ended before ``[DONE]``
+(``SERVER_ERROR_EVENT``) at the point it occurred; the end event seen: success, or ``NO_TOKENS`` when no
+token chunk came; bytes that are not an event stream at all (``MALFORMED_SSE``); the transport's error
+(timeouts, ``STREAM_CUT`` from a dropped connection, HTTP status); else the body ended before the end event
 (``STREAM_CUT``). Chunks received before a failure are kept.
 
 Every request carries ``X-Request-Id``, a version-4 UUID whose first groups are random per client and whose
@@ -26,7 +29,8 @@ last group is the record's id in 12 decimal digits (``3f2a9c1e-5b7d-4c1a-8e2f-00
 logs can be matched to records (tpsbench.reference.pace does, for its ground truth). UUID-shaped because
 some servers reject anything else (llama-cpp-python's server answers HTTP 400 with an empty body).
 
-The API key is sent as ``Authorization: Bearer <key>`` only; it is removed from anything the server
+The API key is sent as the API wants it (``Authorization: Bearer <key>``, Anthropic's ``x-api-key``) only; it
+is removed from anything the server
 echoes into ``error_detail``, and never logged or recorded.
 """
 
@@ -34,14 +38,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from secrets import token_hex
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from tpsbench.client.sse import SSEParser
+from tpsbench.client.apis import api_for
+from tpsbench.client.apis.base import PromptLike, StreamApi
+from tpsbench.client.apis.chat import CHAT
 from tpsbench.client.tokens import account_tokens
 from tpsbench.client.transport.base import RawExchange, Transport
 from tpsbench.config.scenario import Endpoint, Workload
@@ -63,21 +68,6 @@ __all__ = [
 MAX_DETAIL_CHARS = 1000  # error_detail is one field of one JSONL line: enough to diagnose, not a dump
 
 
-class PromptLike(Protocol):
-    """What the client needs of a prompt (``workload.PromptSpec`` has it): chat ``messages`` or a
-    completions ``prompt`` (either may be derived from the other), its input token count, and the
-    ``max_tokens`` to ask for."""
-
-    @property
-    def messages(self) -> list[dict[str, str]] | None: ...
-    @property
-    def prompt(self) -> str | None: ...
-    @property
-    def input_tokens(self) -> int: ...
-    @property
-    def max_tokens(self) -> int: ...
-
-
 def join_url(base_url: str, path: str) -> str:
     """``path`` appended to the base URL's path, its query (``?api-version=...``) kept at the end.
 
@@ -93,40 +83,8 @@ class EndpointError(RuntimeError):
 
 
 def build_body(endpoint: Endpoint, model: str, prompt: PromptLike, workload: Workload) -> dict[str, Any]:
-    """The JSON body of one streaming request.
-
-    ``{"model", "messages" | "prompt", "stream": true, "stream_options": {"include_usage": true}}`` (plus
-    ``"continuous_usage_stats": true`` with ``endpoint.continuous_usage``), ``max_tokens`` under
-    ``workload.max_tokens_field``, ``"ignore_eos": true`` and ``"min_tokens": max_tokens`` when the workload
-    asks for them, then ``endpoint.extra_body`` merged on top (shallow: it can override any key).
-    """
-    body: dict[str, Any] = {"model": model}
-    if endpoint.api == "chat":
-        if prompt.messages is not None:
-            body["messages"] = prompt.messages
-        elif prompt.prompt is not None:
-            body["messages"] = [{"role": "user", "content": prompt.prompt}]
-        else:
-            raise ValueError("prompt has neither messages nor prompt text")
-    else:
-        if prompt.prompt is not None:
-            body["prompt"] = prompt.prompt
-        elif prompt.messages is not None:
-            body["prompt"] = "\n\n".join(m.get("content", "") for m in prompt.messages)
-        else:
-            raise ValueError("prompt has neither messages nor prompt text")
-    stream_options: dict[str, Any] = {"include_usage": True}
-    if endpoint.continuous_usage:
-        stream_options["continuous_usage_stats"] = True
-    body["stream"] = True
-    body["stream_options"] = stream_options
-    body[workload.max_tokens_field] = prompt.max_tokens
-    if workload.ignore_eos:
-        body["ignore_eos"] = True
-    if workload.min_tokens:
-        body["min_tokens"] = prompt.max_tokens
-    body.update(endpoint.extra_body)
-    return body
+    """The JSON body of one streaming request for ``endpoint.api`` (each API module documents its own)."""
+    return api_for(endpoint.api).build_body(endpoint, model, prompt, workload)
 
 
 class Client:
@@ -160,16 +118,19 @@ class Client:
         self.transport = transport
         self.count_tokens = count_tokens
         self.clock = clock
-        self.url = join_url(base_url, "/chat/completions" if endpoint.api == "chat" else "/completions")
+        self.api = api_for(endpoint.api)
+        self.url = join_url(base_url, self.api.path)
         headers = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
             # Compression would make the server's compressor buffer tokens, distorting chunk arrival times.
             "Accept-Encoding": "identity",
-            **endpoint.headers,
+            **self.api.fixed_headers(),
         }
+        given = {k.lower() for k in endpoint.headers}
+        headers = {k: v for k, v in headers.items() if k.lower() not in given} | endpoint.headers
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+            headers.update(self.api.auth_headers(api_key))
         self._headers: Mapping[str, str] = headers
         self._secrets: tuple[str, ...] = (api_key,) if api_key else ()
         # X-Request-Id lets server logs (and the pace server's ground truth) be matched to records. A random
@@ -185,7 +146,7 @@ class Client:
 
     def build_body(self, prompt: PromptLike, workload: Workload) -> dict[str, Any]:
         """See :func:`build_body`."""
-        return build_body(self.endpoint, self.model, prompt, workload)
+        return self.api.build_body(self.endpoint, self.model, prompt, workload)
 
     async def send(
         self,
@@ -218,31 +179,11 @@ class Client:
             worker=worker,
             count_tokens=self.count_tokens,
             secrets=self._secrets,
+            api=self.api,
         )
         if self.keep_text and record.token_source is TokenSource.ESTIMATE:
             self.texts[request_id] = text
         return record
-
-
-@dataclass(slots=True)
-class _Scan:
-    """What the event stream said, event by event."""
-
-    chunk_ns: list[int] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    chunk_usage: list[int | None] = field(default_factory=list)
-    completion_tokens: int | None = None
-    prompt_tokens: int | None = None
-    finish_reason: str | None = None
-    done_ns: int | None = None
-    events: int = 0
-    error: ErrorKind | None = None
-    error_detail: str | None = None
-    not_sse: bool = False
-
-
-class _BadShape(Exception):
-    """An event whose JSON is not the shape of a streaming completion chunk."""
 
 
 def decode_exchange(
@@ -256,6 +197,7 @@ def decode_exchange(
     worker: int = 0,
     count_tokens: Callable[[str], int] | None = None,
     secrets: Sequence[str] = (),
+    api: StreamApi = CHAT,
 ) -> RequestRecord:
     """Turn one raw exchange into its :class:`RequestRecord` (rules in the module docstring).
 
@@ -271,6 +213,7 @@ def decode_exchange(
         worker=worker,
         count_tokens=count_tokens,
         secrets=secrets,
+        api=api,
     )[0]
 
 
@@ -285,6 +228,7 @@ def decode_exchange_text(
     worker: int = 0,
     count_tokens: Callable[[str], int] | None = None,
     secrets: Sequence[str] = (),
+    api: StreamApi = CHAT,
 ) -> tuple[RequestRecord, str]:
     """:func:`decode_exchange`, and the generated text of the token chunks joined ("" if none)."""
     rec = RequestRecord(
@@ -305,7 +249,7 @@ def decode_exchange_text(
         rec.error_detail = _clean(raw.error_detail, secrets)
         return rec, ""
 
-    scan = _scan_events(raw.reads)
+    scan = api.scan(raw.reads)
     if scan.error is not None:
         rec.error, detail = scan.error, scan.error_detail
     elif scan.done_ns is not None:
@@ -322,7 +266,7 @@ def decode_exchange_text(
         rec.error, detail = raw.error, raw.error_detail
     else:
         rec.error = ErrorKind.STREAM_CUT
-        detail = f"body ended before data: [DONE] ({scan.events} events, {len(scan.texts)} token chunks)"
+        detail = f"body ended before {api.end_event} ({scan.events} events, {len(scan.texts)} token chunks)"
     rec.error_detail = _clean(detail, secrets)
 
     counts = account_tokens(
@@ -336,121 +280,6 @@ def decode_exchange_text(
         rec.input_tokens = scan.prompt_tokens
     rec.finish_reason = _clean(scan.finish_reason, secrets)
     return rec, "".join(scan.texts)
-
-
-_raw_json = json.JSONDecoder().raw_decode  # json.loads minus two wrapper frames: this runs once per chunk
-
-
-def _scan_events(reads: list[tuple[int, bytes]]) -> _Scan:
-    """Walk the events in order, stopping at ``[DONE]`` or at the first error."""
-    scan = _Scan()
-    parser = SSEParser()
-    for t, data in reads:
-        for ev in parser.feed(data):
-            scan.events += 1
-            payload = ev.data.strip()
-            if payload == "[DONE]":
-                scan.done_ns = t
-                return scan
-            if ev.event == "error":
-                scan.error, scan.error_detail = ErrorKind.SERVER_ERROR_EVENT, payload
-                return scan
-            if not payload:  # an empty data line carries nothing (some servers use it as a keepalive)
-                continue
-            try:
-                obj, end = _raw_json(payload)
-                if end != len(payload):
-                    raise ValueError("extra data after the JSON value")
-            except ValueError:
-                scan.error = ErrorKind.MALFORMED_JSON
-                scan.error_detail = f"event data is not JSON: {payload[:200]}"
-                return scan
-            try:
-                if _apply_chunk(scan, t, obj):
-                    return scan
-            except _BadShape as exc:
-                scan.error = ErrorKind.MALFORMED_JSON
-                scan.error_detail = f"unexpected chunk ({exc}): {payload[:200]}"
-                return scan
-    parser.close()
-    # Nothing parsed as an event and some line was not SSE at all (e.g. a JSON body): not an event stream.
-    scan.not_sse = scan.events == 0 and parser.unknown_lines > 0
-    return scan
-
-
-def _apply_chunk(scan: _Scan, t: int, obj: Any) -> bool:
-    """Apply one decoded event; True if it was an in-stream error. Raises _BadShape for unexpected JSON."""
-    if type(obj) is not dict:
-        raise _BadShape("not a JSON object")
-    err = obj.get("error")
-    if err or obj.get("object") == "error":  # {"error": {...}}, or vLLM's older ErrorResponse
-        scan.error = ErrorKind.SERVER_ERROR_EVENT
-        scan.error_detail = json.dumps(err if err else obj, ensure_ascii=False)
-        return True
-    completion: int | None = None
-    usage = obj.get("usage")
-    if usage is not None:
-        if type(usage) is not dict:
-            raise _BadShape("usage is not an object")
-        completion = _int_or_none(usage.get("completion_tokens"))
-        if completion is not None:
-            scan.completion_tokens = completion
-        prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
-        if prompt_tokens is not None:
-            scan.prompt_tokens = prompt_tokens
-    choices = obj.get("choices")
-    if not choices:
-        return False
-    if type(choices) is not list or type(choices[0]) is not dict:
-        raise _BadShape("choices is not a list of objects")
-    choice = choices[0]
-    reason = choice.get("finish_reason")
-    if reason is not None:
-        scan.finish_reason = str(reason)
-    text = _choice_text(choice)
-    if text:
-        scan.chunk_ns.append(t)
-        scan.texts.append(text)
-        scan.chunk_usage.append(completion)
-    return False
-
-
-def _choice_text(choice: dict[str, Any]) -> str:
-    """All generated text of one choice: completions ``text``; chat content, reasoning, tool-call args."""
-    delta = choice.get("delta")
-    if delta is None:
-        text = choice.get("text")
-        return "" if text is None else _str(text, "text")
-    if type(delta) is not dict:
-        raise _BadShape("delta is not an object")
-    parts: list[str] = []
-    for key in ("content", "reasoning_content", "reasoning"):
-        value = delta.get(key)
-        if value is not None:
-            parts.append(_str(value, key))
-    calls = delta.get("tool_calls")
-    if calls:
-        if type(calls) is not list:
-            raise _BadShape("tool_calls is not a list")
-        for call in calls:
-            fn = call.get("function") if type(call) is dict else None
-            args = fn.get("arguments") if type(fn) is dict else None
-            if args is not None:
-                parts.append(_str(args, "arguments"))
-    text = choice.get("text")  # no server sends both; if one did, its text is generated too
-    if text is not None:
-        parts.append(_str(text, "text"))
-    return parts[0] if len(parts) == 1 else "".join(parts)
-
-
-def _str(value: Any, name: str) -> str:
-    if type(value) is not str:
-        raise _BadShape(f"{name} is not a string")
-    return value
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _clean(text: str | None, secrets: Sequence[str]) -> str | None:

@@ -40,6 +40,7 @@ from tpsbench.core.timeouts import Timeouts as _CoreTimeouts
 
 __all__ = [
     "SCHEMA",
+    "Api",
     "Distribution",
     "Endpoint",
     "Gate",
@@ -55,6 +56,10 @@ __all__ = [
     "TokenCount",
     "Workload",
 ]
+
+
+Api = Literal["chat", "completions", "messages", "responses"]
+"""The streaming APIs ``endpoint.api`` can name."""
 
 
 class _Strict(BaseModel):
@@ -87,7 +92,9 @@ class Timeouts(_Strict):
 
 class Endpoint(_Strict):
     base_url: str | None = None  # None: the bundled reference endpoint, started and stopped by tpsbench
-    api: Literal["chat", "completions"] = "chat"
+    # chat: /chat/completions; completions: /completions; messages: Anthropic /messages; responses: OpenAI
+    # /responses (tpsbench/client/apis/)
+    api: Api = "chat"
     model: str | None = None  # None: ask /v1/models for the first model
     api_key_env: str | None = None  # the NAME of the environment variable; its value is never stored
     headers: dict[str, str] = Field(default_factory=dict)

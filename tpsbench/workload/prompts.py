@@ -29,12 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from tpsbench.config.scenario import Distribution, ScenarioError, ScenarioIssue, TokenCount, Workload
+from tpsbench.config.scenario import Api, Distribution, ScenarioError, ScenarioIssue, TokenCount, Workload
 from tpsbench.workload.tokenizer import Tokenizer, TokenizerError
 
 __all__ = [
@@ -101,7 +101,7 @@ def draw_token_counts(spec: TokenCount, n: int, rng: np.random.Generator) -> NDA
 
 def build_prompts(
     workload: Workload,
-    api: Literal["chat", "completions"],
+    api: Api,
     count: int,
     *,
     stream_id: int = 0,
@@ -198,7 +198,7 @@ def build_prompts(
 
 
 def _spec(
-    api: Literal["chat", "completions"],
+    api: Api,
     messages: list[dict[str, str]] | None,
     prompt: str | None,
     out: int,
@@ -208,7 +208,7 @@ def _spec(
 ) -> PromptSpec:
     """The spec for one API; ``input_tokens`` is ``tokens`` if known, else ``measure`` of the text sent
     (message contents added up for chat)."""
-    if api == "chat":
+    if api != "completions":  # every other API sends messages
         if messages is None:
             messages = [{"role": "user", "content": prompt or ""}]
         n = tokens if tokens is not None else sum(measure(m["content"]) for m in messages)

@@ -1,0 +1,211 @@
+"""What every streaming API module gives the client: a request (path, headers, body) and a stream decoder.
+
+One module per API (:mod:`.chat` for chat and completions, :mod:`.messages`, :mod:`.responses`); the client
+(:mod:`tpsbench.client.client`) picks one with :func:`tpsbench.client.apis.api_for` and stays the same for
+all of them. A decoder walks the SSE events of one recorded body (:mod:`tpsbench.client.sse`) and fills a
+:class:`Scan`; the client turns the scan into a record with the same rules for every API:
+
+- a *token chunk* is an event that carries generated text (the API module says which events do); its
+  arrival is the arrival of the read that completed the event, so TTFT is the first generated text, never a
+  bookkeeping event;
+- ``completion_tokens`` / ``prompt_tokens`` are the stream's usage report, if any;
+- ``done_ns`` is the arrival of the API's end-of-stream event (``data: [DONE]``, ``message_stop``,
+  ``response.completed``), ``None`` if it never came;
+- ``error`` stops the walk: a malformed event or an in-stream error event, with its message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tpsbench.client.sse import SSEParser
+from tpsbench.core.record import ErrorKind
+
+if TYPE_CHECKING:
+    from tpsbench.config.scenario import Endpoint, Workload
+
+__all__ = [
+    "BadShape",
+    "EventHandler",
+    "PromptLike",
+    "Scan",
+    "StreamApi",
+    "error_message",
+    "int_or_none",
+    "obj_field",
+    "parse_json",
+    "prompt_messages",
+    "text_field",
+    "walk_events",
+]
+
+
+class PromptLike(Protocol):
+    """What the client needs of a prompt (``workload.PromptSpec`` has it): chat ``messages`` or a
+    completions ``prompt`` (either may be derived from the other), its input token count, and the
+    ``max_tokens`` to ask for."""
+
+    @property
+    def messages(self) -> list[dict[str, str]] | None: ...
+    @property
+    def prompt(self) -> str | None: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def max_tokens(self) -> int: ...
+
+
+@dataclass(slots=True)
+class Scan:
+    """What the event stream said, event by event (see the module docstring)."""
+
+    chunk_ns: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    chunk_usage: list[int | None] = field(default_factory=list)
+    completion_tokens: int | None = None
+    prompt_tokens: int | None = None
+    finish_reason: str | None = None
+    done_ns: int | None = None
+    events: int = 0
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+    not_sse: bool = False
+
+    def token_chunk(self, t: int, text: str, usage: int | None = None) -> None:
+        """One event with generated text, arrived at ``t``."""
+        self.chunk_ns.append(t)
+        self.texts.append(text)
+        self.chunk_usage.append(usage)
+
+    def fail(self, kind: ErrorKind, detail: str) -> Scan:
+        self.error, self.error_detail = kind, detail
+        return self
+
+
+class StreamApi(Protocol):
+    """One streaming API: where to send, what to send, how to read the answer."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str:
+        """Appended to the base URL (which ends in ``/v1``), e.g. ``/chat/completions``."""
+        ...
+
+    @property
+    def end_event(self) -> str:
+        """The event that ends a complete stream, as error messages name it (``data: [DONE]``)."""
+        ...
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """The headers that carry the API key."""
+        ...
+
+    def fixed_headers(self) -> dict[str, str]:
+        """Headers every request of this API carries (a scenario's ``endpoint.headers`` override them)."""
+        ...
+
+    def build_body(
+        self, endpoint: Endpoint, model: str, prompt: PromptLike, workload: Workload
+    ) -> dict[str, Any]:
+        """The JSON body of one streaming request; ``endpoint.extra_body`` is merged on top (shallow)."""
+        ...
+
+    def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
+        """Decode one recorded body (``(arrival ns, bytes)`` reads)."""
+        ...
+
+
+class BadShape(Exception):
+    """An event whose JSON is not the shape the API's stream has."""
+
+
+_raw_json = json.JSONDecoder().raw_decode  # json.loads minus two wrapper frames: this runs once per chunk
+
+
+def parse_json(payload: str) -> Any:
+    """The JSON value of one event's data; ValueError if it is not exactly one JSON value."""
+    obj, end = _raw_json(payload)
+    if end != len(payload):
+        raise ValueError("extra data after the JSON value")
+    return obj
+
+
+def text_field(value: Any, name: str) -> str:
+    if type(value) is not str:
+        raise BadShape(f"{name} is not a string")
+    return value
+
+
+def int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def obj_field(obj: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """``obj[name]`` if it is an object, None if absent or null; BadShape if it is anything else."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise BadShape(f"{name} is not an object")
+    return value
+
+
+def prompt_messages(prompt: PromptLike) -> list[dict[str, str]]:
+    """The prompt as chat messages (a completions prompt becomes one user message)."""
+    if prompt.messages is not None:
+        return prompt.messages
+    if prompt.prompt is not None:
+        return [{"role": "user", "content": prompt.prompt}]
+    raise ValueError("prompt has neither messages nor prompt text")
+
+
+def error_message(err: Any) -> str:
+    """An error object as one line of JSON (what error_detail keeps)."""
+    return json.dumps(err, ensure_ascii=False)
+
+
+EventHandler = Callable[[Scan, int, Any], bool]
+"""Applies one decoded event (its JSON value, arrived at ``t``) to the scan; True ends the walk (the end
+event came, or ``scan.error`` was set). Raises :class:`BadShape` for JSON of the wrong shape."""
+
+
+def walk_events(
+    reads: list[tuple[int, bytes]], handle: EventHandler, *, done_data: str | None = None
+) -> Scan:
+    """Walk the SSE events of a body in order, stopping at the end event or at the first error.
+
+    Common to every API: ``event: error`` is an in-stream error (``SERVER_ERROR_EVENT``, its data as the
+    detail); an event whose data is ``done_data`` (chat's ``[DONE]``) ends the stream; an empty data line
+    is a keepalive; data that is not one JSON value is ``MALFORMED_JSON``; everything else goes to
+    ``handle``. A body in which nothing parsed as an event and some line was not SSE at all (e.g. a JSON
+    body) is marked ``not_sse``.
+    """
+    scan = Scan()
+    parser = SSEParser()
+    for t, data in reads:
+        for ev in parser.feed(data):
+            scan.events += 1
+            payload = ev.data.strip()
+            if payload == done_data:
+                scan.done_ns = t
+                return scan
+            if ev.event == "error":
+                return scan.fail(ErrorKind.SERVER_ERROR_EVENT, payload)
+            if not payload:  # an empty data line carries nothing (some servers use it as a keepalive)
+                continue
+            try:
+                obj = parse_json(payload)
+            except ValueError:
+                return scan.fail(ErrorKind.MALFORMED_JSON, f"event data is not JSON: {payload[:200]}")
+            try:
+                if handle(scan, t, obj):
+                    return scan
+            except BadShape as exc:
+                return scan.fail(ErrorKind.MALFORMED_JSON, f"unexpected event ({exc}): {payload[:200]}")
+    parser.close()
+    scan.not_sse = scan.events == 0 and parser.unknown_lines > 0
+    return scan
