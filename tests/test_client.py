@@ -110,7 +110,7 @@ class Server:
             transport = HttpxTransport(clock=self.clock, transport=httpx.MockTransport(self.handler))
             client = Client(endpoint or Endpoint(), BASE, "m", transport, api_key=api_key, **client_kw)
             try:
-                return await client.send(prompt, request_id=3, level=1, workload=WORKLOAD)
+                return (await client.send(prompt, request_id=3, level=1, workload=WORKLOAD)).record
             finally:
                 await transport.aclose()
 
@@ -375,7 +375,7 @@ def test_transport_stream_cut_keeps_chunks() -> None:
         transport = HttpxTransport(transport=httpx.MockTransport(handler))
         client = Client(Endpoint(), BASE, "m", transport)
         try:
-            return await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)
+            return (await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)).record
         finally:
             await transport.aclose()
 
@@ -445,7 +445,7 @@ def test_first_token_timeout() -> None:
         ep = Endpoint(timeouts=Timeouts(first_token_s=0.05))
         client = Client(ep, BASE, "m", transport)
         try:
-            return await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)
+            return (await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)).record
         finally:
             await transport.aclose()
 
@@ -462,7 +462,7 @@ def test_connection_refused_through_aiohttp() -> None:
         transport = AiohttpTransport()
         client = Client(Endpoint(), f"http://127.0.0.1:{port}/v1", "m", transport, api_key=KEY)
         try:
-            return await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)
+            return (await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)).record
         finally:
             await transport.aclose()
 
@@ -480,7 +480,7 @@ def test_api_key_echoed_by_the_server_is_redacted() -> None:
         transport = HttpxTransport(transport=httpx.MockTransport(echo))
         client = Client(Endpoint(), BASE, "m", transport, api_key=KEY)
         try:
-            return await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)
+            return (await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)).record
         finally:
             await transport.aclose()
 
@@ -579,7 +579,7 @@ def test_client_against_a_loopback_aiohttp_server() -> None:
         transport = AiohttpTransport()
         client = Client(Endpoint(), f"http://{host}:{port}/v1", "m", transport, api_key=KEY)
         try:
-            return await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)
+            return (await client.send(CHAT_PROMPT, request_id=0, level=0, workload=WORKLOAD)).record
         finally:
             await transport.aclose()
             await runner.cleanup()

@@ -281,7 +281,7 @@ def test_role_only_first_delta_and_no_usage_in_the_stream(llama: LlamaServer, vo
     async def go() -> RequestRecord:
         client = Client(scenario.endpoint, llama.url, MODEL, recording, count_tokens=vocab.count)  # type: ignore[arg-type]
         try:
-            return await client.send(prompt, request_id=0, level=0, workload=scenario.workload)
+            return (await client.send(prompt, request_id=0, level=0, workload=scenario.workload)).record
         finally:
             await recording.aclose()
 

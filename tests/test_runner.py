@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tpsbench.config.scenario import Level
-from tpsbench.core.record import ErrorKind, RequestRecord
+from tpsbench.core.record import ErrorKind, Reply, RequestRecord
 from tpsbench.load.arrivals import arrival_offsets
 from tpsbench.load.runner import run_level, split_evenly
 
@@ -25,7 +26,7 @@ class FakeEndpoint:
         self.max_in_flight = 0
         self.calls: list[dict[str, Any]] = []
 
-    async def __call__(self, prompt: Any, **kw: Any) -> RequestRecord:
+    async def __call__(self, prompt: Any, **kw: Any) -> Reply:
         self.calls.append(kw)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -33,22 +34,29 @@ class FakeEndpoint:
             await asyncio.sleep(self.delay_s)
         finally:
             self.in_flight -= 1
-        return RequestRecord(
-            request_id=kw["request_id"],
-            level=kw["level"],
-            send_ns=0,
-            end_ns=1,
-            scheduled_ns=kw["scheduled_ns"],
-            warmup=kw["warmup"],
-            worker=kw["worker"],
+        return Reply(
+            RequestRecord(
+                request_id=kw["request_id"],
+                level=kw["level"],
+                send_ns=0,
+                end_ns=1,
+                scheduled_ns=kw["scheduled_ns"],
+                warmup=kw["warmup"],
+                worker=kw["worker"],
+            )
         )
+
+
+def into(out: list[RequestRecord]) -> Callable[[Reply], None]:
+    """A sink that keeps the records."""
+    return lambda reply: out.append(reply.record)
 
 
 def test_closed_loop_keeps_exactly_n_in_flight_and_flags_warmup() -> None:
     ep = FakeEndpoint()
     got: list[RequestRecord] = []
     res = asyncio.run(
-        run_level(ep, Level(concurrency=4, requests=20), 3, ["p"], sink=got.append, id_offset=100)
+        run_level(ep, Level(concurrency=4, requests=20), 3, ["p"], sink=into(got), id_offset=100)
     )
     assert ep.max_in_flight == 4
     assert len(got) == res.sent == res.finished == 24  # default warmup = one request per user
@@ -62,7 +70,7 @@ def test_closed_loop_keeps_exactly_n_in_flight_and_flags_warmup() -> None:
 def test_closed_loop_duration_bound_stops_by_itself() -> None:
     ep = FakeEndpoint(0.02)
     got: list[RequestRecord] = []
-    asyncio.run(run_level(ep, Level(concurrency=2, duration_s=0.2, warmup=0), 0, ["p"], sink=got.append))
+    asyncio.run(run_level(ep, Level(concurrency=2, duration_s=0.2, warmup=0), 0, ["p"], sink=into(got)))
     # 2 users x 0.2 s / 0.02 s each = about 20 requests; generous bounds for a loaded machine
     assert 4 <= len(got) <= 24
 
@@ -71,7 +79,7 @@ def test_open_loop_follows_schedule_even_when_requests_are_slow() -> None:
     ep = FakeEndpoint(0.3)  # every request outlives several arrivals: a closed loop would fall behind
     got: list[RequestRecord] = []
     level = Level(rate=50, arrival="constant", requests=10, warmup=0)
-    asyncio.run(run_level(ep, level, 0, ["p"], sink=got.append))
+    asyncio.run(run_level(ep, level, 0, ["p"], sink=into(got)))
     assert len(got) == 10
     assert ep.max_in_flight >= 5
     sched = sorted(r.scheduled_ns for r in got if r.scheduled_ns is not None)
@@ -82,12 +90,12 @@ def test_open_loop_follows_schedule_even_when_requests_are_slow() -> None:
 def test_shares_across_workers_add_up_to_the_single_process_level() -> None:
     level = Level(rate=100, arrival="poisson", requests=17, warmup=3)
     single: list[RequestRecord] = []
-    asyncio.run(run_level(FakeEndpoint(0.001), level, 0, ["p"], sink=single.append, seed=5, t0_ns=0))
+    asyncio.run(run_level(FakeEndpoint(0.001), level, 0, ["p"], sink=into(single), seed=5, t0_ns=0))
     shares: list[RequestRecord] = []
     for k in range(3):
         asyncio.run(
             run_level(
-                FakeEndpoint(0.001), level, 0, ["p"], sink=shares.append, seed=5, worker=k, workers=3, t0_ns=0
+                FakeEndpoint(0.001), level, 0, ["p"], sink=into(shares), seed=5, worker=k, workers=3, t0_ns=0
             )
         )
     key = lambda r: r.request_id  # noqa: E731
@@ -106,7 +114,7 @@ def test_closed_loop_shares_split_users_and_requests() -> None:
     for k in range(2):
         asyncio.run(
             run_level(
-                eps[k], Level(concurrency=5, requests=10), 0, ["p"], sink=got.append, worker=k, workers=2
+                eps[k], Level(concurrency=5, requests=10), 0, ["p"], sink=into(got), worker=k, workers=2
             )
         )
     assert [ep.max_in_flight for ep in eps] == [3, 2]
@@ -121,7 +129,7 @@ def test_stop_cancels_in_flight_requests_and_records_them() -> None:
         stop = asyncio.Event()
         ep = FakeEndpoint(5.0)
         task = asyncio.create_task(
-            run_level(ep, Level(concurrency=3, requests=10), 0, ["p"], sink=got.append, stop=stop)
+            run_level(ep, Level(concurrency=3, requests=10), 0, ["p"], sink=into(got), stop=stop)
         )
         await asyncio.sleep(0.05)
         stop.set()
@@ -149,17 +157,17 @@ class FailingEndpoint(FakeEndpoint):
         super().__init__(0.0)
         self.kind, self.succeed = kind, succeed
 
-    async def __call__(self, prompt: Any, **kw: Any) -> RequestRecord:
-        rec = await super().__call__(prompt, **kw)
+    async def __call__(self, prompt: Any, **kw: Any) -> Reply:
+        reply = await super().__call__(prompt, **kw)
         if kw["request_id"] not in self.succeed:
-            rec.error = self.kind
-        return rec
+            reply.record.error = self.kind
+        return reply
 
 
 @pytest.mark.parametrize("level", [Level(concurrency=4, requests=1000), Level(rate=2000, requests=1000)])
 def test_a_level_that_only_fails_stops_with_the_reason(level: Level) -> None:
     got: list[RequestRecord] = []
-    res = asyncio.run(run_level(FailingEndpoint(ErrorKind.CONNECT), level, 0, ["p"], sink=got.append))
+    res = asyncio.run(run_level(FailingEndpoint(ErrorKind.CONNECT), level, 0, ["p"], sink=into(got)))
     assert res.stopped == "stopped after 20 consecutive connect failures and no success"
     assert 20 <= len(got) == res.sent < 40 and res.self_check()["stopped"] == res.stopped
 

@@ -1,7 +1,7 @@
 """The streaming client: build the request, send it through a transport, decode it to a record.
 
     client = Client(endpoint, "http://127.0.0.1:8000/v1", "my-model", make_transport("h11"))
-    record = await client.send(prompt, request_id=0, level=0, workload=scenario.workload)
+    record = (await client.send(prompt, request_id=0, level=0, workload=scenario.workload)).record
 
 ``endpoint.api`` picks the API module (:mod:`tpsbench.client.apis`: chat, completions, messages,
 responses), which builds the request and reads the stream. :meth:`Client.send` does nothing per chunk: the
@@ -50,7 +50,7 @@ from tpsbench.client.apis.chat import CHAT
 from tpsbench.client.tokens import account_tokens
 from tpsbench.client.transport.base import RawExchange, Transport
 from tpsbench.config.scenario import Endpoint, Workload
-from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource, default_clock
+from tpsbench.core.record import ErrorKind, Reply, RequestRecord, TokenSource, default_clock
 from tpsbench.core.redact import redact_text
 
 __all__ = [
@@ -91,11 +91,10 @@ class Client:
     """Sends streaming requests to one OpenAI-compatible endpoint and returns raw records.
 
     ``base_url`` includes ``/v1``. ``count_tokens`` (optional) counts output tokens when the server reports
-    no usage. With ``keep_text``, the generated text of every request whose count had to be estimated is
-    kept in ``client.texts[request_id]`` (the caller pops it), so a slow tokenizer can count it after the
-    load (see ``ServerTokenizer``). The transport stamps every time; ``clock`` is
-    the run's clock, kept as ``client.clock`` for callers that stamp around a request (it must be the
-    clock the transport was given).
+    no usage. With ``keep_text``, the :class:`Reply` of every request whose count had to be estimated
+    carries its generated text, so a slow tokenizer can count it after the load (see ``ServerTokenizer``).
+    The transport stamps every time; ``clock`` is the run's clock, kept as ``client.clock`` for callers
+    that stamp around a request (it must be the clock the transport was given).
     """
 
     def __init__(
@@ -113,7 +112,6 @@ class Client:
         self.endpoint = endpoint
         self._timeouts = endpoint.timeouts.resolve()
         self.keep_text = keep_text
-        self.texts: dict[int, str] = {}
         self.model = model
         self.transport = transport
         self.count_tokens = count_tokens
@@ -158,8 +156,9 @@ class Client:
         warmup: bool = False,
         worker: int = 0,
         workload: Workload,
-    ) -> RequestRecord:
-        """Send one request and return its record; request failures are recorded, not raised.
+    ) -> Reply:
+        """Send one request and return its :class:`Reply` (the record, and the text if ``keep_text`` and
+        the count is an estimate); request failures are recorded, not raised.
 
         :class:`asyncio.CancelledError` (Ctrl-C) propagates: the caller records the request as
         ``ErrorKind.CANCELLED`` (the runner does).
@@ -182,8 +181,8 @@ class Client:
             api=self.api,
         )
         if self.keep_text and record.token_source is TokenSource.ESTIMATE:
-            self.texts[request_id] = text
-        return record
+            return Reply(record, text)
+        return Reply(record)
 
 
 def decode_exchange(

@@ -114,3 +114,13 @@ class RequestRecord:
             kw["error"] = ErrorKind(kw["error"])
         kw["token_source"] = TokenSource(kw.get("token_source", "none"))
         return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What sending one request gives its caller: the record and, only when the client was asked to keep
+    it and the output count is an estimate, the generated ``text`` (a deferred tokenizer counts it after
+    the level; see ``load/session.py``). The text is never written anywhere."""
+
+    record: RequestRecord
+    text: str | None = None

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,18 +23,19 @@ from typing import Any, Protocol
 
 import httpx
 
-from tpsbench.client.client import Client, list_models
+from tpsbench.client.client import list_models
 from tpsbench.client.tokens import rescale
-from tpsbench.client.transport import make_transport
 from tpsbench.config.dump import dump_scenario
 from tpsbench.config.scenario import Level, Scenario
-from tpsbench.core.record import RequestRecord, TokenSource
+from tpsbench.core.record import Reply, TokenSource
 from tpsbench.core.redact import redact_url
 from tpsbench.load import placement
 from tpsbench.load.placement import plan_cores
 from tpsbench.load.runner import LevelResult, run_level
+from tpsbench.load.session import LevelSession, RunContext
 from tpsbench.load.sweep import LevelPlan
-from tpsbench.load.workers import WorkerJob, run_level_in_workers
+from tpsbench.load.worker import ClockAnchor, WorkerJob
+from tpsbench.load.workers import run_level_in_workers
 from tpsbench.results.files import read_records
 from tpsbench.results.rundir import (
     METADATA,
@@ -50,8 +50,7 @@ from tpsbench.results.rundir import (
     write_json,
 )
 from tpsbench.results.summary import summarize_level, summarize_run, to_csv, to_json
-from tpsbench.workload.prompts import build_prompts
-from tpsbench.workload.tokenizer import Tokenizer, TokenizerError, load_tokenizer
+from tpsbench.workload.tokenizer import Tokenizer, TokenizerError
 
 MAX_PROMPTS_PER_LEVEL = 8192  # duration-only closed-loop levels cycle prompts past this many (memory)
 
@@ -161,41 +160,61 @@ async def run_benchmark(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     try:
         with endpoint_for(scenario) as (base_url, source):
-            return await _run(
-                scenario, base_url, source, api_key, out_root, obs, run_name, argv, stop, cluster
+            run = await _start(
+                scenario, base_url, source, api_key, opts=_Options(out_root, run_name, argv, cluster)
             )
+            return await _run_levels(run, obs, stop)
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
 
 
-async def _run(
-    scenario: Scenario,
-    base_url: str,
-    source: str | None,
-    api_key: str | None,
-    out_root: Path,
-    obs: Observer,
-    run_name: str | None,
-    argv: list[str] | None,
-    stop: asyncio.Event,
-    cluster: str | None = None,
-) -> RunOutcome:
+@dataclass(frozen=True)
+class _Options:
+    """How :func:`run_benchmark` was asked to run (beyond the scenario)."""
+
+    out_root: Path
+    run_name: str | None
+    argv: list[str] | None
+    cluster: str | None
+
+
+@dataclass
+class _Run:
+    """One run once started: its context, session, run directory and the blocks written into it."""
+
+    ctx: RunContext
+    session: LevelSession
+    source: str | None  # "reference": the bundled reference endpoint
+    run_dir: Path
+    metadata: dict[str, Any]
+    run_info: dict[str, Any]
+    cluster: str | None
+
+    @property
+    def pooled(self) -> bool:
+        """Whether levels run in worker processes (or Ray tasks) rather than in this event loop."""
+        return self.ctx.scenario.workers > 1 or bool(self.cluster)
+
+
+async def _start(
+    scenario: Scenario, base_url: str, source: str | None, api_key: str | None, *, opts: _Options
+) -> _Run:
+    """Resolve the model, load the tokenizer, create the run directory and write its scenario and metadata."""
     ep = scenario.endpoint
     model = ep.model or (await list_models(base_url, api_key, ep.timeouts.connect_s))[0]
-    tokenizer = load_tokenizer(ep.tokenizer, base_url=base_url, model=model, api_key=api_key)
+    # a per-run nonce in every prompt: the same scenario run twice must not hit the server's prompt cache
+    ctx = RunContext(scenario, base_url, model, api_key, nonce=time.time_ns() & 0x7FFFFFFF)
+    session = LevelSession.open(ctx)
     # A deferred tokenizer counts in this process after each level; worker processes cannot defer.
-    deferred = tokenizer is not None and tokenizer.deferred
-    if deferred and (scenario.workers > 1 or cluster):
+    if session.deferred and (scenario.workers > 1 or opts.cluster):
         raise TokenizerError(
             "endpoint.tokenizer 'server' counts tokens after each level in the driving process and does not "
             "work with workers; use a tokenizer.json path or 'gguf:PATH' (counted in each worker)"
         )
-    run_dir = create_run_dir(out_root, run_name or scenario.name or "run")
+    tokenizer_name = session.tokenizer.name if session.tokenizer is not None else "estimate"
+    run_dir = create_run_dir(opts.out_root, opts.run_name or scenario.name or "run")
     write_bytes_atomic(run_dir / SCENARIO, dump_scenario(scenario).encode())
-    started = time.time()
-    # a per-run nonce in every prompt: the same scenario run twice must not hit the server's prompt cache
-    nonce = time.time_ns() & 0x7FFFFFFF
     metadata: dict[str, Any] = environment_metadata() | {
         "run_name": run_dir.name,
         "scenario_name": scenario.name,
@@ -207,30 +226,18 @@ async def _run(
             "transport": ep.transport,
         },
         "seed": scenario.workload.seed,
-        "prompt_nonce": nonce,
-        "tokenizer": tokenizer.name if tokenizer is not None else "estimate",
+        "prompt_nonce": ctx.nonce,
+        "tokenizer": tokenizer_name,
         "workers": scenario.workers,
         "placement": (p.as_dict() if (p := placement.current()) else None),
-        "cluster": cluster,
-        "argv": argv or [],
-        "start_wall": started,
+        "cluster": opts.cluster,
+        "argv": opts.argv or [],
+        "start_wall": time.time(),
         "start_monotonic_ns": time.perf_counter_ns(),
         "end_wall": None,
         "interrupted": False,
     }
     write_json(run_dir / METADATA, metadata)
-    obs.run_started(run_dir, redact_url(base_url), model)
-
-    transport = make_transport(ep.transport)
-    client = Client(
-        ep,
-        base_url,
-        model,
-        transport,
-        api_key=api_key,
-        count_tokens=tokenizer.count if tokenizer is not None and not deferred else None,
-        keep_text=deferred,
-    )
     run_info = {
         "name": run_dir.name,
         "scenario_name": scenario.name,
@@ -240,85 +247,28 @@ async def _run(
         "gpus": scenario.gpus,
         "workload": _workload_info(scenario),
         "reference_endpoint": source == "reference",
-        "tokenizer": metadata["tokenizer"],
+        "tokenizer": tokenizer_name,
     }
     if scenario.sweep is not None:
         run_info["sweep"] = scenario.sweep.model_dump(mode="json")
+    return _Run(ctx, session, source, run_dir, metadata, run_info, opts.cluster)
+
+
+async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutcome:
+    """Every level of the plan, the summary rewritten after each; metadata closed whatever happens."""
+    scenario, run_dir = run.ctx.scenario, run.run_dir
+    obs.run_started(run_dir, redact_url(run.ctx.base_url), run.ctx.model)
     plan = LevelPlan(scenario)
     points: list[dict[str, Any]] = []
-    summary: dict[str, Any] = summarize_run(points, run_info=run_info, slo=dict(scenario.slo))
-    held: list[tuple[RequestRecord, str]] = []  # records whose count waits for the deferred tokenizer
+    summary: dict[str, Any] = summarize_run(points, run_info=run.run_info, slo=dict(scenario.slo))
     next_id = 0
     try:
         with RecordWriter(run_dir / REQUESTS) as writer:
             for index, level in plan:
                 if stop.is_set():
                     break
-                warmup = level.resolved_warmup
-                expected = expected_requests(level, warmup)
-                prompts = build_prompts(
-                    scenario.workload,
-                    ep.api,
-                    expected or MAX_PROMPTS_PER_LEVEL,
-                    stream_id=index,
-                    nonce=nonce,
-                    tokenizer=tokenizer,
-                )
-                obs.level_started(index, level, expected)
-                if source == "reference":
-                    await _simulator_metrics(base_url, reset=True)
-
-                def sink(record: RequestRecord) -> None:
-                    text = client.texts.pop(record.request_id, None)
-                    if text is not None:
-                        held.append((record, text))  # written once counted, after the level
-                        return
-                    obs.request_done(writer.write(record))
-
-                async def send(prompt: Any, **kw: Any) -> RequestRecord:
-                    return await client.send(prompt, workload=scenario.workload, **kw)
-
-                if scenario.workers > 1 or cluster:
-                    anchor = (time.time_ns(), time.perf_counter_ns())
-                    jobs = [
-                        WorkerJob(
-                            scenario,
-                            index,
-                            base_url,
-                            model,
-                            api_key,
-                            k,
-                            scenario.workers,
-                            next_id,
-                            len(prompts),
-                            nonce,
-                            socket.gethostname(),
-                            anchor,
-                            level=level,
-                        )
-                        for k in range(scenario.workers)
-                    ]
-                    self_check, sent = await asyncio.to_thread(
-                        run_level_in_workers, jobs, sink, stop.is_set, cluster
-                    )
-                else:
-                    try:
-                        result: LevelResult = await run_level(
-                            send,
-                            level,
-                            index,
-                            prompts,
-                            sink=sink,
-                            seed=scenario.workload.seed,
-                            id_offset=next_id,
-                            stop=stop,
-                        )
-                    finally:
-                        _count_held(held, tokenizer, writer, obs)
-                    self_check, sent = result.self_check(), result.sent
+                self_check, sent = await _drive_level(run, index, level, next_id, writer, obs, stop)
                 next_id += sent
-                if source == "reference":
-                    self_check["simulator"] = await _simulator_metrics(base_url, reset=False)
                 records = [r for r in read_records(run_dir / REQUESTS) if r.level == index]
                 point = summarize_level(
                     records,
@@ -332,7 +282,7 @@ async def _run(
                 points.append(point)
                 plan.observe(point)
                 summary = summarize_run(
-                    points, run_info=run_info, slo=dict(scenario.slo), capacity=plan.capacity()
+                    points, run_info=run.run_info, slo=dict(scenario.slo), capacity=plan.capacity()
                 )
                 write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
                 write_bytes_atomic(run_dir / SUMMARY_CSV, to_csv(summary))
@@ -341,22 +291,73 @@ async def _run(
             plan.interrupted()
         if plan.sweep is not None and points:  # the sweep's verdict, known once its loop has ended
             summary = summarize_run(
-                points, run_info=run_info, slo=dict(scenario.slo), capacity=plan.capacity()
+                points, run_info=run.run_info, slo=dict(scenario.slo), capacity=plan.capacity()
             )
             write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
     finally:
-        await transport.aclose()
-        metadata["end_wall"] = time.time()
-        metadata["interrupted"] = stop.is_set()
-        write_json(run_dir / METADATA, metadata)
+        await run.session.aclose()
+        run.metadata["end_wall"] = time.time()
+        run.metadata["interrupted"] = stop.is_set()
+        write_json(run_dir / METADATA, run.metadata)
         if not points:  # still leave a valid (empty) summary behind
             write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
             write_bytes_atomic(run_dir / SUMMARY_CSV, to_csv(summary))
     return RunOutcome(run_dir, summary, stop.is_set(), points)
 
 
+async def _drive_level(
+    run: _Run,
+    index: int,
+    level: Level,
+    first_id: int,
+    writer: RecordWriter,
+    obs: Observer,
+    stop: asyncio.Event,
+) -> tuple[dict[str, Any], int]:
+    """Drive one level (here, or in the workers) with its records streaming to ``writer``; returns the
+    level's self-check and how many requests it sent."""
+    scenario, base_url = run.ctx.scenario, run.ctx.base_url
+    expected = expected_requests(level, level.resolved_warmup)
+    prompt_count = expected or MAX_PROMPTS_PER_LEVEL
+    obs.level_started(index, level, expected)
+    if run.source == "reference":
+        await _simulator_metrics(base_url, reset=True)
+    held: list[Reply] = []  # replies whose count waits for the deferred tokenizer
+
+    def sink(reply: Reply) -> None:
+        if reply.text is not None:
+            held.append(reply)  # written once counted, after the level
+            return
+        obs.request_done(writer.write(reply.record))
+
+    if run.pooled:
+        anchor = ClockAnchor.here()
+        n = scenario.workers
+        jobs = [WorkerJob(run.ctx, index, level, first_id, prompt_count, k, n, anchor) for k in range(n)]
+        self_check, sent = await asyncio.to_thread(run_level_in_workers, jobs, sink, stop.is_set, run.cluster)
+    else:
+        prompts = run.session.prompts(index, prompt_count)
+        try:
+            result: LevelResult = await run_level(
+                run.session.send,
+                level,
+                index,
+                prompts,
+                sink=sink,
+                seed=scenario.workload.seed,
+                id_offset=first_id,
+                stop=stop,
+            )
+        finally:
+            _count_held(held, run.session.tokenizer, writer, obs)
+        self_check, sent = result.self_check(), result.sent
+    if run.source == "reference":
+        self_check["simulator"] = await _simulator_metrics(base_url, reset=False)
+    return self_check, sent
+
+
 def _count_held(
-    held: list[tuple[RequestRecord, str]],
+    held: list[Reply],
     tokenizer: Tokenizer | None,
     writer: RecordWriter,
     obs: Observer,
@@ -365,7 +366,8 @@ def _count_held(
     compete with the load), rescale their per-chunk counts to that total, and write them. A record whose
     count fails keeps its labelled estimate."""
     failed = 0
-    for record, text in held:
+    for reply in held:
+        record, text = reply.record, reply.text or ""
         if tokenizer is not None:
             try:
                 n = tokenizer.count(text)

@@ -1,12 +1,12 @@
 """Load workers beyond one machine, on Ray (``pip install 'tpsbench[ray]'``).
 
-The same worker as local processes (:func:`tpsbench.load.workers.run_worker`) runs as a Ray task; the driver
+The same worker as local processes (:func:`tpsbench.load.worker.run_worker`) runs as a Ray task; the driver
 gathers its records through a Ray queue. ``cluster`` is ``"local"`` (start a private Ray instance on
 127.0.0.1, as the tests do), ``"auto"`` (join the running cluster) or a cluster address.
 
 Records travel in batches (every ``FLUSH_S``) from a thread of the worker, so the worker's event loop,
 which stamps chunk arrivals, never blocks on a Ray call. Workers on other hosts convert their times onto
-the driver's clock (see :func:`tpsbench.load.workers.clock_offset_ns`).
+the driver's clock (see :func:`tpsbench.load.worker.clock_offset_ns`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import contextlib
 import threading
 from typing import Any
 
-from tpsbench.load.workers import WorkerJob, worker_entry
+from tpsbench.load.worker import WorkerJob, worker_entry
 
 FLUSH_S = 0.1
 

@@ -2,7 +2,8 @@
 loop (requests start on a precomputed, seeded schedule whether or not earlier ones finished).
 
 The runner knows nothing of HTTP: it calls ``send`` (normally ``Client.send``) and hands every finished
-:class:`RequestRecord` to ``sink`` at once, so records stream to disk and Ctrl-C loses nothing finished.
+request's :class:`~tpsbench.core.record.Reply` to ``sink`` at once, so records stream to disk and Ctrl-C
+loses nothing finished.
 
 Warmup: the first ``warmup`` requests of a level (by start order) are flagged and not measured. In closed
 loop the default warmup equals the concurrency, so every user's first request, which also opens its
@@ -17,7 +18,8 @@ re-sends as fast as the CPU allows and measures nothing but its own speed.
     >>> import asyncio
     >>> from tpsbench.config.scenario import Level
     >>> async def send(prompt, *, request_id, level, scheduled_ns, warmup, worker):
-    ...     return RequestRecord(request_id=request_id, level=level, send_ns=0, end_ns=1, warmup=warmup)
+    ...     r = RequestRecord(request_id=request_id, level=level, send_ns=0, end_ns=1, warmup=warmup)
+    ...     return Reply(r)
     >>> got = []
     >>> res = asyncio.run(run_level(send, Level(concurrency=2, requests=4), 0, ["p"], sink=got.append))
     >>> (len(got), res.sent)
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tpsbench.config.scenario import Level
-from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, default_clock
+from tpsbench.core.record import NS_PER_S, ErrorKind, Reply, RequestRecord, default_clock
 from tpsbench.load.arrivals import arrival_offsets
 
 
@@ -49,10 +51,10 @@ class SendFn(Protocol):
         scheduled_ns: int | None,
         warmup: bool,
         worker: int,
-    ) -> Awaitable[RequestRecord]: ...
+    ) -> Awaitable[Reply]: ...
 
 
-Sink = Callable[[RequestRecord], None]
+Sink = Callable[[Reply], None]
 
 
 @dataclass
@@ -149,7 +151,7 @@ async def run_level(
         is_warmup = g < warmup
         result.sent += 1
         try:
-            record = await send(
+            reply = await send(
                 prompt,
                 request_id=rid,
                 level=level_index,
@@ -159,23 +161,22 @@ async def run_level(
             )
         except asyncio.CancelledError:
             now = clock()
-            sink(
-                RequestRecord(
-                    request_id=rid,
-                    level=level_index,
-                    send_ns=now if scheduled_ns is None else max(scheduled_ns, now),
-                    end_ns=now,
-                    scheduled_ns=scheduled_ns,
-                    worker=worker,
-                    warmup=is_warmup,
-                    error=ErrorKind.CANCELLED,
-                    error_detail="run interrupted while the request was in flight",
-                )
+            cancelled = RequestRecord(
+                request_id=rid,
+                level=level_index,
+                send_ns=now if scheduled_ns is None else max(scheduled_ns, now),
+                end_ns=now,
+                scheduled_ns=scheduled_ns,
+                worker=worker,
+                warmup=is_warmup,
+                error=ErrorKind.CANCELLED,
+                error_detail="run interrupted while the request was in flight",
             )
+            sink(Reply(cancelled))
             raise
         result.finished += 1
-        sink(record)
-        record_done(record)
+        sink(reply)
+        record_done(reply.record)
 
     try:
         if level.concurrency is not None:

@@ -1,176 +1,41 @@
-"""Multi-process load generation: one level split across worker processes, each with its own event loop.
+"""The driver side of multi-process load: pools of workers (:mod:`.worker`) and the loop that drives them.
 
 One Python event loop saturates one core; past that it stamps chunks late and the numbers drift. With
-``workers: N`` each process drives share k of the level (see :func:`.runner.run_level`: closed-loop
-users split evenly, open-loop schedule computed whole and dealt round-robin) and streams its records back
-to the parent, which alone writes the run directory. All processes stamp ``time.perf_counter_ns``
-(CLOCK_MONOTONIC, one clock per host), so records merge without conversion; an open-loop schedule starts
-at one absolute ``t0_ns`` that every worker shares.
+``workers: N`` a level is split into N shares (:class:`~.worker.WorkerJob`), each driven by a worker in a
+process of its own; the records stream back to the driver, which alone writes the run directory. Two pools
+start the same worker: :class:`ProcessPool` (local processes) and :class:`~.raypool.RayPool` (Ray tasks,
+``--cluster``); :func:`drive` runs either.
 
-The parent does no measuring: it waits for every worker to be ready (imports and connections take a
-moment), starts them together, and copies records to the sink as they arrive.
+The driver does no measuring: it waits for every worker to be ready (imports and connections take a
+moment), starts them together at one absolute ``t0_ns`` (an open-loop schedule starts there in every
+worker), and copies records to the sink as they arrive.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import multiprocessing as mp
 import queue
 import signal
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tpsbench.client.client import Client
-from tpsbench.client.transport import make_transport
-from tpsbench.config.scenario import Level, Scenario
-from tpsbench.core.record import RequestRecord, default_clock
-from tpsbench.load.runner import run_level
-from tpsbench.workload.prompts import build_prompts
-from tpsbench.workload.tokenizer import load_tokenizer
+from tpsbench.core.record import Reply, RequestRecord, default_clock
+from tpsbench.load.worker import POLL_S, WorkerJob, WorkerSide, worker_entry
+
+__all__ = ["DriverSide", "ProcessPool", "drive", "merge_self_checks", "run_level_in_workers"]
 
 START_LEAD_NS = 100_000_000  # workers start 100 ms after the go signal, so all see the same t0 in time
-POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class WorkerJob:
-    """Everything a worker needs, picklable. The API key travels in memory only, never to disk."""
-
-    scenario: Scenario
-    level_index: int
-    base_url: str
-    model: str
-    api_key: str | None
-    worker: int
-    workers: int
-    id_offset: int
-    prompt_count: int
-    nonce: int
-    driver_host: str = ""  # workers on another host convert their clock to the driver's
-    driver_clock_anchor: tuple[int, int] = (0, 0)  # (wall ns, monotonic ns) read together on the driver
-    level: Level | None = None  # None: the scenario's fixed level ``level_index``; a sweep passes its own
-
-
-class WorkerSide(Protocol):
-    """How a worker talks to the driver (a multiprocessing queue here, a Ray queue on a cluster)."""
-
-    def put(self, msg: tuple[Any, ...]) -> None: ...
-    def start_ns(self) -> int | None: ...  # the shared start, in the driver's clock; None until "go"
-    def stopped(self) -> bool: ...
 
 
 class DriverSide(Protocol):
+    """A pool as the driver sees it."""
+
     def get(self, timeout_s: float) -> tuple[Any, ...] | None: ...
     def go(self, t0_ns: int) -> None: ...
     def stop(self) -> None: ...
     def all_exited(self) -> bool: ...
     def close(self) -> None: ...
-
-
-def clock_offset_ns(job: WorkerJob) -> int:
-    """driver clock = worker clock + offset. Zero on the driver's host (CLOCK_MONOTONIC is host-wide);
-    elsewhere from wall clocks (NTP-synchronised, so good to about a millisecond: cross-host windows
-    carry that error, per-request metrics do not, they are differences on one clock)."""
-    if not job.driver_host or job.driver_host == socket.gethostname():
-        return 0
-    wall, mono = job.driver_clock_anchor
-    return (wall - mono) - (time.time_ns() - default_clock())
-
-
-def shift_record(record: RequestRecord, offset_ns: int) -> RequestRecord:
-    """The same record with every timestamp moved by ``offset_ns`` (onto the driver's clock)."""
-    if offset_ns == 0:
-        return record
-    record.send_ns += offset_ns
-    record.end_ns += offset_ns
-    if record.scheduled_ns is not None:
-        record.scheduled_ns += offset_ns
-    if record.headers_ns is not None:
-        record.headers_ns += offset_ns
-    record.chunk_ns = [t + offset_ns for t in record.chunk_ns]
-    return record
-
-
-async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
-    """A worker's whole life: set up, say ready, wait for the shared start, drive its share, report."""
-    s = job.scenario
-    level = job.level if job.level is not None else s.fixed_levels[job.level_index]
-    offset = clock_offset_ns(job)
-    # The driver refuses deferred tokenizers with workers, so this one counts in line.
-    tokenizer = load_tokenizer(
-        s.endpoint.tokenizer, base_url=job.base_url, model=job.model, api_key=job.api_key
-    )
-    prompts = build_prompts(
-        s.workload,
-        s.endpoint.api,
-        job.prompt_count,
-        stream_id=job.level_index,
-        nonce=job.nonce,
-        tokenizer=tokenizer,
-    )
-    transport = make_transport(s.endpoint.transport)
-    client = Client(
-        s.endpoint,
-        job.base_url,
-        job.model,
-        transport,
-        api_key=job.api_key,
-        count_tokens=tokenizer.count if tokenizer is not None else None,
-    )
-    stop = asyncio.Event()
-
-    async def watch_stop() -> None:
-        while not side.stopped():
-            await asyncio.sleep(POLL_S)
-        stop.set()
-
-    async def send(prompt: Any, **kw: Any) -> RequestRecord:
-        return await client.send(prompt, workload=s.workload, **kw)
-
-    def sink(record: RequestRecord) -> None:
-        side.put(("record", shift_record(record, offset).to_dict()))
-
-    side.put(("ready", job.worker, None))
-    while (start := side.start_ns()) is None:
-        await asyncio.sleep(POLL_S / 5)
-    local_start = start - offset
-    delay = (local_start - default_clock()) / 1e9
-    if delay > 0:
-        await asyncio.sleep(delay)
-    watcher = asyncio.create_task(watch_stop())
-    try:
-        result = await run_level(
-            send,
-            level,
-            job.level_index,
-            prompts,
-            sink=sink,
-            seed=s.workload.seed,
-            id_offset=job.id_offset,
-            worker=job.worker,
-            workers=job.workers,
-            t0_ns=local_start,
-            stop=stop,
-        )
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await transport.aclose()
-    side.put(("done", job.worker, result.self_check() | {"sent": result.sent, "worker": job.worker}))
-
-
-def worker_entry(job: WorkerJob, side: WorkerSide) -> None:
-    """Run a worker to its end in this process, reporting a failure instead of dying silently."""
-    try:
-        asyncio.run(run_worker(job, side))
-    except BaseException as exc:
-        side.put(("failed", job.worker, f"{type(exc).__name__}: {exc}"))
-        raise
 
 
 class _MpWorkerSide:
@@ -187,7 +52,7 @@ class _MpWorkerSide:
         return bool(self.stop.is_set())
 
 
-def _mp_main(job: WorkerJob, side: _MpWorkerSide) -> None:
+def _mp_main(job: WorkerJob, side: WorkerSide) -> None:
     # Ctrl-C reaches every process of the terminal's group; the driver decides and sets ``stop``.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker_entry(job, side)
@@ -234,7 +99,7 @@ class ProcessPool:
 def drive(
     driver: DriverSide,
     n_workers: int,
-    sink: Callable[[RequestRecord], None],
+    sink: Callable[[Reply], None],
     stop_requested: Callable[[], bool],
 ) -> tuple[dict[str, Any], int]:
     """The driver loop (blocking; call it from a thread): start the workers together once all are ready,
@@ -256,10 +121,10 @@ def drive(
                 continue
             kind, *payload = msg
             if kind == "record":
-                sink(RequestRecord.from_dict(payload[0]))
+                sink(Reply(RequestRecord.from_dict(payload[0])))
             elif kind == "records":  # a batch (Ray workers send them so)
                 for d in payload[0]:
-                    sink(RequestRecord.from_dict(d))
+                    sink(Reply(RequestRecord.from_dict(d)))
             elif kind == "ready":
                 ready += 1
                 if ready == n_workers:
@@ -280,7 +145,7 @@ def drive(
 
 def run_level_in_workers(
     jobs: list[WorkerJob],
-    sink: Callable[[RequestRecord], None],
+    sink: Callable[[Reply], None],
     stop_requested: Callable[[], bool],
     cluster: str | None = None,
 ) -> tuple[dict[str, Any], int]:
