@@ -287,7 +287,7 @@ def send(
         transport = HttpxTransport(transport=httpx.MockTransport(handler))
         client = Client(endpoint, "http://test/v1", "m", transport, api_key=api_key)
         try:
-            return await client.send(PROMPT, request_id=3, level=0, workload=Workload())
+            return (await client.send(PROMPT, request_id=3, level=0, workload=Workload())).record
         finally:
             await transport.aclose()
 
