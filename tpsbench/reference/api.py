@@ -25,7 +25,13 @@ from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams
 MODEL_NAME = "llama-4-maverick-b200-sim"
 PIECE = " tok"  # 4 characters: one token under the ceil(chars / 4) rule
 
-Api = Literal["chat", "completions"]
+Api = Literal["chat", "completions", "messages", "responses"]
+ROUTES: dict[str, Api] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/messages": "messages",  # Anthropic Messages: streams from .anthropic
+    "/v1/responses": "responses",  # OpenAI Responses: streams from .responses
+}
 _JSON_SEPARATORS = (",", ":")
 
 
@@ -53,7 +59,10 @@ class ApiError(Exception):
         self.code = code
         self.type = type_
 
-    def body(self) -> bytes:
+    def body(self, api: Api = "chat") -> bytes:
+        """OpenAI's error shape, or Anthropic's (``{"type": "error", "error": {"type", "message"}}``)."""
+        if api == "messages":
+            return dumps({"type": "error", "error": {"type": self.type, "message": self.message}})
         return dumps(
             {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
         )
@@ -120,7 +129,36 @@ def _bool_field(body: Mapping[str, Any], name: str) -> bool:
     return value
 
 
+def _typed_prompt_chars(api: Api, body: Mapping[str, Any]) -> int:
+    """Characters of a Messages prompt (``system`` + ``messages``) or a Responses one (``instructions`` +
+    ``input``: a string, or a list of messages and other items whose text fields count)."""
+    field = "messages" if api == "messages" else "input"
+    items = body.get(field)
+    extra = body.get("system" if api == "messages" else "instructions")
+    chars = _content_chars(extra, "system" if api == "messages" else "instructions")
+    if api == "responses" and isinstance(items, str) and items:
+        return chars + len(items)
+    if not isinstance(items, list) or not items:
+        raise ApiError(
+            400,
+            f"'{field}' must be a non-empty list" + (" or a string" if api == "responses" else ""),
+            param=field,
+            code="missing_required_parameter" if items is None else "invalid_value",
+        )
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ApiError(400, f"{field}[{i}] must be an object", param=f"{field}[{i}]")
+        if api == "messages" and not isinstance(item.get("role"), str):
+            raise ApiError(400, f"{field}[{i}] must be an object with a 'role'", param=f"{field}[{i}]")
+        for key in ("content", "output", "arguments"):
+            if key in item:
+                chars += _content_chars(item[key], f"{field}[{i}].{key}")
+    return chars
+
+
 def _prompt_tokens(api: Api, body: Mapping[str, Any]) -> int:
+    if api == "messages" or api == "responses":
+        return max(1, -(-_typed_prompt_chars(api, body) // 4))
     if api == "chat":
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -180,19 +218,24 @@ def parse_request(api: Api, raw: bytes, params: ModelParams = DEFAULT_PARAMS) ->
     n = _int_field(body, "n", 1)
     if n not in (None, 1):
         raise ApiError(400, "only n=1 is supported", param="n", code="invalid_value")
-    name = (
-        "max_completion_tokens"
-        if api == "chat" and body.get("max_completion_tokens") is not None
-        else "max_tokens"
-    )
+    if api == "responses":
+        name = "max_output_tokens"
+    elif api == "chat" and body.get("max_completion_tokens") is not None:
+        name = "max_completion_tokens"
+    else:
+        name = "max_tokens"
     requested = _int_field(body, name, 1)
+    if api == "messages" and requested is None:  # Anthropic requires it
+        raise ApiError(
+            400, "max_tokens: Field required", param="max_tokens", code="missing_required_parameter"
+        )
     room = params.max_model_len - prompt_tokens
     if room < 1:
         raise ApiError(
             400,
             f"the prompt ({prompt_tokens} tokens) leaves no room in the model's "
             f"{params.max_model_len}-token context",
-            param="messages" if api == "chat" else "prompt",
+            param={"completions": "prompt", "responses": "input"}.get(api, "messages"),
             code="context_length_exceeded",
         )
     if requested is not None and requested > room:

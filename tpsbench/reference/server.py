@@ -2,7 +2,9 @@
 
 Routes (the API itself is :mod:`.api`; the telemetry :mod:`.telemetry`):
 
-- ``GET /v1/models``; ``POST /v1/chat/completions`` and ``POST /v1/completions``, streaming or not;
+- ``GET /v1/models``; ``POST /v1/chat/completions`` and ``POST /v1/completions``, streaming or not; the
+  Anthropic Messages API ``POST /v1/messages`` (:mod:`.anthropic`) and the OpenAI Responses API
+  ``POST /v1/responses`` (:mod:`.responses`), on the same engine;
 - ``GET /metrics``: Prometheus text, vLLM's families (requests running and waiting, KV use, prompt and
   generated tokens, speculative drafts and acceptances);
 - ``GET /pace``: the simulator's own pace report (JSON: step lag, delivery lag, server-side TTFT, counters,
@@ -30,7 +32,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from tpsbench.reference.anthropic import MessagesEncoder, message_body
 from tpsbench.reference.api import (
+    ROUTES,
     SHUTTING_DOWN,
     Api,
     ApiError,
@@ -43,6 +47,7 @@ from tpsbench.reference.api import (
 )
 from tpsbench.reference.engine import Chunk, Engine, Generation, LagStats
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams, ReferenceModel
+from tpsbench.reference.responses import ResponsesEncoder, response_body
 from tpsbench.reference.telemetry import pace_report, pace_warnings, prometheus_text
 
 __all__ = ["ReferenceServer", "ServerHandle", "pace_warnings", "start_server"]
@@ -83,12 +88,24 @@ class ReferenceServer:
         return before
 
 
+_Encoder = StreamEncoder | MessagesEncoder | ResponsesEncoder
+_ENCODERS: dict[Api, type[_Encoder]] = {
+    "chat": StreamEncoder,
+    "completions": StreamEncoder,
+    "messages": MessagesEncoder,
+    "responses": ResponsesEncoder,
+}
+_ID_PREFIX: dict[Api, str] = {
+    "chat": "chatcmpl", "completions": "cmpl", "messages": "msg", "responses": "resp"
+}  # fmt: skip
+
+
 class _Stream:
     """The sink of one streamed response: one write per engine step."""
 
     __slots__ = ("_chunked", "_conn", "_enc", "_entered", "_first", "_server")
 
-    def __init__(self, conn: _HttpConnection, enc: StreamEncoder, entered: float, chunked: bool) -> None:
+    def __init__(self, conn: _HttpConnection, enc: _Encoder, entered: float, chunked: bool) -> None:
         self._conn = conn
         self._server = conn.server
         self._enc = enc
@@ -131,12 +148,19 @@ class _Collect:
 
     def __call__(self, chunk: Chunk) -> None:
         conn = self._conn
+        req = self._req
         if chunk.finish_reason == "abort":
-            conn.respond(SHUTTING_DOWN.status, SHUTTING_DOWN.body())
+            conn.respond(SHUTTING_DOWN.status, SHUTTING_DOWN.body(req.api))
             return
         self._tokens += chunk.tokens
-        if chunk.finish_reason is not None:
-            body = completion_body(self._req, self._rid, int(time.time()), self._tokens, chunk.finish_reason)
+        reason = chunk.finish_reason
+        if reason is not None:
+            if req.api == "messages":
+                body = message_body(req, self._rid, self._tokens, reason)
+            elif req.api == "responses":
+                body = response_body(req, self._rid, int(time.time()), self._tokens, reason)
+            else:
+                body = completion_body(req, self._rid, int(time.time()), self._tokens, reason)
             conn.respond(200, body)
 
 
@@ -247,10 +271,14 @@ class _HttpConnection(asyncio.Protocol):
 
     def _route(self, head: _Head, body: bytes) -> None:
         server, method, path = self.server, head.method, head.path
-        if path in ("/v1/chat/completions", "/v1/completions"):
+        api = ROUTES.get(path)
+        if api is not None:
             if method != "POST":
                 raise _not_allowed(method, path)
-            self._complete("chat" if path == "/v1/chat/completions" else "completions", body, head.http10)
+            try:
+                self._complete(api, body, head.http10)
+            except ApiError as exc:
+                self._fail(exc, api=api)
         elif path in _GET_ROUTES:
             if method != "GET":
                 raise _not_allowed(method, path)
@@ -279,14 +307,15 @@ class _HttpConnection(asyncio.Protocol):
             )
         except RuntimeError:
             raise SHUTTING_DOWN from None
-        rid = f"{'chatcmpl' if api == 'chat' else 'cmpl'}-sim{gen.id}"
+        rid = f"{_ID_PREFIX[api]}-sim{gen.id}"
         self._gen = gen
         if not req.stream:
             gen.sink = _Collect(self, req, rid)
             return
         framing = b"Connection: close\r\n\r\n" if http10 else b"Transfer-Encoding: chunked\r\n\r\n"
         self._write(_STREAM_HEAD + framing)  # the headers at once, as real servers do
-        gen.sink = _Stream(self, StreamEncoder(req, rid, int(time.time())), entered, chunked=not http10)
+        enc = _ENCODERS[api](req, rid, int(time.time()))
+        gen.sink = _Stream(self, enc, entered, chunked=not http10)
 
     # --- responses ------------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -303,11 +332,11 @@ class _HttpConnection(asyncio.Protocol):
         )
         self.finished(close=not self._keep_alive)
 
-    def _fail(self, exc: ApiError, *, close: bool = False) -> None:
+    def _fail(self, exc: ApiError, *, close: bool = False, api: Api = "chat") -> None:
         if close:
             self._keep_alive = False
             self._buf.clear()
-        self.respond(exc.status, exc.body())
+        self.respond(exc.status, exc.body(api))
 
     def finished(self, *, close: bool) -> None:
         """The current response is complete: close, or go on with the next request already received."""
