@@ -118,7 +118,7 @@ def test_compare_runs_writes_one_chart_and_one_table(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 0 for p in result.files)
     assert (out / "compare_pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "compare.md").read_text(encoding="utf-8")
-    assert md == result.markdown  # what `tpsbench compare` prints
+    assert md == compare_to_markdown(result)  # what `tpsbench compare` prints
     assert "main vs PR" in md and "(+20.0%" in md
     html = (out / "compare.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 1 and "(+20.0%" in html

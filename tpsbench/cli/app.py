@@ -159,7 +159,9 @@ def compare(
     force: Annotated[bool, typer.Option(help="Plot runs that are not comparable anyway (flagged).")] = False,
 ) -> None:
     """Several runs on one Pareto chart and one table with relative differences."""
-    from tpsbench.report.compare import NotComparable, compare_runs
+    from tpsbench.report.compare import NotComparable
+    from tpsbench.report.markdown import compare_to_markdown
+    from tpsbench.report.render import compare_runs
 
     try:
         result = compare_runs(run_dirs, label, out, force=force)
@@ -168,7 +170,7 @@ def compare(
             f"error: runs are not comparable: {exc} (use --force to plot them anyway, flagged)", err=True
         )
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    typer.echo(result.markdown)
+    typer.echo(compare_to_markdown(result))
     for f in result.files:
         typer.echo(f"wrote {f}")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from tpsbench.report.compare import CompareResult, NotComparable, compare, compare_runs
+from tpsbench.report.compare import CompareResult, NotComparable, compare
 from tpsbench.report.data import Run, load_run
 from tpsbench.report.html import Image, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
@@ -51,3 +51,18 @@ def render_report(
     from tpsbench.report.render import render_report as _render
 
     return _render(run_dir, formats=formats, reference=reference, out_dir=out_dir)
+
+
+def compare_runs(
+    run_dirs: list[Path],
+    labels: list[str] | None,
+    out_dir: Path,
+    *,
+    force: bool = False,
+    formats: Collection[str] = ("png", "svg", "html", "md"),
+    reference: bool = True,
+) -> CompareResult:
+    """Compare run directories into ``out_dir``. See :func:`tpsbench.report.render.compare_runs`."""
+    from tpsbench.report.render import compare_runs as _compare
+
+    return _compare(run_dirs, labels, out_dir, force=force, formats=formats, reference=reference)

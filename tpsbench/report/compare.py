@@ -3,18 +3,19 @@
 Runs of different workloads (ISL/OSL), models or APIs measure different things, so they are refused with
 :class:`NotComparable` naming the reason, unless ``force=True``, which draws them flagged instead.
 
-    >>> compare_runs([Path("results/a"), Path("results/b")], ["main", "PR"], Path("cmp"))  # doctest: +SKIP
+The comparison is computed here (:func:`compare`) and written by
+:func:`tpsbench.report.render.compare_runs`, which draws the chart and writes the page and the table.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tpsbench.report import fmt
-from tpsbench.report.data import Point, Run, load_run
+from tpsbench.report.data import Point, Run
 
 
 class NotComparable(ValueError):
@@ -83,13 +84,6 @@ class CompareResult:
     rows: list[CompareRow]
     flags: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
-
-    @property
-    def markdown(self) -> str:
-        """The side-by-side table as Markdown (what ``compare.md`` holds)."""
-        from tpsbench.report.markdown import compare_to_markdown
-
-        return compare_to_markdown(self)
 
     def delta(self, load: str, metric: str, label: str) -> float | None:
         """How ``label``'s run differs from the first at a load, relatively: ``delta("c=16", "TPS/user p50",
@@ -198,22 +192,3 @@ def compare(
     if flags and not force:
         raise NotComparable([f"{label} differs from {names[0]}: {why}" for label, why in flags.items()])
     return CompareResult(labels=names, runs=list(runs), rows=compare_table(runs), flags=flags)
-
-
-def compare_runs(
-    run_dirs: list[Path],
-    labels: list[str] | None,
-    out_dir: Path,
-    *,
-    force: bool = False,
-    formats: Collection[str] = ("png", "svg", "html", "md"),
-    reference: bool = True,
-) -> CompareResult:
-    """Compare run directories: write ``compare_pareto.png/.svg``, ``compare.html`` and ``compare.md`` (as
-    ``formats`` asks) into ``out_dir`` and return the result with the paths written."""
-    from tpsbench.report.render import write_comparison  # charts import matplotlib: only when writing
-
-    runs = [load_run(Path(d), requests=False) for d in run_dirs]
-    result = compare(runs, labels, force=force)
-    files = write_comparison(result, Path(out_dir), formats=formats, reference=reference)
-    return CompareResult(result.labels, result.runs, result.rows, result.flags, files)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from tpsbench.config.errors import ScenarioError
 from tpsbench.config.loader import load_scenario
 from tpsbench.report import charts
-from tpsbench.report.compare import CompareResult
+from tpsbench.report.compare import CompareResult, compare
 from tpsbench.report.data import Run, load_run
 from tpsbench.report.html import Image, compare_to_html, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
@@ -204,3 +204,23 @@ def write_comparison(
     if "md" in wanted:
         files.append(_write(out_dir / "compare.md", compare_to_markdown(result)))
     return files
+
+
+def compare_runs(
+    run_dirs: list[Path],
+    labels: list[str] | None,
+    out_dir: Path,
+    *,
+    force: bool = False,
+    formats: Collection[str] = ("png", "svg", "html", "md"),
+    reference: bool = True,
+) -> CompareResult:
+    """Compare run directories: write ``compare_pareto.png/.svg``, ``compare.html`` and ``compare.md`` (as
+    ``formats`` asks) into ``out_dir`` and return the result with the paths written.
+
+    >>> compare_runs([Path("results/a"), Path("results/b")], ["main", "PR"], Path("cmp"))  # doctest: +SKIP
+    """
+    runs = [load_run(Path(d), requests=False) for d in run_dirs]
+    result = compare(runs, labels, force=force)
+    files = write_comparison(result, Path(out_dir), formats=formats, reference=reference)
+    return CompareResult(result.labels, result.runs, result.rows, result.flags, files)
