@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -13,10 +14,12 @@ import aiohttp
 import httpx
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tpsbench.client.transport import MAX_ERROR_BODY, RawExchange, classify_status, make_transport
 from tpsbench.client.transport.aiohttp import AiohttpTransport
-from tpsbench.client.transport.h11 import H11Transport, _Turns
+from tpsbench.client.transport.h11 import H11Transport, _ChunkedBody, _Turns
 from tpsbench.client.transport.httpx import HttpxTransport
 from tpsbench.config.scenario import Timeouts
 from tpsbench.core.record import ErrorKind
@@ -754,3 +757,32 @@ def test_h11_https_goes_through_tls() -> None:
     raw = run(go())
     assert (raw.status, raw.error) == (None, ErrorKind.CONNECT)
     assert raw.error_detail and "SSL" in raw.error_detail
+
+
+# --- the h11 transport's chunked-body framing (its hot path) ---------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(
+    payloads=st.lists(st.binary(min_size=1, max_size=40), min_size=0, max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+    ext=st.booleans(),
+)
+def test_chunked_framing_gives_the_payload_however_the_reads_split(
+    payloads: list[bytes], cuts: list[int], ext: bool
+) -> None:
+    wire = b"".join(b"%X%b\r\n%b\r\n" % (len(p), b";a=b" if ext else b"", p) for p in payloads)
+    wire += b"0\r\nTrailer: x\r\n\r\n" if ext else b"0\r\n\r\n"
+    bounds = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
+    body, got, ended = _ChunkedBody(keep_alive=True), b"", False
+    for a, b in itertools.pairwise(bounds):
+        assert not ended
+        data, ended = body.feed(wire[a:b])
+        got += data
+    assert ended and got == b"".join(payloads) and not body.extra
+
+
+@pytest.mark.parametrize(
+    "wire", [b"0x5\r\nhello\r\n", b"-5\r\nhello\r\n", b"1_0\r\n", b"zz\r\n", b"2\r\nabXY"]
+)
+def test_chunked_framing_rejects_what_is_not_chunked(wire: bytes) -> None:
+    with pytest.raises(ValueError):
+        _ChunkedBody(keep_alive=True).feed(wire)

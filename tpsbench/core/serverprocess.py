@@ -40,6 +40,11 @@ class ServerProcess:
         """The URL without its ``/v1`` suffix, where non-OpenAI routes (metrics, logs) live."""
         return self.url.removesuffix("/v1")
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (benchmarks read its CPU time, placement pins it)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> str:
         """Start the child and wait for its URL; raises ``RuntimeError`` with its stderr if it fails."""
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child; closed in stop)
