@@ -52,6 +52,7 @@ __all__ = [
     "SloStat",
     "Steps",
     "Sweep",
+    "Telemetry",
     "Timeouts",
     "TokenCount",
     "Workload",
@@ -382,6 +383,17 @@ SloStat = Literal["mean", "p50", "p90", "p95", "p99"]
 SloMetric = Literal["ttft_s", "tps_user", "tpot_s", "e2e_s", "itl_s"]
 
 
+class Telemetry(_Strict):
+    """Scrape Prometheus text metrics while each level runs (tpsbench/load/telemetry.py)."""
+
+    enabled: bool = True
+    # None: the endpoint's origin + /metrics. Several URLs (say the server and a DCGM exporter) are scraped
+    # side by side; each sample keeps the URL it came from.
+    urls: list[str] | None = None
+    interval_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)  # one scrape; a slow /metrics never delays the load
+
+
 class Gate(_Strict):
     thresholds: dict[str, float] = Field(default_factory=dict)  # e.g. {"tps_user_p50": 5} percent
 
@@ -397,6 +409,7 @@ class Scenario(_Strict):
     gpus: int | None = Field(default=None, ge=1)
     workers: int = Field(default=1, ge=1)
     gate: Gate = Field(default_factory=Gate)
+    telemetry: Telemetry = Field(default_factory=Telemetry)
     reference: dict[str, Any] = Field(default_factory=dict)  # overrides of the reference model's parameters
     # The fraction of a level's measured requests that may fail before `tpsbench run` exits 1.
     error_budget: float = Field(default_factory=lambda: DEFAULT_ERROR_BUDGET, ge=0, le=1)

@@ -7,7 +7,10 @@ report, compare, the notebook, benchmarks) go through this module; nothing else 
 - ``scenario.yaml``: the scenario as resolved (:data:`SCENARIO`);
 - ``metadata.json``: where and with what the run was measured, never a secret (:data:`METADATA`);
 - ``requests.jsonl``: one line per finished request, appended as it finishes (:data:`REQUESTS`);
-- ``summary.json`` / ``summary.csv``: one point per load level (:data:`SUMMARY_JSON`, :data:`SUMMARY_CSV`).
+- ``summary.json`` / ``summary.csv``: one point per load level (:data:`SUMMARY_JSON`, :data:`SUMMARY_CSV`);
+- ``telemetry.jsonl``: the server's Prometheus samples scraped while each level ran, one line per sample
+  ``{t_ns, level, url, name, labels, value}`` on the records' clock (:data:`TELEMETRY`; absent when
+  telemetry was off). Read with :func:`read_samples`; same torn-line rule as requests.jsonl.
 
 Format history (pyperf ``_bench.py`` style). One version rule for both files: a reader accepts every
 version listed here and refuses any other (newer or unknown) with a one-line error naming the file, the
@@ -56,6 +59,7 @@ from typing import Any
 
 from tpsbench.core.record import RequestRecord
 from tpsbench.results import metrics
+from tpsbench.results.telemetry import Sample
 
 __all__ = [
     "LINE_METRICS",
@@ -68,11 +72,13 @@ __all__ = [
     "SUMMARY_JSON",
     "SUMMARY_SCHEMA",
     "SUMMARY_SCHEMAS",
+    "TELEMETRY",
     "RunFileError",
     "check_summary",
     "iter_record_lines",
     "read_metadata",
     "read_records",
+    "read_samples",
     "read_scenario",
     "read_summary",
     "record_from_line",
@@ -84,6 +90,7 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 METADATA = "metadata.json"
 SCENARIO = "scenario.yaml"
+TELEMETRY = "telemetry.jsonl"
 
 SUMMARY_SCHEMA = 1  # what the writer writes
 SUMMARY_SCHEMAS: frozenset[int] = frozenset({1})  # what the readers read (history in the docstring)
@@ -268,3 +275,20 @@ def read_records(path: str | Path, *, warn: Callable[[str], None] | None = None)
     """Stream the :class:`RequestRecord` of each line of a ``requests.jsonl`` (any supported format)."""
     for where, line in iter_record_lines(path, warn=warn):
         yield record_from_line(line, where)
+
+
+# --------------------------------------------------------------------------------------------------
+# telemetry.jsonl
+
+
+def read_samples(path: str | Path, *, warn: Callable[[str], None] | None = None) -> Iterator[Sample]:
+    """Stream the telemetry samples of a ``telemetry.jsonl``; nothing when the file is absent (telemetry
+    off, or a run from before it existed). Torn last line: as for requests.jsonl."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    for where, line in iter_record_lines(path, warn=warn):
+        try:
+            yield Sample.from_dict(line)
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunFileError(f"{where}: not a telemetry sample ({e})") from None

@@ -27,7 +27,16 @@ from typing import IO, Any
 
 from tpsbench import __version__
 from tpsbench.core.record import RequestRecord
-from tpsbench.results.files import METADATA, REQUESTS, SCENARIO, SUMMARY_CSV, SUMMARY_JSON, record_line
+from tpsbench.results.files import (
+    METADATA,
+    REQUESTS,
+    SCENARIO,
+    SUMMARY_CSV,
+    SUMMARY_JSON,
+    TELEMETRY,
+    record_line,
+)
+from tpsbench.results.telemetry import Sample
 
 __all__ = [
     "METADATA",
@@ -35,7 +44,9 @@ __all__ = [
     "SCENARIO",
     "SUMMARY_CSV",
     "SUMMARY_JSON",
+    "TELEMETRY",
     "RecordWriter",
+    "SampleWriter",
     "create_run_dir",
     "environment_metadata",
     "write_bytes_atomic",
@@ -83,6 +94,31 @@ class RecordWriter:
         self._file.close()
 
     def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SampleWriter:
+    """Append scraped telemetry samples to telemetry.jsonl, one line each, flushed per scrape."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] = path.open("a", encoding="utf-8")
+        self.count = 0
+
+    def write(self, samples: list[Sample]) -> None:
+        self._file.write("".join(json.dumps(s.to_dict(), separators=(",", ":")) + "\n" for s in samples))
+        self._file.flush()
+        self.count += len(samples)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> SampleWriter:
         return self
 
     def __exit__(

@@ -31,6 +31,7 @@ from tpsbench.config.scenario import Level, SloMetric, SloStat
 from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
 from tpsbench.results import definitions, files, metrics
 from tpsbench.results.stats import STAT_KEYS, describe, statistic
+from tpsbench.results.telemetry import Sample, server_block
 
 SCHEMA = files.SUMMARY_SCHEMA  # the version history is in results/files.py
 
@@ -226,6 +227,8 @@ def summarize_level(
     gpus: int | None,
     self_check: dict[str, Any] | None = None,
     seed: int = 0,
+    samples: Sequence[Sample] | None = None,
+    telemetry_notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One ``points[]`` entry of summary.json from the records of one level.
 
@@ -248,6 +251,10 @@ def summarize_level(
     - the other TPS/user definitions (:mod:`.definitions`): per-request ones are blocks like ``tps_user``;
       ``tps_user_mlperf`` = 1 / ``tpot_inferencex_s`` p90 and ``tps_user_vllm`` = output_tps / concurrency
       (the level's, else the achieved one); ``tps_user_definitions`` labels each with source and formula.
+    - ``server`` = what the endpoint's Prometheus metrics said over the level
+      (:func:`.telemetry.server_block`: generated tokens and their ratio to the client's, generated TPS
+      beside ``output_tps``, running/waiting, KV-cache use, speculative acceptance), from the level's
+      telemetry ``samples`` and the scraper's notes; None when telemetry was off.
     - ``errors`` = failed measured requests by :class:`ErrorKind`; ``token_sources`` = ok measured requests by
       :class:`TokenSource`; ``short_outputs`` = ok requests with fewer output tokens than requested.
     - ``self_check`` = the runner's ``self_check`` dict (event-loop lag, CPU, ...) plus ``sched_lag_p99_s``,
@@ -348,6 +355,11 @@ def summarize_level(
         output_tps, level.concurrency or check["achieved_concurrency"]
     )
     point["tps_user_definitions"] = definitions.table(point)
+    point["server"] = (
+        server_block(samples or [], records, client_output_tps=output_tps, notes=telemetry_notes)
+        if samples is not None or telemetry_notes
+        else None
+    )
     point["warnings"] = _warnings(
         point,
         n_ok=len(ok),

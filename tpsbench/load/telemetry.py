@@ -1,0 +1,147 @@
+"""Scrape the endpoint's Prometheus metrics while a level runs, without ever disturbing the load.
+
+One :class:`Scraper` per run; ``async with scraper.level(index):`` around each level scrapes every URL at
+once when the level starts, every ``interval_s`` while it runs, and once more after it ends, so the
+level's counters are bracketed. Each scrape is its own task with its own timeout; the text is parsed with
+``prometheus_client``'s parser in a worker thread, so neither a slow /metrics nor a large exposition holds
+up the event loop that stamps the requests. Samples are stamped on the run's clock (the records' clock)
+when the response arrives and handed to ``sink`` (normally :class:`~tpsbench.results.rundir.SampleWriter`).
+
+A URL that answers 404 or something that is not Prometheus text is dropped for the rest of the run;
+timeouts and connection errors are counted and the scraping goes on. Either way the level's ``notes``
+say what happened, and the summary shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tpsbench.core.record import default_clock
+from tpsbench.results.telemetry import Sample
+
+
+def default_url(base_url: str) -> str:
+    """The base URL's origin + ``/metrics``: ``http://h:8000/v1`` -> ``http://h:8000/metrics``.
+
+    >>> default_url("http://127.0.0.1:8000/v1")
+    'http://127.0.0.1:8000/metrics'
+    """
+    u = urlsplit(base_url)
+    return f"{u.scheme}://{u.netloc}/metrics"
+
+
+def parse(text: str, *, t_ns: int, level: int, url: str) -> list[Sample]:
+    """Every sample of a Prometheus text exposition (raises ValueError when it is not one)."""
+    out = []
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.append(Sample(t_ns, level, url, s.name, dict(s.labels), float(s.value)))
+    return out
+
+
+@dataclass
+class _Target:
+    url: str
+    dropped: str | None = None  # why the URL is no longer scraped
+    ok: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+
+
+class Scraper:
+    """Scrapes ``urls`` during levels and passes each scrape's samples to ``sink``."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        sink: Callable[[list[Sample]], None],
+        *,
+        interval_s: float = 1.0,
+        timeout_s: float = 2.0,
+        clock: Callable[[], int] = default_clock,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._targets = [_Target(u) for u in urls]
+        self._sink = sink
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _scrape_one(self, target: _Target, level: int) -> None:
+        try:
+            resp = await asyncio.wait_for(self._http.get(target.url), self.timeout_s)
+            t_ns = self._clock()
+        except TimeoutError:
+            target.failed[f"timeout after {self.timeout_s:g} s"] += 1
+            return
+        except httpx.HTTPError as e:
+            target.failed[type(e).__name__] += 1
+            return
+        if resp.status_code != 200:
+            if resp.status_code == 404:
+                target.dropped = "404 Not Found (no Prometheus metrics there)"
+            else:
+                target.failed[f"HTTP {resp.status_code}"] += 1
+            return
+        try:
+            samples = await asyncio.to_thread(parse, resp.text, t_ns=t_ns, level=level, url=target.url)
+        except ValueError as e:
+            target.dropped = f"not Prometheus text ({str(e)[:80]})"
+            return
+        if not samples:
+            target.dropped = "an empty exposition"
+            return
+        target.ok += 1
+        self._sink(samples)
+
+    async def scrape(self, level: int) -> None:
+        """Scrape every live URL once, concurrently."""
+        live = [t for t in self._targets if t.dropped is None]
+        await asyncio.gather(*(self._scrape_one(t, level) for t in live))
+
+    async def _loop(self, level: int) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await self.scrape(level)
+            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
+
+    @contextlib.asynccontextmanager
+    async def level(self, index: int) -> AsyncIterator[list[str]]:
+        """Scrape while the body runs, plus once after; yields the level's notes (filled in on exit)."""
+        notes: list[str] = []
+        before = {t.url: (t.ok, Counter(t.failed)) for t in self._targets}
+        task = asyncio.create_task(self._loop(index), name=f"telemetry-level-{index}")
+        try:
+            yield notes
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self.scrape(index)  # the closing scrape brackets the level's counters
+            notes += self._notes(before)
+
+    def _notes(self, before: dict[str, tuple[int, Counter[str]]]) -> list[str]:
+        out = []
+        for t in self._targets:
+            ok0, failed0 = before[t.url]
+            failed = t.failed - failed0
+            if t.dropped is not None and t.ok == 0:
+                out.append(f"{t.url}: not scraped: {t.dropped}")
+            elif t.dropped is not None:
+                out.append(f"{t.url}: scraping stopped: {t.dropped}")
+            if n := sum(failed.values()):
+                kinds = ", ".join(f"{k}: {v}" for k, v in failed.items())
+                out.append(f"{t.url}: {n} of {t.ok - ok0 + n} scrapes failed ({kinds})")
+        return out
