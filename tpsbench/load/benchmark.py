@@ -34,16 +34,19 @@ from tpsbench.load.placement import plan_cores
 from tpsbench.load.runner import LevelResult, run_level
 from tpsbench.load.session import LevelSession, RunContext
 from tpsbench.load.sweep import LevelPlan
+from tpsbench.load.telemetry import Scraper, default_url
 from tpsbench.load.worker import ClockAnchor, WorkerJob
 from tpsbench.load.workers import run_level_in_workers
-from tpsbench.results.files import read_records
+from tpsbench.results.files import read_records, read_samples
 from tpsbench.results.rundir import (
     METADATA,
     REQUESTS,
     SCENARIO,
     SUMMARY_CSV,
     SUMMARY_JSON,
+    TELEMETRY,
     RecordWriter,
+    SampleWriter,
     create_run_dir,
     environment_metadata,
     write_bytes_atomic,
@@ -262,12 +265,16 @@ async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutco
     points: list[dict[str, Any]] = []
     summary: dict[str, Any] = summarize_run(points, run_info=run.run_info, slo=dict(scenario.slo))
     next_id = 0
+    scraper, samples_out = _scraper(scenario, run.ctx.base_url, run_dir)
     try:
         with RecordWriter(run_dir / REQUESTS) as writer:
             for index, level in plan:
                 if stop.is_set():
                     break
+                if scraper is not None:
+                    await scraper.start(index)  # own task and timeout: a slow /metrics never delays the load
                 self_check, sent = await _drive_level(run, index, level, next_id, writer, obs, stop)
+                telemetry_notes = await scraper.stop() if scraper is not None else []
                 next_id += sent
                 records = [r for r in read_records(run_dir / REQUESTS) if r.level == index]
                 point = summarize_level(
@@ -278,6 +285,10 @@ async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutco
                     gpus=scenario.gpus,
                     self_check=self_check,
                     seed=scenario.workload.seed,
+                    samples=[s for s in read_samples(run_dir / TELEMETRY) if s.level == index]
+                    if scraper is not None
+                    else None,
+                    telemetry_notes=telemetry_notes,
                 )
                 points.append(point)
                 plan.observe(point)
@@ -296,6 +307,10 @@ async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutco
             write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
     finally:
         await run.session.aclose()
+        if scraper is not None:
+            await scraper.aclose()
+        if samples_out is not None:
+            samples_out.close()
         run.metadata["end_wall"] = time.time()
         run.metadata["interrupted"] = stop.is_set()
         write_json(run_dir / METADATA, run.metadata)
@@ -303,6 +318,16 @@ async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutco
             write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
             write_bytes_atomic(run_dir / SUMMARY_CSV, to_csv(summary))
     return RunOutcome(run_dir, summary, stop.is_set(), points)
+
+
+def _scraper(scenario: Scenario, base_url: str, run_dir: Path) -> tuple[Scraper | None, SampleWriter | None]:
+    """The run's telemetry scraper and the writer of its samples (both None when telemetry is off)."""
+    tel = scenario.telemetry
+    if not tel.enabled:
+        return None, None
+    out = SampleWriter(run_dir / TELEMETRY)
+    urls = tel.urls or [default_url(base_url)]
+    return Scraper(urls, out.write, interval_s=tel.interval_s, timeout_s=tel.timeout_s), out
 
 
 async def _drive_level(

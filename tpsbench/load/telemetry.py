@@ -74,8 +74,12 @@ class Scraper:
         self.timeout_s = timeout_s
         self._clock = clock
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+        self._task: asyncio.Task[None] | None = None
+        self._level = 0
+        self._before: dict[str, tuple[int, Counter[str]]] = {}
 
     async def aclose(self) -> None:
+        await self._cancel()
         await self._http.aclose()
 
     async def _scrape_one(self, target: _Target, level: int) -> None:
@@ -112,25 +116,48 @@ class Scraper:
 
     async def _loop(self, level: int) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
+        due = loop.time() + self.interval_s
+        while True:  # a fixed schedule; a scrape slower than the interval delays the next, never stacks
+            await asyncio.sleep(max(0.0, due - loop.time()))
             await self.scrape(level)
-            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
+            due = max(due + self.interval_s, loop.time())
 
-    @contextlib.asynccontextmanager
-    async def level(self, index: int) -> AsyncIterator[list[str]]:
-        """Scrape while the body runs, plus once after; yields the level's notes (filled in on exit)."""
-        notes: list[str] = []
-        before = {t.url: (t.ok, Counter(t.failed)) for t in self._targets}
-        task = asyncio.create_task(self._loop(index), name=f"telemetry-level-{index}")
-        try:
-            yield notes
-        finally:
+    async def start(self, level: int) -> None:
+        """Scrape once (before the level's first request, so its counters are bracketed; at most
+        ``timeout_s``), then every ``interval_s`` in a task of its own until :meth:`stop`."""
+        if self._task is not None:
+            raise RuntimeError("telemetry is already scraping a level; stop() it first")
+        self._level = level
+        self._before = {t.url: (t.ok, Counter(t.failed)) for t in self._targets}
+        await self.scrape(level)
+        self._task = asyncio.create_task(self._loop(level), name=f"telemetry-level-{level}")
+
+    async def stop(self) -> list[str]:
+        """Stop the level's scraping, scrape once more (bracketing the level's counters) and return the
+        level's notes: URLs not scraped and why, failed scrapes by kind."""
+        if self._task is None:
+            return []
+        await self._cancel()
+        await self.scrape(self._level)
+        return self._notes(self._before)
+
+    async def _cancel(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await self.scrape(index)  # the closing scrape brackets the level's counters
-            notes += self._notes(before)
+
+    @contextlib.asynccontextmanager
+    async def level(self, index: int) -> AsyncIterator[list[str]]:
+        """``async with scraper.level(i) as notes:``: :meth:`start` and :meth:`stop` around the body; the
+        yielded list gets the level's notes on exit."""
+        notes: list[str] = []
+        await self.start(index)
+        try:
+            yield notes
+        finally:
+            notes += await self.stop()
 
     def _notes(self, before: dict[str, tuple[int, Counter[str]]]) -> list[str]:
         out = []

@@ -1,0 +1,169 @@
+"""Telemetry: Prometheus samples and their per-level derivations on exact numbers; the scraper against
+scripted /metrics endpoints (one fine, one 404, one slow), which must never hold up the load."""
+
+from __future__ import annotations
+
+import asyncio
+import doctest
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tpsbench.core.record import RequestRecord, TokenSource
+from tpsbench.load import telemetry as scraper_mod
+from tpsbench.load.telemetry import Scraper, default_url, parse
+from tpsbench.results import telemetry
+from tpsbench.results.files import TELEMETRY, read_samples
+from tpsbench.results.rundir import SampleWriter
+from tpsbench.results.telemetry import Sample, counter_increase, gauge_stats, server_block
+
+S = 1_000_000_000
+GEN = "vllm:generation_tokens_total"
+
+
+def smp(t_s: float, name: str, value: float, **labels: str) -> Sample:
+    return Sample(int(t_s * S), 0, "http://h/metrics", name, labels, value)
+
+
+def test_counter_increase_handles_resets_labels_and_interpolation() -> None:
+    s = [
+        smp(0, GEN, 100, engine="0"),
+        smp(1, GEN, 150, engine="0"),
+        smp(2, GEN, 20, engine="0"),  # restarted: 20 new tokens
+        smp(3, GEN, 60, engine="0"),
+        smp(0, GEN, 0, engine="1"),
+        smp(3, GEN, 30, engine="1"),
+    ]
+    assert counter_increase(s, GEN) == (50 + 20 + 40) + 30
+    # [0.5 s, 2.5 s]: engine 0 grows 25 + 20 + 20, engine 1 (30 over 3 s) 20
+    assert counter_increase(s, GEN, int(0.5 * S), int(2.5 * S)) == pytest.approx(65 + 20)
+    assert counter_increase(s, "absent") is None
+    assert counter_increase([smp(0, GEN, 5)], GEN) is None  # one scrape is no increase
+
+
+def test_gauges_sum_label_sets_per_scrape() -> None:
+    name = "vllm:num_requests_running"
+    s = [smp(0, name, 1, e="0"), smp(0, name, 2, e="1"), smp(1, name, 5, e="0"), smp(1, name, 0, e="1")]
+    assert gauge_stats(s, ["sglang:num_running_reqs", name]) == {
+        "name": name,
+        "mean": 4.0,
+        "max": 5.0,
+        "n": 2,
+    }
+    assert gauge_stats(s, ["sglang:num_running_reqs"]) is None
+
+
+def rec(rid: int, send_s: float, chunks: list[tuple[float, int]], *, warmup: bool = False) -> RequestRecord:
+    return RequestRecord(
+        request_id=rid,
+        level=0,
+        send_ns=int(send_s * S),
+        end_ns=int(chunks[-1][0] * S),
+        warmup=warmup,
+        chunk_ns=[int(t * S) for t, _ in chunks],
+        chunk_tokens=[float(k) for _, k in chunks],
+        output_tokens=sum(k for _, k in chunks),
+        token_source=TokenSource.USAGE,
+    )
+
+
+def test_server_block_against_the_clients_counts() -> None:
+    # scrapes at 0, 1, 2, 3 s; the server generated 0, 40, 80, 102 tokens; drafts 60 of which 45 accepted
+    s = [smp(t, GEN, v) for t, v in [(0, 0), (1, 40), (2, 80), (3, 102)]]
+    s += [
+        smp(0, "vllm:spec_decode_num_draft_tokens_total", 0),
+        smp(3, "vllm:spec_decode_num_draft_tokens_total", 60),
+    ]
+    s += [smp(0, "vllm:spec_decode_num_accepted_tokens_total", 0)]
+    s += [smp(3, "vllm:spec_decode_num_accepted_tokens_total", 45)]
+    s += [smp(t, "vllm:kv_cache_usage_perc", v) for t, v in [(0, 0.0), (1, 0.5), (2, 0.25), (3, 0.25)]]
+    s += [smp(1, "my_exporter_widgets", 3.0)]
+    # the client: a warmup request (2 tokens) and two measured ones, 100 tokens in all
+    recs = [
+        rec(0, 0.1, [(0.2, 1), (0.3, 1)], warmup=True),
+        rec(1, 0.5, [(1.0, 10), (1.5, 40)]),
+        rec(2, 1.0, [(2.0, 20), (2.5, 28)]),
+    ]
+    b = server_block(s, recs, client_output_tps=45.0, notes=["n"])
+    assert b["engines"] == ["vLLM"]
+    assert b["scrapes"] == 4
+    assert b["generated_tokens"] == 102 and b["client_tokens"] == 100
+    assert b["tokens_ratio"] == pytest.approx(1.02)
+    # measured window 0.5 .. 2.5 s: counter 20 -> 91 (interpolated), 71 tokens in 2 s
+    assert b["generated_tps"] == pytest.approx(35.5)
+    assert b["output_tps_ratio"] == pytest.approx(35.5 / 45)
+    assert b["spec_acceptance"] == pytest.approx(0.75)
+    assert b["kv_cache_use"] == {"name": "vllm:kv_cache_usage_perc", "mean": 0.25, "max": 0.5, "n": 4}
+    assert b["running"] is None
+    assert b["unknown_families"] == ["my_exporter_widgets"]
+    assert b["notes"] == ["n"]
+
+
+def test_rate_series_for_the_chart() -> None:
+    s = [smp(t, GEN, v) for t, v in [(0, 0), (1, 40), (3, 100)]]
+    assert telemetry.series(s, [GEN], rate=True) == (GEN, [(1 * S, 40.0), (3 * S, 30.0)])
+    assert telemetry.series(s, ["absent"], rate=False) is None
+
+
+EXPOSITION = """# HELP vllm:generation_tokens_total Number of generation tokens processed.
+# TYPE vllm:generation_tokens_total counter
+vllm:generation_tokens_total{{model_name="m"}} {gen}
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{{model_name="m"}} 2
+"""
+
+
+def test_parse_uses_the_prometheus_text_format() -> None:
+    got = parse(EXPOSITION.format(gen=12), t_ns=7, level=1, url="u")
+    assert got[0] == Sample(7, 1, "u", GEN, {"model_name": "m"}, 12.0)
+    with pytest.raises(ValueError):
+        parse('{"json": "is not an exposition"}', t_ns=0, level=0, url="u")
+    assert default_url("https://x.example:8443/v1?k=1") == "https://x.example:8443/metrics"
+
+
+def test_scraper_brackets_the_level_and_never_delays_it(tmp_path: Path) -> None:
+    served = {"n": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "slow":
+            await asyncio.sleep(5)
+        if request.url.host == "missing":
+            return httpx.Response(404)
+        served["n"] += 1
+        return httpx.Response(200, text=EXPOSITION.format(gen=10 * served["n"]))
+
+    async def main() -> tuple[list[str], float]:
+        with SampleWriter(tmp_path / TELEMETRY) as out:
+            scraper = Scraper(
+                ["http://ok/metrics", "http://missing/metrics", "http://slow/metrics"],
+                out.write,
+                interval_s=0.05,
+                timeout_s=0.2,
+                transport=httpx.MockTransport(handler),
+            )
+            t0 = time.perf_counter()
+            async with scraper.level(0) as notes:
+                body = time.perf_counter()
+                await asyncio.sleep(0.3)  # "the load": must run while the slow URL hangs
+                body = time.perf_counter() - body
+            await scraper.aclose()
+        assert time.perf_counter() - t0 < 2.0
+        return notes, body
+
+    notes, body = asyncio.run(main())
+    assert body < 0.5  # the load's own time, not the slow scrapes'
+    samples = list(read_samples(tmp_path / TELEMETRY))
+    times = sorted({s.t_ns for s in samples if s.name == GEN})
+    assert len(times) >= 4  # one before, a few during, one after
+    assert {s.url for s in samples} == {"http://ok/metrics"}
+    assert counter_increase(samples, GEN) == 10 * (len(times) - 1)
+    assert any("missing" in n and "404" in n for n in notes)
+    assert any("slow" in n and "timeout" in n for n in notes)
+    assert list(read_samples(tmp_path / "absent.jsonl")) == []
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(telemetry).failed == 0
+    assert doctest.testmod(scraper_mod).failed == 0
