@@ -65,6 +65,7 @@ UNSTABLE_CI_FRACTION = 0.10  # p50 CI wider than this fraction of p50
 LATE_S = 0.010  # scheduling lag or event-loop lag p99 above this: the client fell behind
 CPU_BOUND_PERCENT = 90.0  # client CPU, % of one core (the asyncio client is single-threaded)
 STABILITY_METRICS: tuple[str, ...] = ("ttft_s", "tps_user")
+SERVER_TOKENS_TOLERANCE = 0.02  # server-counted vs client-received generated tokens
 
 # {metric: {stat: threshold}}; the second form is what Scenario.slo is typed as (Mapping keys are invariant).
 Slo = Mapping[str, Mapping[str, float]] | Mapping[SloMetric, Mapping[SloStat, float]]
@@ -360,6 +361,14 @@ def summarize_level(
         if samples is not None or telemetry_notes
         else None
     )
+    ratio = point["server"]["tokens_ratio"] if point["server"] else None
+    if ratio is not None and abs(ratio - 1) > SERVER_TOKENS_TOLERANCE:
+        point["warnings"].append(
+            f"The server counted {point['server']['generated_tokens']:,.0f} generated tokens at this level "
+            f"and the client received {point['server']['client_tokens']:,.0f} ({_pct(ratio - 1)} apart): "
+            "token rates may be off. Hint: check the token source (usage vs estimate) and whether other "
+            "clients used the server during the run."
+        )
     point["warnings"] = _warnings(
         point,
         n_ok=len(ok),

@@ -20,9 +20,10 @@ TensorRT-LLM (``trtllm:``/``trtllm_``) and DCGM (``DCGM_FI_*``) families are rec
 Formulas, over the level's samples (scraped from before its first request to after its last):
 
 - a counter's increase = the sum of its non-negative steps (a drop is a reset: the next value counts from 0),
-  summed over label sets; its value at time t is interpolated linearly between the scrapes around t;
-- ``generated_tokens`` = increase over the whole level; ``generated_tps`` = increase inside the client's
-  measured window [t0, t1] / (t1 - t0), comparable to the client's ``output_tps``;
+  summed over label sets;
+- ``generated_tokens`` = increase over the level (a scrape just before its first request and one just after
+  its last bracket it); ``generated_tps`` = generated_tokens / the level's active time (first t_send to last
+  t_end), beside the client's tokens over the same time and the client's ``output_tps``;
 - ``running`` / ``waiting`` / ``kv_cache_use`` = mean and max over the level's scrapes (summed over
   label sets);
 - ``spec_acceptance`` = accepted draft tokens / draft tokens over the level.
@@ -31,8 +32,6 @@ Formulas, over the level's samples (scraped from before its first request to aft
     ...      Sample(2_000_000_000, 0, "u", "vllm:generation_tokens_total", {}, 300.0)]
     >>> counter_increase(s, "vllm:generation_tokens_total")
     200.0
-    >>> counter_increase(s, "vllm:generation_tokens_total", 0, 1_000_000_000)
-    100.0
 """
 
 from __future__ import annotations
@@ -131,33 +130,16 @@ def _series(
     return out
 
 
-def _at(points: Sequence[tuple[int, float]], t: int) -> float:
-    """A counter's cumulative increase at t (resets removed), linear between scrapes, clamped at the ends."""
-    if t <= points[0][0]:
-        return 0.0
-    total = 0.0
-    for (ta, va), (tb, vb) in pairwise(points):
-        step = vb - va if vb >= va else vb  # a drop: the counter restarted from 0
-        if t < tb:
-            return total + step * (t - ta) / (tb - ta)
-        total += step
-    return total
-
-
-def counter_increase(
-    samples: Iterable[Sample], name: str, t0: int | None = None, t1: int | None = None
-) -> float | None:
-    """How much counter ``name`` grew (summed over label sets and URLs), over every scrape or over [t0, t1]
-    interpolated between scrapes. None when the counter has fewer than two samples in any series."""
+def counter_increase(samples: Iterable[Sample], name: str) -> float | None:
+    """How much counter ``name`` grew over the scrapes (summed over label sets and URLs): the sum of its
+    non-negative steps, a drop counting as a reset (the new value is the growth since). None when the
+    counter has fewer than two samples in any series."""
     series = _series(samples, name)
     if not series or any(len(p) < 2 for p in series.values()):
         return None
-    total = 0.0
-    for points in series.values():
-        lo = 0.0 if t0 is None else _at(points, t0)
-        hi = _at(points, points[-1][0] if t1 is None else t1)
-        total += hi - lo
-    return total
+    return sum(
+        vb - va if vb >= va else vb for points in series.values() for (_, va), (_, vb) in pairwise(points)
+    )
 
 
 def _first_counter(
@@ -200,18 +182,16 @@ def server_block(
     """A point's ``server`` block from the level's samples and records (formulas: the module docstring).
 
     ``client_tokens`` = every token the client received at this level (every chunk of every record, warmup
-    and failed ones included), the count the server's counter should match; ``window`` = the client's
-    measured window, min(t_send) to max(t_end) of the non-warmup records, over which ``generated_tps`` is
-    compared with ``client_output_tps``. ``tokens_ratio`` = server / client tokens; ``output_tps_ratio`` =
-    generated_tps / output_tps.
+    and failed ones included), the count the server's counter should match; ``tokens_ratio`` = server /
+    client tokens. The level's ``active_s`` = max(t_end) - min(t_send) over all its records;
+    ``generated_tps`` = server tokens / active_s and ``client_tps`` = client tokens / active_s (their ratio
+    is ``tokens_ratio``); ``output_tps`` (the client's, over the measured window, warmup and ramp-down left
+    out) is shown beside them with ``output_tps_ratio`` = generated_tps / output_tps.
     """
-    measured = [r for r in records if not r.warmup]
-    window = (min(r.send_ns for r in measured), max(r.end_ns for r in measured)) if measured else None
+    active_s = (max(r.end_ns for r in records) - min(r.send_ns for r in records)) / NS_PER_S if records else 0
     client_tokens = float(sum(sum(r.chunk_tokens) for r in records))
     gen = _first_counter(samples, GENERATED)
-    gen_window = _first_counter(samples, GENERATED, *window) if window else None
-    window_s = (window[1] - window[0]) / NS_PER_S if window else None
-    generated_tps = gen_window[1] / window_s if gen_window and window_s else None
+    generated_tps = gen[1] / active_s if gen and active_s > 0 else None
     draft = _first_counter(samples, SPEC_DRAFT)
     accepted = _first_counter(samples, SPEC_ACCEPTED)
     times = sorted({s.t_ns for s in samples})
@@ -224,7 +204,9 @@ def server_block(
         "generated_tokens": gen[1] if gen else None,
         "client_tokens": client_tokens,
         "tokens_ratio": gen[1] / client_tokens if gen and client_tokens else None,
+        "active_s": active_s or None,
         "generated_tps": generated_tps,
+        "client_tps": client_tokens / active_s if active_s > 0 else None,
         "output_tps": client_output_tps,
         "output_tps_ratio": generated_tps / client_output_tps
         if generated_tps and client_output_tps
