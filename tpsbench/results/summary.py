@@ -361,6 +361,12 @@ def summarize_level(
         if samples is not None or telemetry_notes
         else None
     )
+    point["warnings"] = _warnings(
+        point,
+        n_ok=len(ok),
+        n_cancelled=errors.get(ErrorKind.CANCELLED.value, 0),
+        n_estimated=sources.get(TokenSource.ESTIMATE.value, 0),
+    )
     ratio = point["server"]["tokens_ratio"] if point["server"] else None
     if ratio is not None and abs(ratio - 1) > SERVER_TOKENS_TOLERANCE:
         point["warnings"].append(
@@ -369,12 +375,6 @@ def summarize_level(
             "token rates may be off. Hint: check the token source (usage vs estimate) and whether other "
             "clients used the server during the run."
         )
-    point["warnings"] = _warnings(
-        point,
-        n_ok=len(ok),
-        n_cancelled=errors.get(ErrorKind.CANCELLED.value, 0),
-        n_estimated=sources.get(TokenSource.ESTIMATE.value, 0),
-    )
     return point
 
 
