@@ -4,7 +4,7 @@
 
 Each trial writes a fresh baseline and candidate run directory (contract format, closed loop, 8 warmup +
 N measured requests per load point; TTFT lognormal sigma 0.35, TPS/user lognormal sigma 0.10, 0.5% errors
-unless stated) and runs ``tpsbench.gate.gate.evaluate`` with default thresholds. "exit 1" is the fraction of
+unless stated) and runs ``tpsbench.gate.evaluate`` with default thresholds. "exit 1" is the fraction of
 trials that fail the gate; the row columns give the fraction of (trial, load point) rows judged regressed.
 The synthetic runs come from tests/test_gate.py, so these are the numbers the tests assert on.
 """

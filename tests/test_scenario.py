@@ -389,3 +389,18 @@ def test_a_good_base_url_passes_and_one_without_v1_warns() -> None:
 
 
 LEVEL = {"concurrency": 1, "requests": 2}
+
+
+def test_gate_thresholds_are_checked_by_the_gate_rule(tmp_path: Path) -> None:
+    """`validate` rejects exactly what `tpsbench gate` rejects (one rule: core/metricspec.py)."""
+    from tpsbench.core.metricspec import metric_spec
+
+    good = write(tmp_path, "load: [{concurrency: 1, requests: 1}]\ngate: {thresholds: {ttft_s_p99: 15}}\n")
+    assert load_scenario(good).gate.thresholds == {"ttft_s_p99": 15.0}
+    for name in ("latency", "tps_usr_p50", "ttft_s_p42"):
+        with pytest.raises(ValueError):
+            metric_spec(name)
+        text = f"load: [{{concurrency: 1, requests: 1}}]\ngate: {{thresholds: {{{name}: 5}}}}\n"
+        bad = write(tmp_path, text)
+        with pytest.raises(ScenarioError, match=name):
+            load_scenario(bad)

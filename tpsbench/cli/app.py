@@ -188,7 +188,7 @@ def gate(
     """Regression gate. Exit status: 0 pass, 1 regression, 2 not comparable or bad input."""
     from rich.console import Console
 
-    from tpsbench.gate import gate as gating
+    from tpsbench import gate as gating
 
     try:
         thresholds = gating.parse_thresholds(threshold or [])

@@ -35,6 +35,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tpsbench.config.errors import ScenarioError, ScenarioIssue, SchemaHints, issues_from_validation, mentions
+from tpsbench.core.loadlabel import load_label
+from tpsbench.core.metricspec import check_thresholds
 from tpsbench.core.redact import redact_url
 from tpsbench.core.timeouts import Timeouts as _CoreTimeouts
 
@@ -266,7 +268,7 @@ class Level(_Strict):
 
     @property
     def label(self) -> str:
-        return f"c={self.concurrency}" if self.concurrency is not None else f"rate={self.rate:g}/s"
+        return load_label(self.concurrency, self.rate, self.arrival)
 
     @property
     def open_loop(self) -> bool:
@@ -396,6 +398,12 @@ class Telemetry(_Strict):
 
 class Gate(_Strict):
     thresholds: dict[str, float] = Field(default_factory=dict)  # e.g. {"tps_user_p50": 5} percent
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+        """The gate's own rule (core/metricspec.py), so `validate` rejects what `gate` rejects."""
+        return check_thresholds(v, "gate.thresholds")
 
 
 class Scenario(_Strict):

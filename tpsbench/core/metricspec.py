@@ -4,7 +4,9 @@ the gate's verdicts and ``tpsbench compare`` all read them here, so ``validate``
 gate rejects.
 
 A gated metric is ``output_tps``, ``error_rate`` or ``<metric>_<stat>`` with metric in ``ttft_s``,
-``tps_user``, ``tpot_s``, ``e2e_s``, ``e2e_tps`` and stat in p1, p5, p10, p50, p90, p95, p99.
+``tps_user``, ``tpot_s``, ``e2e_s``, ``e2e_tps`` (and the other TPS/user definitions: ``tps_user_aiperf``,
+``tps_user_inferencex``, ``tps_user_guidellm``, ``tpot_inferencex_s``) and stat in p1, p5, p10, p50, p90,
+p95, p99.
 
     >>> s = metric_spec("ttft_s_p99")
     >>> (s.title, s.better, s.default_threshold, s.block, s.q)
@@ -38,6 +40,11 @@ SAMPLE_METRICS: dict[str, tuple[str, Better, str]] = {
     "tpot_s": ("TPOT", "lower", "s"),
     "e2e_s": ("E2E latency", "lower", "s"),
     "e2e_tps": ("E2E TPS", "higher", "tok/s"),
+    # the other harnesses' TPS/user definitions (results/definitions.py)
+    "tps_user_aiperf": ("TPS/user (AIPerf)", "higher", "tok/s"),
+    "tps_user_inferencex": ("TPS/user (InferenceX)", "higher", "tok/s"),
+    "tps_user_guidellm": ("TPS/user (GuideLLM)", "higher", "tok/s"),
+    "tpot_inferencex_s": ("TPOT (InferenceX)", "lower", "s"),
 }
 QUANTILES: dict[str, float] = {
     "p1": 0.01,

@@ -1,4 +1,5 @@
-"""Distribution summaries with seeded bootstrap confidence intervals. Pure functions, no I/O.
+"""Distribution summaries with seeded bootstrap confidence intervals, and the two-sample tests of the
+regression gate (Holm, quantile bootstrap, Mann-Whitney, Fisher, ratio z). Pure functions, no I/O.
 
 >>> d = describe([1.0, 2.0, 3.0, 4.0], ci=False)
 >>> d["n"], d["mean"], d["p50"], d["max"]
@@ -7,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,3 +136,104 @@ def describe(
     if ci:
         out.update(bootstrap_ci(x, seed=seed, n_boot=n_boot))
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Two-sample tests (the regression gate's; asv keeps its tests in statistics.py the same way)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (family-wise error control under any dependence).
+
+    >>> holm([0.01, 0.04, 0.03])
+    [0.03, 0.06, 0.06]
+    """
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))  # monotone in rank
+        adjusted[i] = running
+    return adjusted
+
+
+def bootstrap_quantile(
+    xs_sorted: FloatArray, q: float, resamples: int, rng: np.random.Generator
+) -> FloatArray:
+    """``resamples`` draws of numpy's linear ``quantile(resample, q)``, resample = n draws with replacement.
+
+    Sampled exactly in O(B) rather than O(nB): resampled index i = floor(n U) with U uniform, so the k-th
+    smallest resampled value is ``xs_sorted[floor(n U_(k))]`` with U_(k) ~ Beta(k, n + 1 - k), and the
+    next order statistic is U_(k) + (1 - U_(k)) * Beta(1, n - k) (the least of the n - k uniforms above).
+    """
+    n = len(xs_sorted)
+    h = (n - 1) * q
+    lo = math.floor(h)
+    frac = h - lo
+    u1 = rng.beta(lo + 1, n - lo, size=resamples)
+    q1 = xs_sorted[np.minimum((u1 * n).astype(np.intp), n - 1)]
+    if frac == 0.0 or lo + 1 >= n:
+        return q1
+    u2 = u1 + (1.0 - u1) * rng.beta(1, n - lo - 1, size=resamples)
+    q2 = xs_sorted[np.minimum((u2 * n).astype(np.intp), n - 1)]
+    return q1 + frac * (q2 - q1)
+
+
+def bootstrap_quantile_diff(
+    x: FloatArray, y: FloatArray, q: float, *, alpha: float, resamples: int, rng: np.random.Generator
+) -> tuple[float, float, float]:
+    """Percentile-bootstrap ``(lo, hi, p)`` of ``quantile(y, q) - quantile(x, q)``.
+
+    (lo, hi) is the (1 - alpha) interval; ``p = 2 (min(#{d* <= 0}, #{d* >= 0}) + 1) / (B + 1)`` (capped at 1)
+    is the smallest level whose interval excludes 0, so ``p < alpha`` iff the interval excludes 0 (up to B).
+    """
+    d = bootstrap_quantile(np.sort(y), q, resamples, rng) - bootstrap_quantile(np.sort(x), q, resamples, rng)
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    tail = min(int(np.count_nonzero(d <= 0)), int(np.count_nonzero(d >= 0)))
+    return float(lo), float(hi), min(1.0, 2 * (tail + 1) / (resamples + 1))
+
+
+def mann_whitney(x: FloatArray, y: FloatArray) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U ``(p, sign)``; sign > 0 when y tends to be larger than x (p = 1 when every
+    value is tied: no evidence)."""
+    from scipy import stats as sps  # scipy only when a gate runs
+
+    res = sps.mannwhitneyu(x, y, alternative="two-sided")
+    p = float(res.pvalue)
+    sign = float(np.sign(len(x) * len(y) / 2 - float(res.statistic)))  # statistic = U of x
+    return (1.0 if math.isnan(p) else p), sign
+
+
+def log_ratio(tokens: FloatArray, latency: FloatArray) -> tuple[float, float] | None:
+    """``(log R, Var log R)`` of R = sum(tokens) / sum(latency), delta method:
+    Var(log R) ~= var((t_i - R d_i) / mean(d)) / (n R^2). None if R is 0 or undefined."""
+    n, mean_d = len(tokens), float(latency.mean())
+    r = float(tokens.sum() / latency.sum()) if mean_d > 0 else 0.0
+    if r <= 0:
+        return None
+    resid = (tokens - r * latency) / mean_d
+    return math.log(r), float(resid.var(ddof=1)) / n / r**2
+
+
+def ratio_z(b: tuple[FloatArray, FloatArray], c: tuple[FloatArray, FloatArray]) -> tuple[float, float] | None:
+    """Two-sided z test of log R_c - log R_b (:func:`log_ratio` of each ``(tokens, latency)``):
+    ``(p, difference)``; None if a ratio is undefined."""
+    from scipy import stats as sps
+
+    lb, lc = log_ratio(*b), log_ratio(*c)
+    if lb is None or lc is None:
+        return None
+    diff, var = lc[0] - lb[0], lb[1] + lc[1]
+    if var == 0:
+        return (1.0 if diff == 0 else 0.0), diff
+    return float(2 * sps.norm.sf(abs(diff) / math.sqrt(var))), diff
+
+
+def fisher_p(errors_b: int, n_b: int, errors_c: int, n_c: int) -> float:
+    """Two-sided Fisher exact p of the 2x2 table (errors, successes) x (baseline, candidate)."""
+    from scipy import stats as sps
+
+    table = np.array([[errors_b, n_b - errors_b], [errors_c, n_c - errors_c]], dtype=np.int64)
+    p = float(sps.fisher_exact(table, alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p) else min(1.0, p)

@@ -62,6 +62,9 @@ POINT_KEYS: tuple[str, ...] = (
     "request_rate",
     "error_rate",
     "goodput",
+    "tps_user_mlperf",
+    "tps_user_vllm",
+    "tps_user_definitions",
     "slo_met",
     "token_sources",
     "short_outputs",
@@ -224,6 +227,23 @@ class Point:
         return _num(self._get("goodput"))
 
     @property
+    def tps_user_mlperf(self) -> float | None:
+        return _num(self._get("tps_user_mlperf"))
+
+    @property
+    def tps_user_vllm(self) -> float | None:
+        return _num(self._get("tps_user_vllm"))
+
+    @property
+    def tps_user_definitions(self) -> Mapping[str, Mapping[str, Any]]:
+        """Every published TPS/user definition at this point (see :mod:`tpsbench.results.definitions`):
+        ``{key: {source, per, formula, value}}``; empty for a summary without it."""
+        block = self._get("tps_user_definitions")
+        if not isinstance(block, Mapping):
+            return {}
+        return {str(k): v for k, v in block.items() if isinstance(v, Mapping)}
+
+    @property
     def slo_met(self) -> bool | None:
         met = self._get("slo_met")
         return met if isinstance(met, bool) else None
@@ -236,6 +256,11 @@ class Point:
             return {}
         counts = {str(k): _num(v) for k, v in errs.items()}
         return {k: int(v) for k, v in counts.items() if v is not None and v > 0}
+
+    @property
+    def has_error_counts(self) -> bool:
+        """Whether the point states its failed requests by kind (every tpsbench summary does)."""
+        return isinstance(self._get("errors"), Mapping)
 
     @property
     def n_errors(self) -> int:
