@@ -9,13 +9,11 @@ import pytest
 from tpsbench.reference.model import (
     DEFAULT_PARAMS,
     EAGLE3_ACCEPTANCE_LENGTH,
-    PREVIOUS_BEST_TPS_USER,
-    RECORD_SERVER_TPS,
-    RECORD_TPS_USER,
     ModelParams,
     ReferenceModel,
     param_table,
 )
+from tpsbench.reference.published import PREVIOUS_BEST_TPS_USER, RECORD_SERVER_TPS, RECORD_TPS_USER
 
 MODEL = ReferenceModel()
 

@@ -11,7 +11,7 @@ import pytest
 from report_fixtures import write_run
 
 from tpsbench.reference.model import ModelParams, ReferenceModel
-from tpsbench.report import charts, load_run, render_report, to_markdown
+from tpsbench.report import chartkit, charts, load_run, render_report, to_markdown
 from tpsbench.report.references import curve_concurrencies, model_curve
 from tpsbench.report.render import build_charts
 
@@ -70,9 +70,25 @@ def test_the_model_curve_is_for_the_runs_workload(sweep: Path) -> None:
     assert [(m.concurrency, m.tps_user, m.output_tps) for m in curve] == [
         (c, p.tps_user, p.output_tps) for c, p in zip(cs, expected, strict=True)
     ]
-    pareto = build_charts(run)[0][0].figure
+    pareto = build_charts(run, reference=True)[0][0].figure  # asked for: drawn for any endpoint
     labels = [str(line.get_label()) for line in pareto.axes[0].get_lines()]
     assert any(label.startswith("reference model, same ISL/OSL") for label in labels)
+
+
+def test_overlays_only_for_the_reference_endpoint_unless_asked(sweep: Path, tmp_path: Path) -> None:
+    def overlays(run_dir: Path, reference: bool | None = None) -> tuple[bool, bool]:
+        chart = build_charts(load_run(run_dir, requests=False), reference=reference)[0][0]
+        ax = chart.figure.axes[0]
+        model = any("reference model" in str(line.get_label()) for line in ax.get_lines())
+        published = any("Artificial Analysis" in a.get_xlabel() for a in chart.figure.axes + ax.child_axes)
+        assert ("Dotted verticals" in chart.caption) == published
+        return model, published
+
+    assert overlays(sweep) == (False, False)  # another endpoint: not drawn against Maverick
+    assert overlays(sweep, reference=True) == (True, True)
+    ref = write_run(tmp_path / "ref", concurrencies=(1, 4), requests_per_level=6, osl=40, reference={})
+    assert overlays(ref) == (True, True)
+    assert overlays(ref, reference=False) == (False, False)
 
 
 def test_a_reference_endpoint_run_gets_its_model_overrides(tmp_path: Path) -> None:
@@ -131,7 +147,7 @@ def test_point_labels_do_not_overlap(sweep: Path) -> None:
     run = load_run(sweep, requests=False)
     fig = charts.pareto_figure([charts.Series(run.name, run)])
     ax = fig.axes[0]
-    renderer = charts._renderer(fig)
+    renderer = chartkit.drawn_renderer(fig)
     boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text().startswith("c=")]
     assert len(boxes) == 7
     assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))

@@ -132,23 +132,33 @@ def _safe_argv() -> list[str]:
     return [redact_text(a) for a in sys.argv[1:]]
 
 
-def _render(run_dir: Path, console: object) -> None:
+def _render(run_dir: Path, console: object, reference: bool | None = None) -> None:
     from tpsbench.report import render_report
 
-    files = render_report(run_dir)
+    files = render_report(run_dir, reference=reference)
     html = [f for f in files if f.suffix == ".html"]
     print(f"report: {html[0] if html else run_dir / 'report'}")
 
 
 @app.command(name="report")
-def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory under results/.")]) -> None:
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory under results/.")],
+    reference: Annotated[
+        bool | None,
+        typer.Option(
+            "--reference/--no-reference",
+            help="Draw the reference model's curve and the published Maverick speeds on the Pareto chart "
+            "(default: only for runs of the bundled reference endpoint).",
+        ),
+    ] = None,
+) -> None:
     """Render charts (PNG, SVG), an HTML report and a Markdown summary for a run."""
     from rich.console import Console
 
     if not (run_dir / "summary.json").exists():
         typer.echo(f"error: {run_dir}: no summary.json (not a tpsbench run directory?)", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
-    _render(run_dir, Console())
+    _render(run_dir, Console(), reference)
 
 
 @app.command()

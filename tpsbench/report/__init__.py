@@ -43,7 +43,7 @@ def render_report(
     run_dir: Path,
     *,
     formats: Collection[str] = ("png", "svg", "html", "md"),
-    reference: bool = True,
+    reference: bool | None = None,
     out_dir: Path | None = None,
 ) -> list[Path]:
     """Render ``RUN_DIR/report/``: PNG and SVG charts, a self-contained ``report.html`` and ``summary.md``.
@@ -60,7 +60,7 @@ def compare_runs(
     *,
     force: bool = False,
     formats: Collection[str] = ("png", "svg", "html", "md"),
-    reference: bool = True,
+    reference: bool | None = None,
 ) -> CompareResult:
     """Compare run directories into ``out_dir``. See :func:`tpsbench.report.render.compare_runs`."""
     from tpsbench.report.render import compare_runs as _compare

@@ -1,8 +1,8 @@
-"""Report charts, each a function of a :class:`~tpsbench.report.data.Run` returning a matplotlib Figure.
+"""Report charts, each a function of a :class:`~tpsbench.report.data.Run` returning a matplotlib Figure
+(drawn with :mod:`tpsbench.report.chartkit`: palette, style, serialization, label placement). A new chart
+is a function here and a :class:`~tpsbench.report.render.Chart` entry in ``render.build_charts``.
 
-No pyplot: figures are built on the Agg canvas directly, so there is no global figure state and rendering
-is headless by construction. Colours are Okabe-Ito (colour-blind safe) and runs also differ by marker;
-figures are 8 inches wide with 10-pt text, legible when shown 800 px wide.
+Figures are 8 inches wide with 10-pt text, legible when shown 800 px wide.
 
     >>> fig = pareto_figure([Series("demo", run)])    # doctest: +SKIP
     >>> png = figure_bytes(fig, "png")                   # doctest: +SKIP
@@ -10,207 +10,47 @@ figures are 8 inches wide with 10-pt text, legible when shown 800 px wide.
 
 from __future__ import annotations
 
-import io
-import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps, rc_context
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
-from matplotlib.transforms import Bbox
-from matplotlib.typing import RcKeyType
 
+from tpsbench.reference.published import PUBLISHED, PUBLISHED_SOURCE
 from tpsbench.report import fmt
+from tpsbench.report.chartkit import (
+    BLACK,
+    BLUE,
+    GREEN,
+    GREY,
+    INK,
+    ORANGE,
+    PURPLE,
+    SERIES_COLOURS,
+    SERIES_MARKERS,
+    SKY,
+    STYLE,
+    VERMILLION,
+    WARN,
+    Label,
+    Line,
+    new_figure,
+    place_labels,
+    subtitle,
+    tokens_axis,
+    use_log,
+)
 from tpsbench.report.data import QUANTILES, Dist, Point, Run
 from tpsbench.report.pareto import pareto_frontier
-from tpsbench.report.references import PUBLISHED, PUBLISHED_SOURCE, ModelPoint
+from tpsbench.report.references import ModelPoint
 from tpsbench.report.tables import run_line
 
-# Okabe & Ito (2008), "Color Universal Design". Yellow is left out of series colours: too pale on white.
-BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK = (
-    "#0072B2",
-    "#D55E00",
-    "#009E73",
-    "#E69F00",
-    "#CC79A7",
-    "#56B4E9",
-    "#000000",
-)
-SERIES_COLOURS = (BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK)
-SERIES_MARKERS = ("o", "s", "D", "^", "v", "P", "X")
-GREY = "#6b6b6b"
-INK = "#222222"  # point labels of a single run: near-black reads better than the series colour
-WARN = "⚠"
-
-STYLE: dict[RcKeyType, Any] = {
-    "font.size": 10,
-    "axes.titlesize": 12,
-    "axes.titleweight": "bold",
-    "axes.labelsize": 10,
-    "xtick.labelsize": 9,
-    "ytick.labelsize": 9,
-    "legend.fontsize": 8.5,
-    "legend.framealpha": 0.92,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.color": "#d9d9d9",
-    "grid.linewidth": 0.6,
-    "axes.axisbelow": True,
-    "svg.hashsalt": "tpsbench",  # stable SVG ids: the same run renders the same file
-}
 MODEL_LABEL = "reference model, same ISL/OSL\n(simulated Maverick, 8× B200)"
-WIDTH_IN = 8.0
-PNG_DPI = 150  # 1200 px wide: sharp when a README or the HTML shows it at 800 px
-
-
-def _new_figure(height_in: float) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
-    FigureCanvasAgg(fig)  # attaches itself: label placement needs a renderer before saving
-    return fig, fig.add_subplot()
-
-
-def _renderer(fig: Figure) -> Any:
-    canvas = fig.canvas
-    assert isinstance(canvas, FigureCanvasAgg)
-    # matplotlib's stubs leave these two untyped.
-    canvas.draw()  # type: ignore[no-untyped-call]  # runs the layout, so display coordinates are final
-    return canvas.get_renderer()  # type: ignore[no-untyped-call]
-
-
-def figure_bytes(fig: Figure, fmt_: Literal["png", "svg"]) -> bytes:
-    """Serialize a figure to PNG or SVG, without timestamps so reruns give identical files."""
-    buf = io.BytesIO()
-    metadata: dict[str, str | None] = {"Date": None} if fmt_ == "svg" else {"Software": "tpsbench"}
-    with rc_context(STYLE):
-        fig.savefig(buf, format=fmt_, dpi=PNG_DPI, metadata=metadata)
-    return buf.getvalue()
-
-
-def _use_log(values: Iterable[float], ratio: float = 10.0) -> bool:
-    """Log scale when the positive values span at least ``ratio`` (a sweep's server TPS usually does)."""
-    vs = [v for v in values if v > 0]
-    return len(vs) >= 2 and max(vs) / min(vs) >= ratio
-
-
-def _tokens_axis(axis: Any, log: bool) -> None:
-    """Ticks for token rates: 1k/2k/5k/10k on a log axis, plain 1,000s on a linear one."""
-    if log:
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        axis.set_minor_locator(NullLocator())
-        axis.set_major_formatter(FuncFormatter(lambda v, _: fmt.tokens_short(v)))
-    else:
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-
-
-def _subtitle(ax: Axes, text: str, width: int = 100) -> None:
-    """A grey line over the axes, wrapped between its `` · `` parts to fit the figure (~100 characters at
-    8.5 pt on 8 inches). An axes title, not free text: matplotlib lifts it above a top axis."""
-    lines = [""]
-    for part in text.split(" · "):
-        if lines[-1] and len(lines[-1]) + 3 + len(part) > width:
-            lines.append(part)
-        else:
-            lines[-1] = f"{lines[-1]} · {part}" if lines[-1] else part
-    ax.set_title("\n".join(lines), loc="left", fontsize=8.5, color=GREY, fontweight="normal")
-
-
-# --- label placement -----------------------------------------------------------------------------------
-
-# Offsets in points tried in order: up-right first, which on a Pareto chart is beyond the frontier.
-_CANDIDATES = (
-    (6, 5, "left", "bottom"),
-    (6, -5, "left", "top"),
-    (-6, 5, "right", "bottom"),
-    (-6, -5, "right", "top"),
-    (0, 9, "center", "bottom"),
-    (0, -9, "center", "top"),
-    (12, 0, "left", "center"),
-    (-12, 0, "right", "center"),
-)
-
-
-_Line = tuple[list[float], list[float]]  # a polyline's x and y data
-
-
-@dataclass(frozen=True, slots=True)
-class _Label:
-    x: float
-    y: float
-    text: str
-    colour: str
-    optional: bool = False  # dropped rather than printed over another label
-
-
-def _line_boxes(ax: Axes, xs: Sequence[float], ys: Sequence[float], pad: float = 3.0) -> list[Bbox]:
-    """Small boxes every few pixels along a polyline, so labels can avoid crossing drawn lines."""
-    if not xs:
-        return []
-    pts = ax.transData.transform(np.column_stack([xs, ys]))
-    boxes = [Bbox.from_extents(x - pad, y - pad, x + pad, y + pad) for x, y in pts]
-    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
-        steps = int(math.hypot(x1 - x0, y1 - y0) // (2 * pad))
-        for t in np.linspace(0, 1, steps + 2)[1:-1]:
-            x, y = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
-            boxes.append(Bbox.from_extents(x - pad, y - pad, x + pad, y + pad))
-    return boxes
-
-
-# What a label may cover, cheapest first: a stretch of line, a marker or legend, another label, the frame.
-_COST_LINE, _COST_MARKER, _COST_TEXT, _COST_OUTSIDE = 1, 20, 100, 1000
-
-
-def _place_labels(fig: Figure, ax: Axes, labels: Sequence[_Label], lines: Sequence[_Line] = ()) -> None:
-    """Annotate points, greedily: each label takes the candidate offset that covers least (lines, then
-    markers and the legend, then labels already placed, then the frame edge; first candidate on ties).
-    An ``optional`` label that would cover another label is left out. Good enough for tens of points."""
-    renderer = _renderer(fig)
-    frame = ax.get_window_extent(renderer)
-    obstacles: list[tuple[Bbox, int]] = [
-        (b, _COST_MARKER) for b in _line_boxes(ax, [lab.x for lab in labels], [lab.y for lab in labels], 5.0)
-    ]
-    obstacles += [(b, _COST_LINE) for xs, ys in lines for b in _line_boxes(ax, xs, ys)]
-    legend = ax.get_legend()
-    if legend is not None:
-        obstacles.append((legend.get_window_extent(renderer), _COST_TEXT))
-    for lab in labels:
-        best = None
-        for dx, dy, ha, va in _CANDIDATES:
-            ann = ax.annotate(
-                lab.text,
-                (lab.x, lab.y),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                fontsize=8.5,
-                color=lab.colour,
-                annotation_clip=False,
-            )
-            ann.set_in_layout(False)
-            box = ann.get_window_extent(renderer)
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            cost = sum(c for b, c in obstacles if box.overlaps(b)) + (0 if inside else _COST_OUTSIDE)
-            if best is None or cost < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (cost, ann, box)
-            else:
-                ann.remove()
-            if cost == 0:
-                break
-        assert best is not None
-        cost, ann, box = best
-        if lab.optional and cost >= _COST_TEXT:
-            ann.remove()
-            continue
-        obstacles.append((box, _COST_TEXT))
 
 
 # --- Pareto ----------------------------------------------------------------------------------------------
@@ -266,7 +106,7 @@ def _published_top_axis(ax: Axes, xmax: float) -> None:
 
 def _draw_series(
     ax: Axes, k: int, s: Series, pts: Sequence[_XY], many: bool
-) -> tuple[list[_Label], _Line, bool]:
+) -> tuple[list[Label], Line, bool]:
     """One run: CI bars, its frontier as a line (dashed when flagged), dominated levels hollow. Returns
     the point labels to place, the frontier line and whether any level is dominated."""
     colour, marker = SERIES_COLOURS[k % len(SERIES_COLOURS)], SERIES_MARKERS[k % len(SERIES_MARKERS)]
@@ -303,7 +143,7 @@ def _draw_series(
             zorder=4,
         )
     labels = [
-        _Label(
+        Label(
             d.x,
             d.y,
             f"{d.point.label} {WARN}" if d.point.flagged else d.point.label,
@@ -325,32 +165,42 @@ def _per_gpu_axis(ax: Axes, gpus: int, log: bool) -> None:
         return y * gpus
 
     right = ax.secondary_yaxis("right", functions=(per_gpu, per_server))
-    _tokens_axis(right.yaxis, log)
+    tokens_axis(right.yaxis, log)
     right.set_ylabel(f"output TPS per GPU (tokens/s, {gpus} GPUs)")
+
+
+@dataclass(frozen=True)
+class Overlays:
+    """What a Pareto chart draws besides the runs, chosen by the caller (:mod:`.render` draws them for a
+    run of the bundled reference endpoint, or when asked): the reference model's curve and the published
+    per-user speeds (:mod:`tpsbench.reference.published`). Nothing by default."""
+
+    model: Sequence[ModelPoint] | None = None
+    model_label: str = MODEL_LABEL
+    published: bool = False
 
 
 def pareto_figure(
     series: Sequence[Series],
     *,
-    model: Sequence[ModelPoint] | None = None,
-    model_label: str = MODEL_LABEL,
-    published: bool = True,
+    overlays: Overlays = Overlays(),
     title: str | None = None,
 ) -> Figure:
     """Throughput (output TPS per server, and per GPU on the right axis when every run has the same known
     GPU count) against interactivity (median TPS/user with its CI), one point per load level, each run's
-    Pareto frontier drawn through its non-dominated levels; the first run's TPS/user SLO region, the
-    reference model's curve and the published per-user records for context."""
+    Pareto frontier drawn through its non-dominated levels; the first run's TPS/user SLO region, and the
+    ``overlays`` asked for (the reference model's curve, the published per-user records)."""
+    model, published = overlays.model, overlays.published
     if not series:
         raise ValueError("pareto_figure needs at least one run")
     with rc_context(STYLE):
-        fig, ax = _new_figure(5.6)
+        fig, ax = new_figure(5.6)
         data = [_pareto_xy(s.run) for s in series]
         if not any(data):
             why = "no load level has both a TPS/user median and an output TPS"
             return _empty(fig, ax, "Throughput vs interactivity", why)
-        labels: list[_Label] = []
-        lines: list[_Line] = []  # labels steer clear of every drawn line: frontiers and the model's curve
+        labels: list[Label] = []
+        lines: list[Line] = []  # labels steer clear of every drawn line: frontiers and the model's curve
         any_dominated = False
         for k, (s, pts) in enumerate(zip(series, data, strict=True)):
             if pts:
@@ -375,7 +225,7 @@ def pareto_figure(
                 marker="o" if marks else "",
                 ms=4,
                 markevery=marks or None,
-                label=model_label,
+                label=overlays.model_label,
                 zorder=2,
             )
             if marks:
@@ -386,13 +236,13 @@ def pareto_figure(
         xmax = max([*xs, *his, *(p.tps_user for p in PUBLISHED if published)]) * 1.08
         ax.set_xlim(0, xmax)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        log_y = _use_log(ys) and min(ys) > 0
+        log_y = use_log(ys) and min(ys) > 0
         if log_y:
             ax.set_yscale("log")
             ax.set_ylim(min(ys) / 1.6, max(ys) * 1.6)
         else:
             ax.set_ylim(0, max(ys) * 1.15)
-        _tokens_axis(ax.yaxis, log_y)
+        tokens_axis(ax.yaxis, log_y)
         if slo := series[0].run.slo.get("tps_user", {}):
             # The x axis is the median, so a p50 floor is the one to shade; else the strictest floor.
             stat, thr = ("p50", slo["p50"]) if "p50" in slo else max(slo.items(), key=lambda kv: kv[1])
@@ -412,10 +262,10 @@ def pareto_figure(
             title = f"Throughput vs interactivity: {len(series)} runs"
         fig.suptitle(title, fontweight="bold", fontsize=12)
         if len(series) == 1:
-            _subtitle(ax, run_line(run0))
+            subtitle(ax, run_line(run0))
         else:
             first = " (first run)" if any(s.flag for s in series) else ""
-            _subtitle(ax, f"{len(series)} runs · {run_line(run0)}{first}")
+            subtitle(ax, f"{len(series)} runs · {run_line(run0)}{first}")
         ax.legend(loc="best")
         if any(lab.text.endswith(WARN) for lab in labels):
             notes.append(
@@ -424,7 +274,7 @@ def pareto_figure(
         notes += [f"{WARN} {s.label}: {s.flag}" for s in series if s.flag]
         if notes:  # a figure-level x label, so the constrained layout makes room for it
             fig.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=8, color=GREY)
-        _place_labels(fig, ax, labels, lines)
+        place_labels(fig, ax, labels, lines)
     return fig
 
 
@@ -450,7 +300,7 @@ def _load_axis(ax: Axes, points: Sequence[Point]) -> list[float]:
         ax.xaxis.set_major_locator(FixedLocator(xs))
         ax.set_xticklabels(ticks)
         return xs
-    if _use_log(xs, 8.0):
+    if use_log(xs, 8.0):
         ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(xs))
     ax.xaxis.set_minor_locator(NullLocator())
@@ -461,13 +311,13 @@ def _load_axis(ax: Axes, points: Sequence[Point]) -> list[float]:
 def ttft_figure(run: Run) -> Figure:
     """Time to first token against load: median (with CI) and p99, p90 faint between, SLO lines."""
     with rc_context(STYLE):
-        fig, ax = _new_figure(4.6)
+        fig, ax = new_figure(4.6)
         pts = [p for p in run.points if p.stat("ttft_s", "p50") is not None]
         if not pts:
             return _empty(fig, ax, "Time to first token", "no successful request recorded a first token")
         xs = _load_axis(ax, pts)
         seconds = [v for p in pts for s in ("p50", "p99") if (v := p.stat("ttft_s", s)) is not None]
-        log = _use_log(seconds, 20.0)
+        log = use_log(seconds, 20.0)
         # Milliseconds unless every value is a second or more: a log axis then reads 10, 100, 1,000 ms.
         scale, unit = (1.0, "s") if min(seconds) >= 1.0 or (not log and max(seconds) >= 1.0) else (1e3, "ms")
         for stat, colour, marker, ls, alpha in (
@@ -509,7 +359,7 @@ def ttft_figure(run: Run) -> Figure:
         ax.set_ylabel(f"time to first token ({unit})")
         fig.suptitle("Time to first token against load", fontweight="bold", fontsize=12)
         far_note = "".join(f" · {t}, above the chart" for t in far)
-        _subtitle(ax, f"{run_line(run)} · bars: CI of the median{far_note}")
+        subtitle(ax, f"{run_line(run)} · bars: CI of the median{far_note}")
         ax.legend(loc="upper left", ncols=4)
     return fig
 
@@ -530,7 +380,7 @@ def tps_user_figure(run: Run) -> Figure:
     """Per-user speed at each level: box p10-p90, whiskers p1-p99, median and mean from the summary, and one
     dot per request from requests.jsonl when present, since the slowest users are the ones who complain."""
     with rc_context(STYLE):
-        fig, ax = _new_figure(4.6)
+        fig, ax = new_figure(4.6)
         pts = [p for p in run.points if p.stat("tps_user", "p50") is not None]
         if not pts:
             return _empty(fig, ax, "TPS/user by load level", "no request streamed more than one chunk")
@@ -581,7 +431,7 @@ def tps_user_figure(run: Run) -> Figure:
             ax.legend(loc="upper right")
         fig.suptitle("Per-user speed by load level", fontweight="bold", fontsize=12)
         how = "box p10–p90 · whiskers p1–p99 · line: median · ◇ mean"
-        _subtitle(ax, f"{how} · dots: one per request" if dots else how)
+        subtitle(ax, f"{how} · dots: one per request" if dots else how)
     return fig
 
 
@@ -596,7 +446,7 @@ def itl_figure(run: Run) -> Figure:
     """Cumulative distribution of the gaps between streamed chunks, one line per level. From requests.jsonl
     (every gap) when present, else from the summary's quantiles (p1..p99)."""
     with rc_context(STYLE):
-        fig, ax = _new_figure(4.6)
+        fig, ax = new_figure(4.6)
         curves: list[tuple[Point, np.ndarray, np.ndarray]] = []
         for p in run.points:
             gaps = [
@@ -618,7 +468,7 @@ def itl_figure(run: Run) -> Figure:
         left = min(float(np.interp(0.5, qs, vals)) for _, vals, qs in curves) / 20
         for (p, vals, qs), colour in zip(curves, _level_colours(len(curves)), strict=True):
             ax.plot(np.maximum(vals, left / 10) * 1000, qs * 100, color=colour, lw=1.8, label=p.label)
-        if left > 0 and _use_log(float(v) for _, vals, _ in curves for v in vals if v >= left):
+        if left > 0 and use_log(float(v) for _, vals, _ in curves for v in vals if v >= left):
             ax.set_xscale("log")
             ax.set_xlim(left=left * 1000)
             ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -629,9 +479,7 @@ def itl_figure(run: Run) -> Figure:
         ax.set_ylabel("share of gaps ≤ x (%)")
         ax.legend(title="load", loc="lower right", ncols=2 if len(curves) > 8 else 1)
         fig.suptitle("Inter-chunk latency", fontweight="bold", fontsize=12)
-        _subtitle(
-            ax, "cumulative share of gaps, one line per load level · one gap may deliver several tokens"
-        )
+        subtitle(ax, "cumulative share of gaps, one line per load level · one gap may deliver several tokens")
     return fig
 
 
@@ -661,7 +509,7 @@ def tokens_per_chunk_figure(run: Run) -> Figure | None:
         return None
     used = [i for i in range(len(_CHUNK_BINS)) if any(c[i] for _, c, _ in rows)]
     with rc_context(STYLE):
-        fig, ax = _new_figure(1.9 + 0.36 * len(rows))
+        fig, ax = new_figure(1.9 + 0.36 * len(rows))
         ys = list(range(len(rows)))
         left = np.zeros(len(rows))
         for i in used:

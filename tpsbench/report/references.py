@@ -1,8 +1,5 @@
-"""What a run is drawn next to: published TPS/user records and the bundled reference model's curve.
-
-The published figures are Artificial Analysis measurements of Llama 4 Maverick output speed (May 2025,
-see the reference notes); they are single-user speeds, so they are vertical lines on a Pareto chart.
-"""
+"""What a run of the reference endpoint is drawn next to: the bundled reference model's curve (the
+published speeds are in :mod:`tpsbench.reference.published`)."""
 
 from __future__ import annotations
 
@@ -12,24 +9,6 @@ from typing import Any
 
 from tpsbench.reference.model import ModelParams, ReferenceModel
 from tpsbench.report.data import Run
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """One published per-user speed."""
-
-    who: str
-    tps_user: float
-    note: str
-
-
-PUBLISHED: tuple[Published, ...] = (
-    Published("NVIDIA", 1038.0, "DGX B200 (8× B200), TensorRT-LLM, EAGLE-3"),
-    Published("SambaNova", 792.0, "previous record"),
-    Published("Amazon", 291.0, ""),
-    Published("Groq", 276.0, ""),
-)
-PUBLISHED_SOURCE = "Llama 4 Maverick output speed, measured by Artificial Analysis (May 2025)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from tpsbench.config.errors import ScenarioError
 from tpsbench.config.loader import load_scenario
-from tpsbench.report import charts
+from tpsbench.report import chartkit, charts
 from tpsbench.report.compare import CompareResult, compare
 from tpsbench.report.data import Run, load_run
 from tpsbench.report.html import Image, compare_to_html, to_html
@@ -69,19 +69,41 @@ def _model(run: Run, notes: list[str]) -> tuple[list[ModelPoint] | None, str]:
     return curve, charts.MODEL_LABEL + (f"\n{changed}" if changed else "")
 
 
-def build_charts(run: Run, *, reference: bool = True) -> tuple[list[Chart], list[str]]:
-    """Every chart the run's data allows, and notes on what was left out and why."""
+def overlays_for(run: Run, notes: list[str], reference: bool | None = None) -> charts.Overlays:
+    """The one rule for what a Pareto chart of ``run`` is drawn next to: the reference model's curve and
+    the published Maverick speeds when ``reference`` is True, or, when it is None (the default), only if
+    the run measured the bundled reference endpoint; nothing when False. A run of another endpoint is
+    not drawn against Maverick unless the user asks."""
+    if not (run.info.get("reference_endpoint") is True if reference is None else reference):
+        return charts.Overlays()
+    model, label = _model(run, notes)
+    return charts.Overlays(model, label or charts.MODEL_LABEL, published=True)
+
+
+def _pareto_caption(overlays: charts.Overlays) -> str:
+    text = (
+        "One point per load level: median TPS/user with its confidence interval (x) against output TPS "
+        "of the server (y). The line joins the Pareto frontier: levels no other level beats on both; "
+        "hollow points are dominated."
+    )
+    if overlays.published:
+        text += " Dotted verticals: published single-user speeds on Llama 4 Maverick."
+    if overlays.model:
+        text += " Dashed grey: the reference model's prediction for the same ISL/OSL."
+    return text
+
+
+def build_charts(run: Run, *, reference: bool | None = None) -> tuple[list[Chart], list[str]]:
+    """Every chart the run's data allows, and notes on what was left out and why. ``reference``: see
+    :func:`overlays_for`."""
     notes: list[str] = []
-    model, model_label = _model(run, notes) if reference else (None, "")
+    overlays = overlays_for(run, notes, reference)
     out = [
         Chart(
             "pareto",
             "Throughput vs interactivity",
-            "One point per load level: median TPS/user with its confidence interval (x) against output TPS "
-            "of the server (y). The line joins the Pareto frontier: levels no other level beats on both; "
-            "hollow points are dominated. Dotted verticals: published single-user speeds on Llama 4 "
-            "Maverick. Dashed grey: the reference model's prediction for the same ISL/OSL.",
-            charts.pareto_figure([charts.Series(run.name, run)], model=model, model_label=model_label),
+            _pareto_caption(overlays),
+            charts.pareto_figure([charts.Series(run.name, run)], overlays=overlays),
         ),
         Chart(
             "ttft",
@@ -135,12 +157,12 @@ def _write_charts(chart_list: list[Chart], out: Path, wanted: set[str]) -> tuple
     images: list[Image] = []
     for chart in chart_list:
         if wanted & {"png", "html"}:
-            png = charts.figure_bytes(chart.figure, "png")  # rendered once, for the file and the page
+            png = chartkit.figure_bytes(chart.figure, "png")  # rendered once, for the file and the page
             if "png" in wanted:
                 files.append(_write(out / f"{chart.name}.png", png))
             images.append(Image(chart.title, png, chart.caption))
         if "svg" in wanted:
-            files.append(_write(out / f"{chart.name}.svg", charts.figure_bytes(chart.figure, "svg")))
+            files.append(_write(out / f"{chart.name}.svg", chartkit.figure_bytes(chart.figure, "svg")))
     return files, images
 
 
@@ -148,12 +170,13 @@ def render_report(
     run_dir: Path,
     *,
     formats: Collection[str] = ("png", "svg", "html", "md"),
-    reference: bool = True,
+    reference: bool | None = None,
     out_dir: Path | None = None,
 ) -> list[Path]:
     """Render a run directory's report into ``RUN_DIR/report/`` (or ``out_dir``): PNG and SVG charts,
-    ``report.html`` (self-contained) and ``summary.md``. ``reference=False`` leaves out the reference
-    model's curve. Returns the paths written."""
+    ``report.html`` (self-contained) and ``summary.md``. ``reference`` chooses the overlays (see
+    :func:`overlays_for`: by default only a run of the reference endpoint gets them). Returns the paths
+    written."""
     wanted = _check_formats(formats)
     run_dir = Path(run_dir)
     run = load_run(run_dir, requests=bool(wanted - {"md"}))
@@ -172,7 +195,7 @@ def render_report(
 
 
 def write_comparison(
-    result: CompareResult, out_dir: Path, *, formats: Collection[str], reference: bool = True
+    result: CompareResult, out_dir: Path, *, formats: Collection[str], reference: bool | None = None
 ) -> list[Path]:
     """Write a comparison's chart, page and table into ``out_dir``."""
     wanted = _check_formats(formats)
@@ -180,7 +203,7 @@ def write_comparison(
     if wanted - {"md"}:
         base = result.runs[0]
         notes: list[str] = []
-        model, model_label = _model(base, notes) if reference else (None, "")
+        overlays = overlays_for(base, notes, reference)  # the first run decides
         series = [
             charts.Series(label, run, result.flags.get(label))
             for label, run in zip(result.labels, result.runs, strict=True)
@@ -192,8 +215,7 @@ def write_comparison(
             + " ".join(notes),
             charts.pareto_figure(
                 series,
-                model=model,
-                model_label=model_label,
+                overlays=overlays,
                 title=f"Throughput vs interactivity: {' vs '.join(result.labels)}",
             ),
         )
@@ -213,7 +235,7 @@ def compare_runs(
     *,
     force: bool = False,
     formats: Collection[str] = ("png", "svg", "html", "md"),
-    reference: bool = True,
+    reference: bool | None = None,
 ) -> CompareResult:
     """Compare run directories: write ``compare_pareto.png/.svg``, ``compare.html`` and ``compare.md`` (as
     ``formats`` asks) into ``out_dir`` and return the result with the paths written.
