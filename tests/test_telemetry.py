@@ -190,3 +190,21 @@ def test_summary_point_carries_the_server_block_and_warns_on_a_count_mismatch() 
         recs, level_index=0, level=level, slo={}, gpus=None, telemetry_notes=["u: not scraped"]
     )
     assert noted["server"]["notes"] == ["u: not scraped"] and noted["server"]["generated_tokens"] is None
+
+
+def test_timeline_chart_draws_server_series_under_the_load() -> None:
+    from tpsbench.report.charts import figure_bytes
+    from tpsbench.report.timeline import timeline_figure
+
+    recs = [rec(0, 0.0, [(0.5, 10), (1.0, 40)]), rec(1, 0.2, [(0.7, 10), (1.5, 40)])]
+    s = [smp(t, GEN, v) for t, v in [(0, 0), (1, 60), (2, 100)]]
+    s += [smp(t, "vllm:num_requests_running", v) for t, v in [(0, 0), (1, 2), (2, 0)]]
+    fig = timeline_figure(recs, s, source="aiperf")
+    assert fig is not None
+    assert len(fig.axes) == 3
+    assert "(aiperf)" in fig.axes[0].get_title()
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert any("vllm:generation_tokens_total" in x for x in labels)
+    assert figure_bytes(fig, "png").startswith(b"\x89PNG")
+    assert timeline_figure(recs, [smp(0, "my_widgets", 1.0)]) is None  # nothing known to draw
+    assert timeline_figure([], s) is None

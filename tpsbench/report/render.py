@@ -22,6 +22,8 @@ from tpsbench.report.data import Run, load_run
 from tpsbench.report.html import Image, compare_to_html, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
 from tpsbench.report.references import ModelPoint, curve_concurrencies, model_curve
+from tpsbench.report.timeline import timeline_figure
+from tpsbench.results.files import REQUESTS, TELEMETRY, read_records, read_samples
 
 FORMATS = frozenset({"png", "svg", "html", "md"})
 REPORT_DIR = "report"
@@ -140,7 +142,31 @@ def build_charts(run: Run, *, reference: bool | None = None) -> tuple[list[Chart
         )
     else:
         notes.append("Tokens-per-chunk chart left out: it needs the raw chunks of requests.jsonl.")
+    if (server := _timeline(run)) is not None:
+        out.append(server)
     return out, notes
+
+
+def _timeline(run: Run) -> Chart | None:
+    """The load timeline over the server's Prometheus series, when the run directory has both."""
+    if run.path is None or not (run.path / TELEMETRY).is_file() or not (run.path / REQUESTS).is_file():
+        return None
+    source = run.info.get("source_tool")
+    fig = timeline_figure(
+        list(read_records(run.path / REQUESTS)),
+        list(read_samples(run.path / TELEMETRY)),
+        source=str(source) if source else None,
+    )
+    if fig is None:
+        return None
+    return Chart(
+        "server_timeline",
+        "Load timeline and the server's metrics",
+        "Top: requests in flight. Middle: output tokens per second as the client received them (1 s bins) "
+        "and as the server's generated-tokens counter grew between scrapes. Bottom: requests the server "
+        "reported running and waiting, and its KV-cache use. Dotted lines: level starts.",
+        fig,
+    )
 
 
 def _write(path: Path, data: bytes | str) -> Path:
