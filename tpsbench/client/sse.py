@@ -86,6 +86,11 @@ class SSEParser:
         self.unknown_lines = 0
         self.discarded = False
 
+    @property
+    def idle(self) -> bool:
+        """Between events: no partial line, field or event pending (the next read starts afresh)."""
+        return not (self._at_start or self._line or self._skip_lf or self._data or self._event)
+
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Parse ``data`` (the next bytes of the stream) and return the events it completed, in order."""
         if self._at_start:

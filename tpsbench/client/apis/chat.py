@@ -78,7 +78,7 @@ class ChatApi:
         return body
 
     def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
-        return walk_events(reads, _apply_chunk, done_data="[DONE]")
+        return walk_events(reads, _apply_chunk, done_data="[DONE]", pure=True)  # _apply_chunk reads no state
 
 
 CHAT = ChatApi()
