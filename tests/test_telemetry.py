@@ -193,7 +193,7 @@ def test_summary_point_carries_the_server_block_and_warns_on_a_count_mismatch() 
 
 
 def test_timeline_chart_draws_server_series_under_the_load() -> None:
-    from tpsbench.report.charts import figure_bytes
+    from tpsbench.report.chartkit import figure_bytes
     from tpsbench.report.timeline import timeline_figure
 
     recs = [rec(0, 0.0, [(0.5, 10), (1.0, 40)]), rec(1, 0.2, [(0.7, 10), (1.5, 40)])]

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tpsbench.core.record import NS_PER_S, RequestRecord
-from tpsbench.report.charts import BLUE, GREEN, GREY, ORANGE, STYLE, VERMILLION, WIDTH_IN
+from tpsbench.report.chartkit import BLUE, GREEN, GREY, ORANGE, STYLE, VERMILLION, WIDTH_IN
 from tpsbench.results.telemetry import GENERATED, KV_CACHE, RUNNING, WAITING, Sample, series
 
 BIN_S = 1.0  # client tokens/s are counted in bins of this width (the scrape interval's default)
