@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tpsbench.client.tokens import account_tokens, estimate_tokens
+from tpsbench.client.tokens import account_tokens
+from tpsbench.core.estimate import estimate_tokens
 from tpsbench.core.record import TokenSource
 
 

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tpsbench.config.scenario import Distribution, ScenarioError, Workload
+from tpsbench.core.estimate import estimate_tokens
 from tpsbench.workload.prompts import (
     PromptsFileError,
     PromptSpec,
     build_prompts,
     draw_token_counts,
-    estimate_tokens,
 )
 
 PIECES = re.compile(r"^( [a-z]{3})*$")

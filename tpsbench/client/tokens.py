@@ -25,22 +25,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from tpsbench.core.estimate import estimate_tokens
 from tpsbench.core.record import TokenSource
 
-__all__ = ["TokenCounts", "account_tokens", "estimate_tokens", "rescale"]
-
-CHARS_PER_TOKEN = 4
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough token count when nothing better is known: ``ceil(chars / 4)`` (0 for empty text).
-
-    The same rule as the workload's estimate, so an estimated count means the same everywhere.
-
-        >>> estimate_tokens("hello"), estimate_tokens("")
-        (2, 0)
-    """
-    return -(-len(text) // CHARS_PER_TOKEN)
+__all__ = ["TokenCounts", "account_tokens", "rescale"]
 
 
 class TokenCounts(NamedTuple):

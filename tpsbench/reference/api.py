@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tpsbench.core.estimate import estimate_tokens, tokens_for_chars
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams
 
 MODEL_NAME = "llama-4-maverick-b200-sim"
@@ -87,9 +88,7 @@ class ParsedRequest:
     continuous_usage: bool
 
 
-def count_tokens(text: str) -> int:
-    """ceil(chars / 4): the simulator's tokenizer."""
-    return -(-len(text) // 4)
+count_tokens = estimate_tokens  # ceil(chars / 4): the simulator's tokenizer
 
 
 def _content_chars(content: Any, where: str) -> int:
@@ -158,7 +157,7 @@ def _typed_prompt_chars(api: Api, body: Mapping[str, Any]) -> int:
 
 def _prompt_tokens(api: Api, body: Mapping[str, Any]) -> int:
     if api == "messages" or api == "responses":
-        return max(1, -(-_typed_prompt_chars(api, body) // 4))
+        return max(1, tokens_for_chars(_typed_prompt_chars(api, body)))
     if api == "chat":
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -173,7 +172,7 @@ def _prompt_tokens(api: Api, body: Mapping[str, Any]) -> int:
             if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
                 raise ApiError(400, f"messages[{i}] must be an object with a 'role'", param=f"messages[{i}]")
             chars += _content_chars(msg.get("content"), f"messages[{i}].content")
-        return max(1, -(-chars // 4))  # ceil(chars / 4) over all messages
+        return max(1, tokens_for_chars(chars))  # ceil(chars / 4) over all messages
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
         prompt = prompt[0]  # a batch of one

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tpsbench.config.scenario import Api, Distribution, ScenarioError, ScenarioIssue, TokenCount, Workload
+from tpsbench.core.estimate import CHARS_PER_TOKEN, estimate_tokens
 from tpsbench.workload.tokenizer import Tokenizer, TokenizerError
 
 __all__ = [
@@ -42,12 +43,10 @@ __all__ = [
     "PromptsFileError",
     "build_prompts",
     "draw_token_counts",
-    "estimate_tokens",
     "exact_text",
     "single_token_words",
 ]
 
-CHARS_PER_TOKEN = 4
 PREFIX_PIECES = 4  # pieces of the request-unique prefix: 12 random letters, 26**12 (about 2**56) values
 _MAX_REPORTED = 20  # bad lines listed in one PromptsFileError
 
@@ -78,15 +77,6 @@ class PromptSpec:
 
 class PromptsFileError(ScenarioError):
     """A prompts file that cannot be used: ``file:line: field: message`` for each bad line."""
-
-
-def estimate_tokens(text: str) -> int:
-    """Estimated token count of ``text``: ``ceil(len(text) / 4)`` characters per token.
-
-    The same rule as the bundled reference endpoint, so synthetic prompts there are exact; for a real
-    tokenizer it is only an estimate (English prose runs about 4 characters per token).
-    """
-    return -(-len(text) // CHARS_PER_TOKEN)
 
 
 def draw_token_counts(spec: TokenCount, n: int, rng: np.random.Generator) -> NDArray[np.int64]:
