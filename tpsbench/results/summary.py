@@ -127,18 +127,58 @@ def _pct(x: float) -> str:
 def client_bound_reasons(self_check: Mapping[str, Any] | None) -> list[str]:
     """Why the client looks saturated, from a point's ``self_check`` (empty list: it kept up).
 
-    Evidence: scheduling lag p99 or event-loop lag p99 over 10 ms, or client CPU >= 90% of one core.
+    Client-side evidence only: scheduling lag p99 or event-loop lag p99 over 10 ms, or the CPU spent on
+    successful streams (``cpu_percent_ok``: client CPU x the share of the level's requests that succeeded)
+    >= 90% of one core. A closed loop re-sending failed requests at once burns CPU too; that says the
+    server failed, not that the client cannot keep up, so it is not evidence.
     """
     check = self_check or {}
     reasons = []
     for key, label in (("sched_lag_p99_s", "scheduling lag"), ("loop_lag_p99_s", "event-loop lag")):
         v = check.get(key)
         if isinstance(v, int | float) and v > LATE_S:
-            reasons.append(f"{label} p99 = {1000 * v:.1f} ms, over {1000 * LATE_S:.0f} ms")
-    cpu = check.get("cpu_percent")
+            reasons.append(f"{label} p99 {1000 * v:.1f} ms > {1000 * LATE_S:.0f} ms")
+    cpu = check.get("cpu_percent_ok", check.get("cpu_percent"))
     if isinstance(cpu, int | float) and cpu >= CPU_BOUND_PERCENT:
-        reasons.append(f"client CPU at {cpu:.0f}% of a core")
+        reasons.append(f"client CPU on successful streams {cpu:.0f}% of a core")
     return reasons
+
+
+# One general sentence per warning cause: the terminal prints each cause once, with the levels it applies
+# to and each level's detail; summary.json keeps a full sentence per level in ``warnings`` and the causes
+# with their details in ``warning_causes``.
+WARNING_CAUSES: dict[str, str] = {
+    "nothing_measured": "no measured requests: nothing to summarise. Hint: raise `requests` or "
+    "`duration_s`, or let the run finish",
+    "stopped": "the level stopped early because every request failed the same way. Hint: see the error "
+    "below and the server's logs",
+    "errors": "requests failed; latencies and token rates cover only the ones that succeeded. Hint: see "
+    "`error_detail` in requests.jsonl and the server's logs, or lower the load",
+    "interrupted": "interrupted: the level is incomplete, do not compare it. Hint: rerun it to completion",
+    "short_outputs": "answers shorter than max_tokens (the workload's length was not honoured). Hint: the "
+    "server may ignore `ignore_eos`/`min_tokens`; see `finish_reason` in requests.jsonl",
+    "estimated_tokens": "token counts estimated from characters (the server reported no usage): token "
+    "rates are approximate. Hint: `stream_options.include_usage`, or configure `endpoint.tokenizer`",
+    "single_chunk": "answers in a single chunk have no TPS/user or TPOT. Hint: check that the endpoint "
+    "streams, and that output_tokens is well above 1",
+    "few_samples": f"under {MIN_SAMPLES_P99} successful requests: p99 is among the few largest values, not "
+    f"a reliable tail. Hint: measure >= {MIN_SAMPLES_P99} requests per level (1,000 for a stable p99)",
+    "unstable": f"the median's 95% CI is wider than {_pct(UNSTABLE_CI_FRACTION)} of the median. Hint: "
+    "measure more requests, and check for other load on the client or the server",
+    "low_concurrency": "achieved concurrency under 90% of the target: the level did not hold its load "
+    "(short levels drain at the end). Hint: measure more requests per level",
+    "server_tokens": "the server counted a different number of generated tokens than the client received: "
+    "token rates may be off. Hint: check the token source (usage vs estimate) and whether other clients used "
+    "the server during the run",
+    "client_bound": "the client could not keep up: timestamps are late (TTFT and inter-token latency "
+    "inflated) and the offered load was lower than asked. Hint: more `workers`, or a lower load per worker",
+}
+LOW_CONCURRENCY_FRACTION = 0.90  # achieved / target concurrency below this: the level did not hold its load
+
+
+def _show_stat(name: str, value: float) -> str:
+    """A statistic as people read it: times in ms, rates with no decimals."""
+    return f"{1000 * value:,.1f} ms" if name.endswith("_s") else f"{value:,.0f}"
 
 
 def _warnings(
@@ -147,76 +187,76 @@ def _warnings(
     n_ok: int,
     n_cancelled: int,
     n_estimated: int,
-) -> list[str]:
-    """Human sentences, each saying what is wrong, what it does to the numbers, and a hint."""
-    out: list[str] = []
+    target_concurrency: int | None,
+) -> list[tuple[str, str, str]]:
+    """``(cause, detail, sentence)`` per warning: the cause (a key of :data:`WARNING_CAUSES`), this level's
+    figures, and a sentence saying what is wrong, what it does to the numbers, and a hint."""
+    out: list[tuple[str, str, str]] = []
+
+    def add(cause: str, detail: str) -> None:
+        general = WARNING_CAUSES[cause]
+        out.append((cause, detail, f"{detail}: {general[0].upper()}{general[1:]}."))
+
     measured, check = point["measured"], point["self_check"]
+    if check.get("stopped"):
+        add("stopped", str(check["stopped"]))
     if measured == 0:
-        return [
-            f"No measured requests at this level ({point['requests']} sent, {point['warmup']} of them "
-            "warmup): nothing to summarise. Hint: raise the level's `requests` or `duration_s`, or let the "
-            "run finish."
-        ]
+        add("nothing_measured", f"{point['requests']} sent, {point['warmup']} of them warmup")
+        return out
     n_err = measured - n_ok
     if n_err:
-        kinds = ", ".join(f"{k}: {v}" for k, v in point["errors"].items())
-        out.append(
-            f"{n_err} of {measured} measured requests failed ({kinds}); latencies and token rates cover only "
-            f"the {n_ok} that succeeded. Hint: see `error` and `error_detail` in requests.jsonl and the "
-            "server's logs, or lower the load."
-        )
+        kinds = ", ".join(f"{k} {v}" for k, v in point["errors"].items())
+        add("errors", f"{n_err} of {measured} failed ({kinds})")
     if n_cancelled or check.get("interrupted"):
-        out.append(
-            f"The run was interrupted during this level ({n_cancelled} requests cancelled): the level is "
-            "incomplete and should not be compared with others. Hint: rerun it to completion."
-        )
+        add("interrupted", f"{n_cancelled} requests cancelled")
     if point["short_outputs"]:
-        out.append(
-            f"{point['short_outputs']} of {n_ok} successful requests returned fewer tokens than requested "
-            "(max_tokens), so the answers are shorter than the workload asked for. Hint: the server may "
-            "ignore `ignore_eos`/`min_tokens`; check `finish_reason` in requests.jsonl."
-        )
+        add("short_outputs", f"{point['short_outputs']} of {n_ok} short")
     if n_estimated:
-        out.append(
-            f"Token counts of {n_estimated} of {n_ok} successful requests were estimated from characters "
-            "because the server reported no usage, so token rates are approximate. Hint: use an endpoint "
-            "that honours `stream_options: {include_usage: true}`, or configure a tokenizer."
-        )
+        add("estimated_tokens", f"{n_estimated} of {n_ok} estimated")
     no_speed = n_ok - point["tps_user"]["n"]
     if n_ok and no_speed:
-        out.append(
-            f"{no_speed} of {n_ok} successful requests arrived in a single chunk (or with no decode time), "
-            "so they have no TPS/user or TPOT. Hint: check that the endpoint really streams, and that "
-            "output_tokens is well above 1."
-        )
+        add("single_chunk", f"{no_speed} of {n_ok} in one chunk")
     if 0 < n_ok < MIN_SAMPLES_P99:
-        out.append(
-            f"Only {n_ok} successful measured requests: p99 sits among the few largest values and is not a "
-            f"reliable tail estimate. Hint: measure at least {MIN_SAMPLES_P99} requests per level "
-            "(1,000 for a stable p99)."
-        )
+        add("few_samples", f"{n_ok} ok")
     unstable = []
     for name in STABILITY_METRICS:
         block = point[name]
         p50, ci = block["p50"], block["p50_ci"]
         if ci is not None and p50 and (width := (ci[1] - ci[0]) / abs(p50)) > UNSTABLE_CI_FRACTION:
-            unstable.append(f"{name} p50 {p50:.4g} (95% CI {ci[0]:.4g}-{ci[1]:.4g}, width {_pct(width)})")
+            lo, hi = _show_stat(name, ci[0]), _show_stat(name, ci[1])
+            unstable.append(f"{name} p50 {_show_stat(name, p50)} (CI {lo}-{hi}, {_pct(width)})")
     if unstable:
-        out.append(
-            f"Unstable: the median's 95% CI is wider than {_pct(UNSTABLE_CI_FRACTION)} of the median for "
-            f"{'; '.join(unstable)}. Hint: measure more requests or a longer duration, and check for other "
-            "load on the client or the server."
-        )
+        add("unstable", "; ".join(unstable))
+    achieved = check.get("achieved_concurrency")
+    if (
+        target_concurrency
+        and isinstance(achieved, int | float)
+        and n_ok
+        and achieved < LOW_CONCURRENCY_FRACTION * target_concurrency
+    ):
+        add("low_concurrency", f"{achieved:.1f} of {target_concurrency}")
     reasons = client_bound_reasons(check) or (
         ["the runner's self-check says so"] if check["client_bound"] else []
     )
     if reasons:
-        out.append(
-            f"The client could not keep up during this level ({'; '.join(reasons)}): its timestamps are late "
-            "(inflating TTFT and inter-token latency) and the offered load was lower than asked. Hint: use "
-            "more `workers`, fewer streams per worker or a lower rate."
-        )
+        add("client_bound", "; ".join(reasons))
     return out
+
+
+def first_error(records: Sequence[RequestRecord], limit: int = 300) -> dict[str, Any] | None:
+    """The level's first failure in send order (warmup included, cancellations not): its kind, HTTP status
+    and the server's own words (``error_detail``, redacted by the client), cut to ``limit`` characters."""
+    failed = [r for r in records if r.error is not None and r.error is not ErrorKind.CANCELLED]
+    if not failed:
+        return None
+    r = min(failed, key=lambda r: (r.send_ns, r.request_id))
+    detail = r.error_detail or ""
+    assert r.error is not None
+    return {
+        "kind": r.error.value,
+        "status": r.status,
+        "detail": detail if len(detail) <= limit else detail[:limit] + "...",
+    }
 
 
 def summarize_level(
@@ -260,9 +300,13 @@ def summarize_level(
       :class:`TokenSource`; ``short_outputs`` = ok requests with fewer output tokens than requested.
     - ``self_check`` = the runner's ``self_check`` dict (event-loop lag, CPU, ...) plus ``sched_lag_p99_s``,
       ``achieved_concurrency`` = sum(end_ns - send_ns) / 1e9 / window_s (mean measured requests in flight,
-      Little's law) and ``client_bound`` (see :func:`client_bound_reasons`); caller values win.
-    - ``warnings`` = sentences with a reason and a hint (errors, interruption, short outputs, estimated
-      token counts, one-chunk answers, n < 100, median CI wider than 10%, client falling behind).
+      Little's law), ``cpu_percent_ok`` = ``cpu_percent`` x ok records / records of the level (CPU spent
+      on successful streams) and ``client_bound`` (see :func:`client_bound_reasons`); caller values win.
+    - ``first_error`` = the level's first failure: kind, status and the server's words (:func:`first_error`).
+    - ``warnings`` = sentences with a reason and a hint (a level stopped for failing, errors, interruption,
+      short outputs, estimated token counts, one-chunk answers, n < 100, median CI wider than 10%, achieved
+      concurrency under 90% of the target, client falling behind); ``warning_causes`` = the same as
+      ``{cause, detail}`` (causes: :data:`WARNING_CAUSES`).
 
     Raises ValueError when a record belongs to another level or the SLO names an unknown metric/statistic.
     """
@@ -349,8 +393,12 @@ def summarize_level(
     check.setdefault("sched_lag_p99_s", blocks["sched_lag_s"]["p99"])
     busy_s = sum(r.end_ns - r.send_ns for r in measured) / NS_PER_S
     check.setdefault("achieved_concurrency", busy_s / window_s if window_s else None)
+    cpu = check.get("cpu_percent")
+    if isinstance(cpu, int | float) and "cpu_percent_ok" not in check:
+        check["cpu_percent_ok"] = cpu * sum(r.ok for r in records) / len(records) if records else None
     check["client_bound"] = bool(check.get("client_bound")) or bool(client_bound_reasons(check))
     point["self_check"] = check
+    point["first_error"] = first_error(records)
     point["tps_user_mlperf"] = definitions.tps_user_mlperf(blocks["tpot_inferencex_s"]["p90"])
     point["tps_user_vllm"] = definitions.tps_user_vllm(
         output_tps, level.concurrency or check["achieved_concurrency"]
@@ -361,20 +409,22 @@ def summarize_level(
         if samples is not None or telemetry_notes
         else None
     )
-    point["warnings"] = _warnings(
+    coded = _warnings(
         point,
         n_ok=len(ok),
         n_cancelled=errors.get(ErrorKind.CANCELLED.value, 0),
         n_estimated=sources.get(TokenSource.ESTIMATE.value, 0),
+        target_concurrency=level.concurrency,
     )
     ratio = point["server"]["tokens_ratio"] if point["server"] else None
     if ratio is not None and abs(ratio - 1) > SERVER_TOKENS_TOLERANCE:
-        point["warnings"].append(
-            f"The server counted {point['server']['generated_tokens']:,.0f} generated tokens at this level "
-            f"and the client received {point['server']['client_tokens']:,.0f} ({_pct(ratio - 1)} apart): "
-            "token rates may be off. Hint: check the token source (usage vs estimate) and whether other "
-            "clients used the server during the run."
+        srv = point["server"]
+        detail = (
+            f"server {srv['generated_tokens']:,.0f}, client {srv['client_tokens']:,.0f} ({_pct(ratio - 1)})"
         )
+        coded.append(("server_tokens", detail, f"{detail}: {WARNING_CAUSES['server_tokens']}."))
+    point["warnings"] = [sentence for _, _, sentence in coded]
+    point["warning_causes"] = [{"cause": cause, "detail": detail} for cause, detail, _ in coded]
     return point
 
 
