@@ -1,7 +1,9 @@
 """End to end against a real HTTP server on 127.0.0.1 streaming on a known schedule: 50 ms to the first
 token, then a chunk of 3 tokens every 10 ms. Request by request (matched by ``X-Request-Id``), tpsbench's
 TTFT and TPS/user must match what the server actually did (its own send log, on the same clock): medians
-and means within 2%, at concurrency 1, 16 and 64.
+and means within 2%, at concurrency 1, 16 and 64, or, on a machine where other processes take the CPU,
+within 2% plus the lateness the client's own self-check reported (event-loop lag p99), with the level
+flagged client-bound. What the client controls is that its error is small or visible, never silent.
 
 Truth per request: TTFT = server's first token write - client's ``send_ns``; TPS/user = (n - n_first) /
 (last write - first write) from the server's write times."""
@@ -71,15 +73,23 @@ def test_measured_requests_match_the_server_send_log(pace_url: str, concurrency:
     true_ttft = [truths[r.request_id].ttft_s(r.send_ns) for r in measured]
     client_tps = [metrics.tps_user(r) or 0.0 for r in measured]
     true_tps = [truths[r.request_id].tps_user or 0.0 for r in measured]
-    for client, true in ((client_ttft, true_ttft), (client_tps, true_tps)):
-        assert statistics.median(client) == pytest.approx(statistics.median(true), rel=0.02)
-        assert statistics.fmean(client) == pytest.approx(statistics.fmean(true), rel=0.02)
+    check = point["self_check"]
+    lag = check["loop_lag_p99_s"] or 0.0  # how late this client's loop woke, by its own probe
+    decode_s = statistics.median((r.chunk_ns[-1] - r.chunk_ns[0]) / 1e9 for r in measured)
+    # a stamp late by `lag` moves TTFT by up to lag, and a decode time (hence TPS/user) by lag / decode_s
+    for client, true, slack in ((client_ttft, true_ttft, lag), (client_tps, true_tps, None)):
+        for stat in (statistics.median, statistics.fmean):
+            got, want = stat(client), stat(true)
+            if abs(got - want) <= 0.02 * abs(want):
+                continue
+            allowed = 0.02 * abs(want) + (slack if slack is not None else abs(want) * lag / decode_s)
+            assert check["client_bound"] and abs(got - want) <= allowed, (stat.__name__, got, want, check)
     # the request itself leaves at once: received by the server within 5 ms of send_ns (issue 6's TTFT bound;
     # a transport that writes the body from another task fails this, not the checks above)
     send_to_received = [truths[r.request_id].received_ns - r.send_ns for r in measured]
     assert statistics.median(send_to_received) < 5_000_000
     # and the schedule itself: 3 tokens / 10 ms = 300 tokens/s, all 60 tokens counted
-    assert point["tps_user"]["p50"] == pytest.approx(300, rel=0.05)
+    assert point["tps_user"]["p50"] == pytest.approx(300, rel=0.05 + lag / decode_s)
     assert all(x["output_tokens"] == 60 for x in lines)
 
 

@@ -16,6 +16,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from tpsbench import __version__
+
+        typer.echo(f"tpsbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Measure what a user of an LLM endpoint feels (TTFT, TPS/user) and what the server delivers."""
+
+
 DEFAULT_SCENARIO = "maverick-b200.yaml"
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -57,6 +76,8 @@ def _load(path: Path, **overrides: object):  # type: ignore[no-untyped-def]
 def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")]) -> None:
     """Check a scenario file without sending any request."""
     s = _load(scenario)
+    for line in wrap_warnings(s.warnings()):
+        typer.echo(line, err=True)
     if s.sweep is not None:
         steps = ", ".join(s.sweep.level(v).label for v in s.sweep.values())
         typer.echo(f"{scenario}: ok (sweep until the knee, at most: {steps})")
@@ -85,43 +106,92 @@ def run(
     cluster: Annotated[
         str | None,
         typer.Option(
-            help="Run the workers on Ray: 'local', 'auto' or an address (pip install 'tpsbench[ray]')."
+            help="Run the workers on Ray: 'local', 'auto' or an address (pip install 'tpsbench\\[ray]')."
         ),
     ] = None,
     report: Annotated[bool, typer.Option(help="Render the report when the run ends.")] = True,
+    error_budget: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Fraction of a level's measured requests that may fail with exit 0 "
+            "(default: the scenario's error_budget, else 0.01).",
+        ),
+    ] = None,
+    preflight: Annotated[
+        bool, typer.Option(help="Send one unmeasured request before any level; exit 2 if it fails.")
+    ] = True,
 ) -> None:
-    """Run a scenario: concurrent streaming requests per load level, raw records and a summary."""
+    """Run a scenario: concurrent streaming requests per load level, raw records and a summary.
+
+    Exit status: 0 every level within its error budget; 1 the run finished but a level exceeded the
+    budget or had no successful request; 2 bad input or an unusable endpoint (nothing measured);
+    130 interrupted (what finished is kept). The last lines say which, and why.
+    """
     import asyncio
 
     from rich.console import Console
 
-    from tpsbench.cli.console import RichObserver, capacity_line, summary_table
+    from tpsbench.cli.console import RichObserver, capacity_line, summary_table, warning_lines
     from tpsbench.load.benchmark import run_benchmark
+    from tpsbench.load.outcome import judge
+    from tpsbench.load.preflight import EndpointUnusable
 
     path = scenario or _default_scenario()
-    s = _load(path, base_url=endpoint, model=model, concurrency=_parse_int_list(concurrency, "--concurrency"))
+    overrides = {"base_url": endpoint, "model": model, "error_budget": error_budget}
+    s = _load(path, **overrides, concurrency=_parse_int_list(concurrency, "--concurrency"))
     if workers is not None:
         s = s.model_copy(update={"workers": workers})
-    console = Console()
+    console = Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
+    for line in wrap_warnings(s.warnings()):
+        err.print(line, markup=False, highlight=False)
     try:
         with RichObserver() as observer:
             outcome = asyncio.run(
                 run_benchmark(
-                    s, out_root=out, observer=observer, run_name=name, argv=_safe_argv(), cluster=cluster
+                    s,
+                    out_root=out,
+                    observer=observer,
+                    run_name=name,
+                    argv=_safe_argv(),
+                    cluster=cluster,
+                    preflight=preflight,
                 )
             )
-    except ValueError as exc:  # e.g. the API key variable is not set
-        typer.echo(f"error: {exc}", err=True)
+    except EndpointUnusable as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except ValueError as exc:  # the API key variable is not set, a tokenizer cannot load, ...
+        typer.echo(f"error: {_redacted(exc)}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(summary_table(outcome.summary))
     if (capacity := outcome.summary.get("capacity")) is not None:
         console.print(capacity_line(capacity))
+    for line in warning_lines(outcome.points):
+        err.print(line, markup=False, highlight=False)
     if report and outcome.points:
         _render(outcome.run_dir, console)
-    console.print(f"results: {outcome.run_dir}")
-    if outcome.interrupted:
-        console.print("[yellow]interrupted: the results above are partial but valid[/]")
-        raise typer.Exit(EXIT_INTERRUPTED)
+    console.print(f"results: {outcome.run_dir}", markup=False, highlight=False)
+    verdict = judge(outcome.points, budget=s.error_budget, interrupted=outcome.interrupted)
+    for line in verdict.lines:
+        console.print(line, markup=False, highlight=False)
+    if verdict.exit_code:
+        raise typer.Exit(verdict.exit_code)
+
+
+def wrap_warnings(warnings: list[str]) -> list[str]:
+    """Scenario warnings as the terminal shows them: one cause per line, continuation lines indented."""
+    from tpsbench.cli.console import wrap
+
+    return [wrap(f"warning: {w}") for w in warnings]
+
+
+def _redacted(exc: BaseException) -> str:
+    from tpsbench.core.redact import redact_text
+
+    return redact_text(str(exc))
 
 
 def _safe_argv() -> list[str]:

@@ -4,7 +4,9 @@ then one table of every level. Everything rich lives here; the benchmark only ca
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections import deque
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ from rich.progress import (
 from rich.table import Table
 
 from tpsbench.config.scenario import Level
+from tpsbench.results.summary import WARNING_CAUSES
 
+WIDTH = 80  # warnings are wrapped here, continuation lines indented, whatever the terminal's width
 LIVE_WINDOW = 200  # live TPS/user is the median of the last requests, enough to be stable, quick to move
 
 
@@ -86,8 +90,9 @@ class RichObserver:
     def level_done(self, index: int, point: dict[str, Any]) -> None:
         if self._task is not None:
             self.progress.update(self._task, total=self._done, completed=self._done)
-        for w in point.get("warnings", []):
-            self.console.print(f"  [yellow]warning[/] level {index}: {w}")
+        stopped = (point.get("self_check") or {}).get("stopped")
+        if stopped:
+            self.console.print(f"  level {index}: {stopped}", markup=False, highlight=False)
 
     def message(self, text: str) -> None:
         self.console.print(f"[yellow]{text}[/]")
@@ -111,12 +116,42 @@ def capacity_line(capacity: dict[str, Any]) -> str:
     )
 
 
+def wrap(text: str, width: int = WIDTH) -> str:
+    """``text`` wrapped at ``width`` columns, continuation lines indented by four spaces."""
+    return textwrap.fill(text, width=width, subsequent_indent="    ", break_on_hyphens=False)
+
+
+def _load_label(p: Mapping[str, Any]) -> str:
+    return f"c={p['concurrency']}" if p.get("concurrency") is not None else f"{p.get('rate'):g}/s"
+
+
+def warning_lines(points: Sequence[Mapping[str, Any]], width: int = WIDTH) -> list[str]:
+    """One wrapped line per warning cause: the cause's sentence, then each level it applies to with that
+    level's figures (times in ms), in level order. Points without ``warning_causes`` (older summaries) show
+    their sentences one per level."""
+    causes: dict[str, list[str]] = {}
+    loose: list[str] = []
+    for p in points:
+        coded = p.get("warning_causes")
+        if coded is None:
+            loose += [f"warning: {_load_label(p)}: {w}" for w in p.get("warnings") or []]
+            continue
+        for c in coded:
+            causes.setdefault(str(c["cause"]), []).append(f"{_load_label(p)} ({c['detail']})")
+    out = []
+    for cause, where in causes.items():
+        general = WARNING_CAUSES.get(cause, cause)
+        out.append(wrap(f"warning: {general}. Levels: {'; '.join(where)}", width))
+    return out + [wrap(line, width) for line in loose]
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """One row per level: the numbers users compare (median and spread, with N, never a bare number).
     Short headers, so that the table fits an 80-column terminal without truncating a number."""
+    flagged = any((p.get("self_check") or {}).get("client_bound") for p in summary.get("points", []))
     table = Table(
         title=f"{summary['run'].get('model', '')}: TTFT in ms; TPS/user, server, /GPU in tokens/s",
-        caption="! = client-bound: timestamps may be late, see the warnings",
+        caption="! = client-bound: timestamps may be late, see the warnings" if flagged else None,
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )

@@ -79,7 +79,16 @@ def join_url(base_url: str, path: str) -> str:
 
 
 class EndpointError(RuntimeError):
-    """A non-streaming call to the endpoint failed (e.g. ``/models``); the message never has the key."""
+    """A non-streaming call to the endpoint failed (e.g. ``/models``); the message never has the key.
+
+    ``status`` is the HTTP status (None: no response), ``body`` the start of the response body (redacted),
+    ``connect`` whether the connection itself failed (refused, DNS, TLS)."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, body: str | None = None, connect: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status, self.body, self.connect = status, body, connect
 
 
 def build_body(endpoint: Endpoint, model: str, prompt: PromptLike, workload: Workload) -> dict[str, Any]:
@@ -312,9 +321,12 @@ async def list_models(
         async with httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False) as http:
             resp = await http.get(url, headers=headers)
     except httpx.HTTPError as exc:
-        raise EndpointError(_redact(f"GET {url} failed: {type(exc).__name__}: {exc}", secrets)) from None
+        message = _redact(f"GET {url} failed: {type(exc).__name__}: {exc}", secrets)
+        raise EndpointError(message, connect=isinstance(exc, httpx.ConnectError)) from None
     if resp.status_code != 200:
-        raise EndpointError(_redact(f"GET {url}: HTTP {resp.status_code}: {resp.text[:300]}", secrets))
+        body = _redact(resp.text[:300], secrets)
+        message = _redact(f"GET {url}: HTTP {resp.status_code}: {body}", secrets)
+        raise EndpointError(message, status=resp.status_code, body=body)
     try:
         ids = [str(m["id"]) for m in resp.json()["data"]]
     except (ValueError, KeyError, TypeError) as exc:

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 import httpx
 
-from tpsbench.client.client import list_models
 from tpsbench.client.tokens import rescale
 from tpsbench.config.dump import dump_scenario
 from tpsbench.config.scenario import Level, Scenario
@@ -31,6 +30,7 @@ from tpsbench.core.record import Reply, TokenSource
 from tpsbench.core.redact import redact_url
 from tpsbench.load import placement
 from tpsbench.load.placement import plan_cores
+from tpsbench.load.preflight import preflight, resolve_model
 from tpsbench.load.runner import LevelResult, run_level
 from tpsbench.load.session import LevelSession, RunContext
 from tpsbench.load.sweep import LevelPlan
@@ -142,8 +142,13 @@ async def run_benchmark(
     run_name: str | None = None,
     argv: list[str] | None = None,
     cluster: str | None = None,
+    preflight: bool = True,
 ) -> RunOutcome:
     """Run every level of ``scenario`` and return the run directory with its summary.
+
+    Before any level (and before the run directory exists) the model is resolved and, with ``preflight``,
+    one unmeasured request shaped like the scenario's is sent (:mod:`.preflight`): an unusable endpoint
+    raises :class:`~tpsbench.load.preflight.EndpointUnusable` and leaves nothing behind.
 
     Ctrl-C (SIGINT) stops the current level: requests in flight are recorded as cancelled, the summary of
     what finished is written, and the remaining levels are skipped. A second Ctrl-C aborts at once.
@@ -164,7 +169,11 @@ async def run_benchmark(
     try:
         with endpoint_for(scenario) as (base_url, source):
             run = await _start(
-                scenario, base_url, source, api_key, opts=_Options(out_root, run_name, argv, cluster)
+                scenario,
+                base_url,
+                source,
+                api_key,
+                opts=_Options(out_root, run_name, argv, cluster, preflight),
             )
             return await _run_levels(run, obs, stop)
     finally:
@@ -180,6 +189,7 @@ class _Options:
     run_name: str | None
     argv: list[str] | None
     cluster: str | None
+    preflight: bool = True
 
 
 @dataclass
@@ -205,7 +215,7 @@ async def _start(
 ) -> _Run:
     """Resolve the model, load the tokenizer, create the run directory and write its scenario and metadata."""
     ep = scenario.endpoint
-    model = ep.model or (await list_models(base_url, api_key, ep.timeouts.connect_s))[0]
+    model = await resolve_model(scenario, base_url, api_key)
     # a per-run nonce in every prompt: the same scenario run twice must not hit the server's prompt cache
     ctx = RunContext(scenario, base_url, model, api_key, nonce=time.time_ns() & 0x7FFFFFFF)
     session = LevelSession.open(ctx)
@@ -216,6 +226,11 @@ async def _start(
             "work with workers; use a tokenizer.json path or 'gguf:PATH' (counted in each worker)"
         )
     tokenizer_name = session.tokenizer.name if session.tokenizer is not None else "estimate"
+    checked: dict[str, Any] = {"skipped": True}
+    if opts.preflight:
+        checked = await preflight(
+            scenario, base_url, model, api_key, tokenizer=session.tokenizer, nonce=ctx.nonce
+        )
     run_dir = create_run_dir(opts.out_root, opts.run_name or scenario.name or "run")
     write_bytes_atomic(run_dir / SCENARIO, dump_scenario(scenario).encode())
     metadata: dict[str, Any] = environment_metadata() | {
@@ -231,6 +246,8 @@ async def _start(
         "seed": scenario.workload.seed,
         "prompt_nonce": ctx.nonce,
         "tokenizer": tokenizer_name,
+        "preflight": checked,
+        "error_budget": scenario.error_budget,
         "workers": scenario.workers,
         "placement": (p.as_dict() if (p := placement.current()) else None),
         "cluster": opts.cluster,

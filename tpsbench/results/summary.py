@@ -206,7 +206,7 @@ def _warnings(
     n_err = measured - n_ok
     if n_err:
         kinds = ", ".join(f"{k} {v}" for k, v in point["errors"].items())
-        add("errors", f"{n_err} of {measured} failed ({kinds})")
+        add("errors", f"{n_err} of {measured} failed: {kinds}")
     if n_cancelled or check.get("interrupted"):
         add("interrupted", f"{n_cancelled} requests cancelled")
     if point["short_outputs"]:
@@ -224,7 +224,7 @@ def _warnings(
         p50, ci = block["p50"], block["p50_ci"]
         if ci is not None and p50 and (width := (ci[1] - ci[0]) / abs(p50)) > UNSTABLE_CI_FRACTION:
             lo, hi = _show_stat(name, ci[0]), _show_stat(name, ci[1])
-            unstable.append(f"{name} p50 {_show_stat(name, p50)} (CI {lo}-{hi}, {_pct(width)})")
+            unstable.append(f"{name} p50 {_show_stat(name, p50)}, CI {lo} to {hi}, {_pct(width)}")
     if unstable:
         add("unstable", "; ".join(unstable))
     achieved = check.get("achieved_concurrency")
@@ -396,7 +396,10 @@ def summarize_level(
     cpu = check.get("cpu_percent")
     if isinstance(cpu, int | float) and "cpu_percent_ok" not in check:
         check["cpu_percent_ok"] = cpu * sum(r.ok for r in records) / len(records) if records else None
-    check["client_bound"] = bool(check.get("client_bound")) or bool(client_bound_reasons(check))
+    # With no successful stream there are no timestamps to be late: the flag needs one (see above).
+    check["client_bound"] = bool(ok) and (
+        bool(check.get("client_bound")) or bool(client_bound_reasons(check))
+    )
     point["self_check"] = check
     point["first_error"] = first_error(records)
     point["tps_user_mlperf"] = definitions.tps_user_mlperf(blocks["tpot_inferencex_s"]["p90"])
