@@ -14,10 +14,11 @@ from report_fixtures import synth_run, write_run
 import tpsbench.report as report_pkg
 from tpsbench.core.redact import REDACTED, redact, redact_url
 from tpsbench.report import fmt
-from tpsbench.report.data import Run, load_run, read_jsonl
+from tpsbench.results.files import RunFileError, iter_record_lines
+from tpsbench.results.views import Run, open_run
 
 REPORT_MODULES = [
-    "tpsbench.report.data",
+    "tpsbench.results.views",
     "tpsbench.report.fmt",
     "tpsbench.report.pareto",
     "tpsbench.report.tables",
@@ -48,7 +49,7 @@ def test_reports_never_import_the_client_or_runner() -> None:
 
 
 def test_load_run_reads_the_contract(tmp_path: Path) -> None:
-    run = load_run(write_run(tmp_path / "r", concurrencies=(1, 8), requests_per_level=10, osl=40))
+    run = open_run(write_run(tmp_path / "r", concurrencies=(1, 8), requests_per_level=10, osl=40))
     assert run.name == "r"
     assert run.model == "llama-4-maverick" and run.api == "chat" and run.gpus == 8
     assert run.isl_osl == (1000.0, 40.0)
@@ -62,27 +63,28 @@ def test_load_run_reads_the_contract(tmp_path: Path) -> None:
 def test_summary_alone_is_enough(tmp_path: Path) -> None:
     rd = write_run(tmp_path / "r", concurrencies=(2,), requests_per_level=5, osl=20, with_requests=False)
     (rd / "metadata.json").unlink()
-    run = load_run(rd)
-    assert run.requests == [] and run.metadata == {}
+    run = open_run(rd)
+    assert run.records == () and not run.has_records and run.metadata == {}
     assert run.points[0].stat("ttft_s", "p50") is not None
 
 
 def test_torn_last_line_is_skipped_other_bad_lines_raise(tmp_path: Path) -> None:
     p = tmp_path / "requests.jsonl"
     p.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "b"', encoding="utf-8")
-    assert read_jsonl(p) == [{"a": 1}, {"a": 2}]
+    with pytest.warns(RuntimeWarning, match=r"requests.jsonl:3: skipped a truncated last line"):
+        assert [line for _, line in iter_record_lines(p)] == [{"a": 1}, {"a": 2}]
     p.write_text('{"a": 1}\nnot json\n{"a": 3}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"requests.jsonl:2"):
-        read_jsonl(p)
+    with pytest.raises(RunFileError, match=r"requests.jsonl:2: not a JSON record"):
+        list(iter_record_lines(p))
 
 
 def test_schema_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="schema 2 is newer"):
         Run.from_summary({"schema": 2, "points": []})
-    with pytest.raises(ValueError, match="no integer 'schema'"):
+    with pytest.raises(ValueError, match="no 'schema' field"):
         Run.from_summary({"points": []})
-    with pytest.raises(FileNotFoundError, match=r"summary\.json"):
-        load_run(tmp_path)
+    with pytest.raises(RunFileError, match=r"summary\.json: not found"):
+        open_run(tmp_path)
 
 
 def test_workload_distributions_use_their_mean() -> None:

@@ -11,7 +11,7 @@ import pytest
 from report_fixtures import write_run
 
 from tpsbench.reference.model import ModelParams, ReferenceModel
-from tpsbench.report import chartkit, charts, load_run, render_report, to_markdown
+from tpsbench.report import chartkit, charts, open_run, render_report, to_markdown
 from tpsbench.report.references import curve_concurrencies, model_curve
 from tpsbench.report.render import build_charts
 
@@ -58,11 +58,11 @@ def test_html_embeds_every_chart_and_the_warnings(sweep: Path, rendered: list[Pa
 
 def test_summary_md_matches_the_serializer(sweep: Path, rendered: list[Path]) -> None:
     md = (sweep / "report" / "summary.md").read_text(encoding="utf-8")
-    assert md == to_markdown(load_run(sweep).summary)
+    assert md == to_markdown(open_run(sweep).summary)
 
 
 def test_the_model_curve_is_for_the_runs_workload(sweep: Path) -> None:
-    run = load_run(sweep, requests=False)
+    run = open_run(sweep)
     cs = curve_concurrencies(run)
     assert cs[0] == 1 and cs[-1] == 64 and {1, 2, 4, 8, 16, 32, 64} <= set(cs)
     curve = model_curve(cs, 1000, 60)
@@ -77,7 +77,7 @@ def test_the_model_curve_is_for_the_runs_workload(sweep: Path) -> None:
 
 def test_overlays_only_for_the_reference_endpoint_unless_asked(sweep: Path, tmp_path: Path) -> None:
     def overlays(run_dir: Path, reference: bool | None = None) -> tuple[bool, bool]:
-        chart = build_charts(load_run(run_dir, requests=False), reference=reference)[0][0]
+        chart = build_charts(open_run(run_dir), reference=reference)[0][0]
         ax = chart.figure.axes[0]
         model = any("reference model" in str(line.get_label()) for line in ax.get_lines())
         published = any("Artificial Analysis" in a.get_xlabel() for a in chart.figure.axes + ax.child_axes)
@@ -95,7 +95,7 @@ def test_a_reference_endpoint_run_gets_its_model_overrides(tmp_path: Path) -> No
     rd = write_run(
         tmp_path / "ref", concurrencies=(1, 4), requests_per_level=6, osl=40, reference={"draft_len": 0}
     )
-    chart_list, notes = build_charts(load_run(rd, requests=False))
+    chart_list, notes = build_charts(open_run(rd))
     model_line = next(
         line
         for line in chart_list[0].figure.axes[0].get_lines()
@@ -112,7 +112,7 @@ def test_bad_model_overrides_cost_only_the_curve(tmp_path: Path) -> None:
     rd = write_run(
         tmp_path / "ref", concurrencies=(1,), requests_per_level=4, osl=20, reference={"draft_lenn": 0}
     )
-    _, notes = build_charts(load_run(rd, requests=False))
+    _, notes = build_charts(open_run(rd))
     assert any("unknown reference model parameter 'draft_lenn'" in n for n in notes)
 
 
@@ -144,7 +144,7 @@ def test_unknown_format_is_refused(sweep: Path) -> None:
 
 
 def test_point_labels_do_not_overlap(sweep: Path) -> None:
-    run = load_run(sweep, requests=False)
+    run = open_run(sweep)
     fig = charts.pareto_figure([charts.Series(run.name, run)])
     ax = fig.axes[0]
     renderer = chartkit.drawn_renderer(fig)

@@ -42,7 +42,7 @@ def key_figures(summary: dict[str, Any]) -> list[str]:
             f.seconds(p.stat("ttft_s", "p99")),
             f.tps(p.stat("tps_user", "p50")),
             f.tps(p.stat("tps_user", "p10")),
-            f.tps(p.number("output_tps")),
+            f.tps(p.output_tps),
         ]
     return out
 

@@ -1,7 +1,7 @@
 """Reports of a run directory: Pareto charts, an HTML page, a Markdown summary, and run comparisons.
 
-Reads only the run-directory contract (summary.json, optionally requests.jsonl and metadata.json); never
-the client or the runner.
+Reads only the run-directory contract, through its views (:mod:`tpsbench.results.views`: summary.json,
+optionally requests.jsonl and metadata.json); never the client or the runner.
 
     >>> from tpsbench.report import render_report, compare_runs        # doctest: +SKIP
     >>> render_report(Path("results/run"))                             # doctest: +SKIP
@@ -17,10 +17,10 @@ from collections.abc import Collection
 from pathlib import Path
 
 from tpsbench.report.compare import CompareResult, NotComparable, compare
-from tpsbench.report.data import Run, load_run
 from tpsbench.report.html import Image, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
 from tpsbench.report.pareto import dominates, pareto_frontier
+from tpsbench.results.views import Run, open_run
 
 __all__ = [
     "CompareResult",
@@ -31,7 +31,7 @@ __all__ = [
     "compare_runs",
     "compare_to_markdown",
     "dominates",
-    "load_run",
+    "open_run",
     "pareto_frontier",
     "render_report",
     "to_html",

@@ -1,4 +1,4 @@
-"""Report charts, each a function of a :class:`~tpsbench.report.data.Run` returning a matplotlib Figure
+"""Report charts, each a function of a :class:`~tpsbench.results.views.Run` returning a matplotlib Figure
 (drawn with :mod:`tpsbench.report.chartkit`: palette, style, serialization, label placement). A new chart
 is a function here and a :class:`~tpsbench.report.render.Chart` entry in ``render.build_charts``.
 
@@ -11,7 +11,7 @@ Figures are 8 inches wide with 10-pt text, legible when shown 800 px wide.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +45,11 @@ from tpsbench.report.chartkit import (
     tokens_axis,
     use_log,
 )
-from tpsbench.report.data import QUANTILES, Dist, Point, Run
 from tpsbench.report.pareto import pareto_frontier
 from tpsbench.report.references import ModelPoint
 from tpsbench.report.tables import run_line
+from tpsbench.results import metrics
+from tpsbench.results.views import QUANTILES, Distribution, Point, Run
 
 MODEL_LABEL = "reference model, same ISL/OSL\n(simulated Maverick, 8× B200)"
 
@@ -76,7 +77,7 @@ class _XY:
 def _pareto_xy(run: Run) -> list[_XY]:
     out = []
     for p in run.points:
-        x, y = p.stat("tps_user", "p50"), p.number("output_tps")
+        x, y = p.stat("tps_user", "p50"), p.output_tps
         if x is not None and y is not None:
             d = p.dist("tps_user")
             out.append(_XY(p, x, y, d.p50_ci if d is not None else None))
@@ -371,7 +372,7 @@ def _empty(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
     return fig
 
 
-def _first(d: Dist, *stats: str) -> float:
+def _first(d: Distribution, *stats: str) -> float:
     """The first of ``stats`` the block has; its median otherwise (a box then collapses, not fails)."""
     return next((v for s in stats if (v := d.get(s)) is not None), d.stats.get("p50", 0.0))
 
@@ -406,9 +407,7 @@ def tps_user_figure(run: Run) -> Figure:
         rng = np.random.default_rng(0)  # fixed jitter: reruns give the same picture
         dots = False
         for i, p in enumerate(pts):
-            vals = [
-                float(v) for r in run.measured(p.level) if isinstance(v := r.get("tps_user"), int | float)
-            ]
+            vals = [v for r in run.measured(p.level) if (v := metrics.tps_user(r)) is not None]
             if vals:
                 dots = True
                 ax.scatter(
@@ -449,9 +448,7 @@ def itl_figure(run: Run) -> Figure:
         fig, ax = new_figure(4.6)
         curves: list[tuple[Point, np.ndarray, np.ndarray]] = []
         for p in run.points:
-            gaps = [
-                g for r in run.measured(p.level) for g in r.get("itl_s") or [] if isinstance(g, int | float)
-            ]
+            gaps = [g for r in run.measured(p.level) for g in metrics.itl_s(r) or []]
             if gaps:
                 q = np.linspace(0.0, 1.0, 401)  # 401 quantiles draw the same curve as 100k gaps, smaller SVG
                 curves.append((p, np.quantile(np.asarray(gaps, dtype=float), q), q))
@@ -487,19 +484,12 @@ _CHUNK_BINS = ((1, 1, "1"), (2, 2, "2"), (3, 3, "3"), (4, 4, "4"), (5, 8, "5–8
 _BIN_COLOURS = (SKY, BLUE, GREEN, ORANGE, VERMILLION, PURPLE)
 
 
-def _chunk_sizes(request: Mapping[str, Any]) -> list[float]:
-    sizes = request.get("chunk_tokens")
-    if not isinstance(sizes, list):
-        sizes = request.get("tokens_per_chunk")  # the name some writers give the same list
-    return [float(s) for s in sizes] if isinstance(sizes, list) else []
-
-
 def tokens_per_chunk_figure(run: Run) -> Figure | None:
     """Share of chunks carrying 1, 2, 3, ... tokens at each level: bursts of several tokens are speculative
     decoding or server-side buffering. Needs requests.jsonl; None without it."""
     rows: list[tuple[Point, list[int], float]] = []
     for p in run.points:
-        raw = np.asarray([s for r in run.measured(p.level) for s in _chunk_sizes(r)], dtype=float)
+        raw = np.asarray([s for r in run.measured(p.level) for s in r.chunk_tokens], dtype=float)
         if raw.size:
             # Estimated counts are fractional: a chunk is binned by its rounded count (at least 1).
             sizes = np.maximum(1, np.rint(raw))

@@ -9,13 +9,14 @@ The comparison is computed here (:func:`compare`) and written by
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tpsbench.core.metricspec import DEFAULT_METRICS, MetricSpec, metric_spec
 from tpsbench.report import fmt
-from tpsbench.report.data import Point, Run
+from tpsbench.results import matching
+from tpsbench.results.views import Point, Run
 
 
 class NotComparable(ValueError):
@@ -26,27 +27,10 @@ class NotComparable(ValueError):
         super().__init__("; ".join(self.reasons))
 
 
-def _same(a: float | None, b: float | None) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-6))
-
-
-def _tokens(v: float | None) -> str:
-    return "unknown" if v is None else f"{v:,.0f}"
-
-
 def incomparability(base: Run, other: Run) -> str | None:
-    """Why ``other`` cannot be compared with ``base`` (workload ISL/OSL, model, API), or None."""
-    why = []
-    (bi, bo), (oi, oo) = base.isl_osl, other.isl_osl
-    if not (_same(bi, oi) and _same(bo, oo)):
-        why.append(f"workload ISL/OSL {_tokens(oi)}/{_tokens(oo)} vs {_tokens(bi)}/{_tokens(bo)} tokens")
-    if base.model != other.model:
-        why.append(f"model {other.model!r} vs {base.model!r}")
-    if base.api != other.api:
-        why.append(f"API {other.api!r} vs {base.api!r}")
-    if base.prompts_file != other.prompts_file:
-        why.append(f"prompts file {other.prompts_file!r} vs {base.prompts_file!r}")
-    return ", ".join(why) or None
+    """Why ``other`` cannot be compared with ``base``, or None: the one rule of
+    :func:`tpsbench.results.matching.comparability_reasons` (the gate's too)."""
+    return ", ".join(matching.comparability_reasons(base, other)) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,70 +82,45 @@ class CompareResult:
 _Interval = tuple[float, float] | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Metric:
-    name: str
-    get: Callable[[Point], float | None]
-    ci: Callable[[Point], _Interval]  # of the median, for the "may be noise" mark
-    show: Callable[[float | None, _Interval], str]
-    higher_is_better: bool
+def _show(spec: MetricSpec, v: float | None, ci: _Interval) -> str:
+    if spec.kind == "error_rate":
+        return fmt.percent(v)
+    return fmt.seconds_with_ci(v, ci) if spec.unit == "s" else fmt.with_ci(v, ci)
 
 
-def _stat(metric: str, stat: str) -> Callable[[Point], float | None]:
-    return lambda p: p.stat(metric, stat)
+# The rows of a comparison: the gate's default metrics (core/metricspec.py), in its order.
+METRICS: tuple[MetricSpec, ...] = tuple(metric_spec(m) for m in DEFAULT_METRICS)
 
 
-def _median_ci(metric: str) -> Callable[[Point], _Interval]:
-    def get(p: Point) -> _Interval:
-        d = p.dist(metric)
-        return d.p50_ci if d is not None else None
-
-    return get
-
-
-def _no_ci(_: Point) -> _Interval:
-    return None
-
-
-METRICS: tuple[_Metric, ...] = (
-    _Metric("TPS/user p50", _stat("tps_user", "p50"), _median_ci("tps_user"), fmt.with_ci, True),
-    _Metric("TPS/user p10", _stat("tps_user", "p10"), _no_ci, fmt.with_ci, True),
-    _Metric("output TPS", lambda p: p.number("output_tps"), _no_ci, fmt.with_ci, True),
-    _Metric("TTFT p50", _stat("ttft_s", "p50"), _median_ci("ttft_s"), fmt.seconds_with_ci, False),
-    _Metric("TTFT p99", _stat("ttft_s", "p99"), _no_ci, fmt.seconds_with_ci, False),
-    _Metric("error rate", lambda p: p.number("error_rate"), _no_ci, lambda v, _: fmt.percent(v), False),
-)
-
-
-def _cell(metric: _Metric, point: Point | None, base: Point | None) -> CompareCell:
+def _cell(spec: MetricSpec, point: Point | None, base: Point | None) -> CompareCell:
     if point is None:
         return CompareCell(None, fmt.DASH)
-    v, ci = metric.get(point), metric.ci(point)
-    text = metric.show(v, ci)
+    v, ci = matching.summary_value(point, spec), matching.summary_ci(point, spec)
+    text = _show(spec, v, ci)
     if base is point or base is None or v is None:
         return CompareCell(v, text)
-    b = metric.get(base)
+    b = matching.summary_value(base, spec)
     if b is None or b == 0:
         return CompareCell(v, text)  # a relative change from zero (e.g. no errors) is undefined
-    base_ci = metric.ci(base)
-    noise = None if ci is None or base_ci is None else ci[0] <= base_ci[1] and base_ci[0] <= ci[1]
+    noise = matching.ci_overlap(ci, matching.summary_ci(base, spec))
     return CompareCell(v, text, (v - b) / b, noise)
 
 
 def compare_table(runs: Sequence[Run]) -> list[CompareRow]:
     """Rows of (load, metric) for every load any run measured, in the first run's order then the others';
-    cells hold each run's value and its change relative to the first run (pure)."""
-    by_load = [{p.load_key: p for p in run.points} for run in runs]
-    keys: dict[tuple[str, float], str] = {}
-    for run in runs:
-        for p in run.points:
-            keys.setdefault(p.load_key, p.label)
+    cells hold each run's value and its change relative to the first run (pure). Loads are matched by
+    :func:`tpsbench.results.matching.keyed_points`, as the gate matches them."""
+    by_load = [matching.keyed_points(run.points) for run in runs]
+    keys: dict[matching.Key, str] = {}
+    for pts in by_load:
+        for key, (label, _) in pts.items():
+            keys.setdefault(key, label)
     rows = []
     for key, label in keys.items():
-        points = [pts.get(key) for pts in by_load]
-        for m in METRICS:
-            cells = [_cell(m, p, points[0]) for p in points]
-            rows.append(CompareRow(label, m.name, m.higher_is_better, cells))
+        points = [found[1] if (found := pts.get(key)) else None for pts in by_load]
+        for spec in METRICS:
+            cells = [_cell(spec, p, points[0]) for p in points]
+            rows.append(CompareRow(label, spec.title, spec.higher_is_better, cells))
     return rows
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tpsbench.core.redact import redact
-from tpsbench.report.data import Run
 from tpsbench.report.tables import (
     DEFINITION_HEADERS,
     DETAILED,
@@ -27,6 +26,7 @@ from tpsbench.report.tables import (
     run_warnings,
     slo_text,
 )
+from tpsbench.results.views import Run
 
 if TYPE_CHECKING:
     from tpsbench.report.compare import CompareResult

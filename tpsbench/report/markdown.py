@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from tpsbench.core.redact import redact
 from tpsbench.report import fmt
-from tpsbench.report.data import Run
 from tpsbench.report.tables import (
     COMPACT,
     DEFINITION_HEADERS,
@@ -23,6 +22,7 @@ from tpsbench.report.tables import (
     run_warnings,
     slo_text,
 )
+from tpsbench.results.views import Run
 
 if TYPE_CHECKING:
     from tpsbench.report.compare import CompareResult

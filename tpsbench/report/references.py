@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tpsbench.reference.model import ModelParams, ReferenceModel
-from tpsbench.report.data import Run
+from tpsbench.results.views import Run
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,12 @@ from tpsbench.config.errors import ScenarioError
 from tpsbench.config.loader import load_scenario
 from tpsbench.report import chartkit, charts
 from tpsbench.report.compare import CompareResult, compare
-from tpsbench.report.data import Run, load_run
 from tpsbench.report.html import Image, compare_to_html, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
 from tpsbench.report.references import ModelPoint, curve_concurrencies, model_curve
 from tpsbench.report.timeline import timeline_figure
 from tpsbench.results.files import REQUESTS, TELEMETRY, read_records, read_samples
+from tpsbench.results.views import Run, open_run
 
 FORMATS = frozenset({"png", "svg", "html", "md"})
 REPORT_DIR = "report"
@@ -205,7 +205,7 @@ def render_report(
     written."""
     wanted = _check_formats(formats)
     run_dir = Path(run_dir)
-    run = load_run(run_dir, requests=bool(wanted - {"md"}))
+    run = open_run(run_dir)  # records are read only if a chart asks for them
     out = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
     files: list[Path] = []
     if wanted - {"md"}:
@@ -268,7 +268,7 @@ def compare_runs(
 
     >>> compare_runs([Path("results/a"), Path("results/b")], ["main", "PR"], Path("cmp"))  # doctest: +SKIP
     """
-    runs = [load_run(Path(d), requests=False) for d in run_dirs]
+    runs = [open_run(Path(d)) for d in run_dirs]
     result = compare(runs, labels, force=force)
     files = write_comparison(result, Path(out_dir), formats=formats, reference=reference)
     return CompareResult(result.labels, result.runs, result.rows, result.flags, files)

@@ -1,7 +1,7 @@
 """Tables of a run, as plain strings: the one place that decides what each column shows, so the Markdown
 and HTML serializers print the same figures.
 
-    >>> from tpsbench.report.data import Run
+    >>> from tpsbench.results.views import Run
     >>> run = Run.from_summary({"schema": 1, "points": [{"level": 0, "concurrency": 4, "measured": 10,
     ...     "ok": 10, "output_tps": 812.0, "tps_user": {"n": 10, "p50": 203.1, "p10": 190.0}}]})
     >>> headers, rows = level_table(run, COMPACT)
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tpsbench.report import fmt
-from tpsbench.report.data import Point, Run
+from tpsbench.results.views import Point, Run
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ def _dist_cell(metric: str, stat: str, *, ci: bool = False) -> Callable[[Point, 
 
 
 def _requests(p: Point, _: Run) -> str:
-    ok, measured = p.number("ok"), p.number("measured")
+    ok, measured = p.ok, p.measured
     if ok is None and measured is None:
         n = p.dist("ttft_s")
         return fmt.count(n.n) if n is not None else fmt.DASH
@@ -49,8 +49,8 @@ def _requests(p: Point, _: Run) -> str:
 
 
 def _output_tps(p: Point, run: Run) -> str:
-    total = p.number("output_tps")
-    per_gpu = p.number("output_tps_per_gpu")
+    total = p.output_tps
+    per_gpu = p.output_tps_per_gpu
     if per_gpu is None and total is not None and run.gpus:
         per_gpu = total / run.gpus
     if per_gpu is None:
@@ -60,22 +60,22 @@ def _output_tps(p: Point, run: Run) -> str:
 
 def _errors(p: Point, _: Run) -> str:
     n = p.n_errors
-    rate = p.number("error_rate")
+    rate = p.error_rate
     if not n:
         return "0"
     return f"{n} ({fmt.percent(rate)})" if rate is not None else str(n)
 
 
-def _per_s(key: str) -> Callable[[Point, Run], str]:
+def _per_s(get: Callable[[Point], float | None]) -> Callable[[Point, Run], str]:
     def cell(p: Point, _: Run) -> str:
-        v = p.number(key)
+        v = get(p)
         return fmt.DASH if v is None else f"{v:.3g}/s"
 
     return cell
 
 
 def _slo_met(p: Point, _: Run) -> str:
-    met = p.raw.get("slo_met")
+    met = p.slo_met
     return fmt.DASH if met is None else ("yes" if met else "no")
 
 
@@ -115,8 +115,8 @@ DETAILED: tuple[Column, ...] = (
     Column("inter-chunk p99", _dist_cell("itl_s", "p99")),
     Column("tokens/chunk mean", _tokens_per_chunk),
     OUTPUT_TPS,
-    Column("request rate", _per_s("request_rate")),
-    Column("goodput", _per_s("goodput")),
+    Column("request rate", _per_s(lambda p: p.request_rate)),
+    Column("goodput", _per_s(lambda p: p.goodput)),
     ERRORS,
     Column("SLO met", _slo_met),
 )
@@ -125,7 +125,7 @@ DETAILED: tuple[Column, ...] = (
 def level_table(run: Run, columns: Sequence[Column]) -> tuple[list[str], list[list[str]]]:
     """Headers and one row of formatted cells per load point, in the summary's order."""
     headers = [c.header for c in columns]
-    if all(p.raw.get("slo_met") is None for p in run.points):
+    if all(p.slo_met is None for p in run.points):
         headers = [h for h in headers if h != "SLO met"]
         columns = [c for c in columns if c.header != "SLO met"]
     return headers, [[c.cell(p, run) for c in columns] for p in run.points]
@@ -137,7 +137,7 @@ DEFINITION_HEADERS = ["definition", "per", "formula", "TPS/user"]
 def definitions_table(p: Point) -> list[list[str]]:
     """One level's TPS/user under every definition the field publishes (the summary's
     ``tps_user_definitions``): source, grain, formula and value. Empty for a summary without it."""
-    block = p.raw.get("tps_user_definitions")
+    block = p.tps_user_definitions
     if not isinstance(block, dict):
         return []
     rows = []
