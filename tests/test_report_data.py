@@ -12,14 +12,14 @@ import pytest
 from report_fixtures import synth_run, write_run
 
 import tpsbench.report as report_pkg
+from tpsbench.core import fmt
 from tpsbench.core.redact import REDACTED, redact, redact_url
-from tpsbench.report import fmt
 from tpsbench.results.files import RunFileError, iter_record_lines
 from tpsbench.results.views import Run, open_run
 
 REPORT_MODULES = [
     "tpsbench.results.views",
-    "tpsbench.report.fmt",
+    "tpsbench.core.fmt",
     "tpsbench.report.pareto",
     "tpsbench.report.tables",
     "tpsbench.report.markdown",

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from report_fixtures import synth_run
 
+from tpsbench.core import fmt as f
 from tpsbench.report import Image, Run, to_html, to_markdown
-from tpsbench.report import fmt as f
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6300010000"

@@ -24,18 +24,11 @@ from rich.progress import (
 from rich.table import Table
 
 from tpsbench.config.scenario import Level
+from tpsbench.core import fmt
 from tpsbench.results.summary import WARNING_CAUSES
 
 WIDTH = 80  # warnings are wrapped here, continuation lines indented, whatever the terminal's width
 LIVE_WINDOW = 200  # live TPS/user is the median of the last requests, enough to be stable, quick to move
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def fmt_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:,.1f}"
 
 
 class RichObserver:
@@ -110,9 +103,9 @@ def capacity_line(capacity: dict[str, Any]) -> str:
     tps_user, ttft = capacity.get("tps_user_p50"), capacity.get("ttft_s_p99")
     goodput = capacity.get("goodput")
     return (
-        f"[bold]capacity[/]: {load}, output TPS {fmt(capacity.get('output_tps'), 0)}"
-        + (f" ({fmt(goodput, 2)} req/s within SLO)" if goodput is not None else "")
-        + f", TPS/user p50 {fmt(tps_user, 0)}, TTFT p99 {fmt_ms(ttft)} ms (stopped: {why})"
+        f"[bold]capacity[/]: {load}, output TPS {fmt.number(capacity.get('output_tps'), 0)}"
+        + (f" ({fmt.number(goodput, 2)} req/s within SLO)" if goodput is not None else "")
+        + f", TPS/user p50 {fmt.number(tps_user, 0)}, TTFT p99 {fmt.ms(ttft)} ms (stopped: {why})"
     )
 
 
@@ -166,12 +159,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_row(
             load,
             f"{p.get('ok', 0)}/{p.get('measured', 0)}",
-            fmt_ms(ttft.get("p50")),
-            fmt_ms(ttft.get("p99")),
-            fmt(tps.get("p50"), 0),
-            fmt(tps.get("p10"), 0),
-            fmt(p.get("output_tps"), 0),
-            fmt(p.get("output_tps_per_gpu"), 0),
+            fmt.ms(ttft.get("p50")),
+            fmt.ms(ttft.get("p99")),
+            fmt.number(tps.get("p50"), 0),
+            fmt.number(tps.get("p10"), 0),
+            fmt.number(p.get("output_tps"), 0),
+            fmt.number(p.get("output_tps_per_gpu"), 0),
             f"[red]{errors}[/]" if errors else "0",
         )
     return table

@@ -22,7 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
 
-from tpsbench.report import fmt
+from tpsbench.core import fmt
 
 # Okabe & Ito (2008), "Color Universal Design". Yellow is left out of series colours: too pale on white.
 BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, BLACK = (

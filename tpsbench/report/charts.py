@@ -21,8 +21,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
+from tpsbench.core import fmt
 from tpsbench.reference.published import PUBLISHED, PUBLISHED_SOURCE
-from tpsbench.report import fmt
 from tpsbench.report.chartkit import (
     BLACK,
     BLUE,

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tpsbench.core import fmt
 from tpsbench.core.metricspec import DEFAULT_METRICS, MetricSpec, metric_spec
-from tpsbench.report import fmt
 from tpsbench.results import matching
 from tpsbench.results.views import Point, Run
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tpsbench.core import fmt
 from tpsbench.core.redact import redact
-from tpsbench.report import fmt
 from tpsbench.report.tables import (
     COMPACT,
     DEFINITION_HEADERS,

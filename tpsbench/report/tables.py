@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tpsbench.report import fmt
+from tpsbench.core import fmt
 from tpsbench.results.views import Point, Run
 
 

@@ -1,7 +1,7 @@
-"""Number formatting shared by the Markdown and HTML serializers.
+"""The one number formatter: every figure the reports, the compare table and the terminal show.
 
 Every figure a reader sees carries its unit, and a median carries its confidence interval, so no bare number
-leaves the report (pyperf's rule).
+leaves the report (pyperf's rule); a table whose header states the unit uses :func:`number` and :func:`ms`.
 
     >>> seconds(0.2134)
     '213 ms'
@@ -9,6 +9,8 @@ leaves the report (pyperf's rule).
     '812 [798–827]'
     >>> seconds_with_ci(0.0492, (0.048, 0.0509))
     '49.2 ms [48.0–50.9]'
+    >>> number(11234.5, 0), ms(0.2134), ms(None)
+    ('11,234', '213.4', '—')
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def percent(v: float | None, *, signed: bool = False) -> str:
     if v is None:
         return DASH
     return f"{v * 100:+.1f}%" if signed else f"{v * 100:.1f}%"
+
+
+def number(v: float | None, decimals: int = 1) -> str:
+    """A plain number with thousands separators and fixed decimals (its unit is in a table header):
+    ``number(1038.4, 0)`` is ``1,038``."""
+    return DASH if v is None else _fixed(v, decimals)
+
+
+def ms(v: float | None) -> str:
+    """Seconds as a bare number of milliseconds with one decimal (``ms`` in the header): ``213.4``."""
+    return DASH if v is None else _fixed(v * 1000, 1)
 
 
 def count(v: float | None) -> str:
