@@ -52,6 +52,7 @@ from tpsbench.client.transport.base import RawExchange, Transport
 from tpsbench.config.scenario import Endpoint, Workload
 from tpsbench.core.record import ErrorKind, Reply, RequestRecord, TokenSource, default_clock
 from tpsbench.core.redact import redact_text
+from tpsbench.core.tls import verify_for
 
 __all__ = [
     "MAX_DETAIL_CHARS",
@@ -318,7 +319,10 @@ async def list_models(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     secrets = (api_key,) if api_key else ()
     try:
-        async with httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False) as http:
+        verify = verify_for([url])
+        async with httpx.AsyncClient(
+            transport=transport, timeout=timeout, trust_env=False, verify=verify
+        ) as http:
             resp = await http.get(url, headers=headers)
     except httpx.HTTPError as exc:
         message = _redact(f"GET {url} failed: {type(exc).__name__}: {exc}", secrets)

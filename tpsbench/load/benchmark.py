@@ -28,6 +28,7 @@ from tpsbench.config.dump import dump_scenario
 from tpsbench.config.scenario import Level, Scenario
 from tpsbench.core.record import Reply, TokenSource
 from tpsbench.core.redact import redact_url
+from tpsbench.core.tls import verify_for
 from tpsbench.load import placement
 from tpsbench.load.placement import plan_cores
 from tpsbench.load.preflight import preflight, resolve_model
@@ -123,7 +124,7 @@ async def _simulator_metrics(base_url: str, reset: bool) -> dict[str, Any] | Non
     """The reference endpoint's pace report, ``/pace``: it knows when the host could not keep its schedule."""
     root = base_url.rstrip("/").removesuffix("/v1")
     try:
-        async with httpx.AsyncClient(timeout=5.0) as http:
+        async with httpx.AsyncClient(timeout=5.0, verify=verify_for([root])) as http:
             if reset:
                 await http.post(root + "/pace/reset")
                 return None

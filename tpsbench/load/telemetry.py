@@ -25,6 +25,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tpsbench.core.record import default_clock
+from tpsbench.core.tls import verify_for
 from tpsbench.results.telemetry import Sample
 
 
@@ -73,7 +74,7 @@ class Scraper:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self._clock = clock
-        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport, verify=verify_for(urls))
         self._task: asyncio.Task[None] | None = None
         self._level = 0
         self._before: dict[str, tuple[int, Counter[str]]] = {}
