@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from tpsbench.config.scenario import Level, Scenario, Sweep
+from tpsbench.results.views import Point
 
 __all__ = ["LevelPlan", "capacity", "stop_reason"]
 
@@ -46,23 +47,21 @@ INTERRUPTED = "interrupted"
 
 
 def _tps(point: Mapping[str, Any]) -> float:
-    v = point.get("output_tps")
-    return float(v) if isinstance(v, int | float) else 0.0
+    return Point(point).output_tps or 0.0
 
 
 def _load(point: Mapping[str, Any]) -> str:
-    c, r = point.get("concurrency"), point.get("rate")
-    return f"c={c}" if c is not None else f"rate={r:g}/s" if isinstance(r, int | float) else "?"
+    return Point(point).label
 
 
 def stop_reason(points: Sequence[Mapping[str, Any]], sweep: Sweep) -> tuple[str, str] | None:
     """Why the sweep stops after its last point, as ``(reason, sentence)``, or None to go on (rules in
     the module docstring; ``max_reached`` is the plan's business)."""
     last = points[-1]
-    if last.get("slo_met") is False:
+    if Point(last).slo_met is False:
         return SLO_BROKEN, f"{_load(last)} missed the SLO"
-    error_rate = last.get("error_rate")
-    if isinstance(error_rate, int | float) and error_rate > sweep.max_error_rate:
+    error_rate = Point(last).error_rate
+    if error_rate is not None and error_rate > sweep.max_error_rate:
         return ERRORS, f"{_load(last)} failed {error_rate:.1%} of its requests (> {sweep.max_error_rate:.1%})"
     if len(points) > 1:
         best = max(_tps(p) for p in points[:-1])
@@ -76,11 +75,11 @@ def stop_reason(points: Sequence[Mapping[str, Any]], sweep: Sweep) -> tuple[str,
 
 
 def _eligible(point: Mapping[str, Any], sweep: Sweep) -> bool:
-    error_rate = point.get("error_rate")
+    p = Point(point)
     return (
-        point.get("slo_met") is not False
-        and isinstance(error_rate, int | float)
-        and error_rate <= sweep.max_error_rate
+        p.slo_met is not False
+        and p.error_rate is not None
+        and p.error_rate <= sweep.max_error_rate
         and _tps(point) > 0
     )
 
@@ -108,15 +107,16 @@ def capacity(
     if eligible:
         best = max(_tps(p) for p in eligible)
         knee = next(p for p in eligible if _tps(p) >= best / (1 + sweep.min_gain))
+        k = Point(knee)
         out |= {
-            "concurrency": knee.get("concurrency"),
-            "rate": knee.get("rate"),
-            "level": knee.get("level"),
-            "output_tps": knee.get("output_tps"),
-            "output_tps_per_gpu": knee.get("output_tps_per_gpu"),
-            "goodput": knee.get("goodput"),
-            "tps_user_p50": (knee.get("tps_user") or {}).get("p50"),
-            "ttft_s_p99": (knee.get("ttft_s") or {}).get("p99"),
+            "concurrency": k.concurrency,
+            "rate": k.rate,
+            "level": k.level,
+            "output_tps": k.output_tps,
+            "output_tps_per_gpu": k.output_tps_per_gpu,
+            "goodput": k.goodput,
+            "tps_user_p50": k.stat("tps_user", "p50"),
+            "ttft_s_p99": k.stat("ttft_s", "p99"),
         }
     elif points:
         out["reason_detail"] = (detail + "; " if detail else "") + "no level met the SLO without errors"
