@@ -17,32 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import PACE_INTERVAL_MS, PACE_TOKENS
 
 from tpsbench.config.scenario import Scenario
 from tpsbench.core.record import RequestRecord
-from tpsbench.core.serverprocess import ServerProcess
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.reference.pace import truth_by_id
 from tpsbench.results import metrics
-
-
-@pytest.fixture(scope="module")
-def pace_url() -> object:
-    with ServerProcess(
-        [
-            "-m",
-            "tpsbench.reference.pace",
-            "--port",
-            "0",
-            "--ttft-ms",
-            "50",
-            "--interval-ms",
-            "10",
-            "--tokens",
-            "3",
-        ]
-    ) as server:
-        yield server.url
 
 
 def _scenario(url: str, concurrency: int, api: str = "chat") -> Scenario:
@@ -89,7 +70,8 @@ def test_measured_requests_match_the_server_send_log(pace_url: str, concurrency:
     send_to_received = [truths[r.request_id].received_ns - r.send_ns for r in measured]
     assert statistics.median(send_to_received) < 5_000_000
     # and the schedule itself: 3 tokens / 10 ms = 300 tokens/s, all 60 tokens counted
-    assert point["tps_user"]["p50"] == pytest.approx(300, rel=0.05 + lag / decode_s)
+    pace_tps = PACE_TOKENS / PACE_INTERVAL_MS * 1000
+    assert point["tps_user"]["p50"] == pytest.approx(pace_tps, rel=0.05 + lag / decode_s)
     assert all(x["output_tokens"] == 60 for x in lines)
 
 

@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tpsbench.config.scenario import Scenario
-from tpsbench.core.serverprocess import ServerProcess
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.load.workers import merge_self_checks
-
-
-@pytest.fixture(scope="module")
-def pace_url() -> Iterator[str]:
-    with ServerProcess(
-        ["-m", "tpsbench.reference.pace", "--port", "0", "--ttft-ms", "20", "--interval-ms", "5"]
-    ) as s:
-        yield s.url
 
 
 def test_two_workers_merge_into_one_run(pace_url: str, tmp_path: Path) -> None:
