@@ -129,11 +129,10 @@ def run(
     budget or had no successful request; 2 bad input or an unusable endpoint (nothing measured);
     130 interrupted (what finished is kept). The last lines say which, and why.
     """
-    import asyncio
-
     from rich.console import Console
 
     from tpsbench.cli.console import RichObserver, capacity_line, summary_table, warning_lines
+    from tpsbench.core import eventloop
     from tpsbench.load.benchmark import run_benchmark
     from tpsbench.load.outcome import judge
     from tpsbench.load.preflight import EndpointUnusable
@@ -149,7 +148,7 @@ def run(
         err.print(line, markup=False, highlight=False)
     try:
         with RichObserver() as observer:
-            outcome = asyncio.run(
+            outcome = eventloop.run(
                 run_benchmark(
                     s,
                     out_root=out,

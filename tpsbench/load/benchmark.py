@@ -251,6 +251,7 @@ async def _start(
         "error_budget": scenario.error_budget,
         "workers": scenario.workers,
         "placement": (p.as_dict() if (p := placement.current()) else None),
+        "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],  # uvloop or asyncio
         "cluster": opts.cluster,
         "argv": opts.argv or [],
         "start_wall": time.time(),

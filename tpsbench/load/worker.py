@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tpsbench.config.scenario import Level
+from tpsbench.core import eventloop
 from tpsbench.core.record import Reply, RequestRecord, default_clock
 from tpsbench.load.runner import run_level
 from tpsbench.load.session import LevelSession, RunContext
@@ -143,7 +144,7 @@ async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
 def worker_entry(job: WorkerJob, side: WorkerSide) -> None:
     """Run a worker to its end in this process, reporting a failure instead of dying silently."""
     try:
-        asyncio.run(run_worker(job, side))
+        eventloop.run(run_worker(job, side))
     except BaseException as exc:
         side.put(("failed", job.worker, f"{type(exc).__name__}: {exc}"))
         raise
