@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -187,6 +187,22 @@ def wrap_warnings(warnings: list[str]) -> list[str]:
     return [wrap(f"warning: {w}") for w in warnings]
 
 
+def _fail(message: str) -> NoReturn:
+    """A one-line error on stderr and exit 2 (bad input): the contract of every command."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _require_run(path: Path, what: str, *, summary_ok: bool = False) -> None:
+    """Exit 2 unless ``path`` is a run directory with a summary.json (or, if allowed, a summary.json)."""
+    if summary_ok and path.is_file() and path.name.endswith(".json"):
+        return
+    if not path.exists():
+        _fail(f"{what} {path}: no such run directory")
+    if not (path / "summary.json").is_file():
+        _fail(f"{what} {path}: no summary.json in it (not a tpsbench run directory?)")
+
+
 def _redacted(exc: BaseException) -> str:
     from tpsbench.core.redact import redact_text
 
@@ -224,10 +240,11 @@ def report_cmd(
     """Render charts (PNG, SVG), an HTML report and a Markdown summary for a run."""
     from rich.console import Console
 
-    if not (run_dir / "summary.json").exists():
-        typer.echo(f"error: {run_dir}: no summary.json (not a tpsbench run directory?)", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
-    _render(run_dir, Console(), reference)
+    _require_run(run_dir, "report")
+    try:
+        _render(run_dir, Console(), reference)
+    except (ValueError, OSError) as exc:  # a summary of an unknown schema, an unwritable report/ ...
+        _fail(f"report {run_dir}: {_redacted(exc)}")
 
 
 @app.command()
@@ -242,13 +259,20 @@ def compare(
     from tpsbench.report.markdown import compare_to_markdown
     from tpsbench.report.render import compare_runs
 
+    if len(run_dirs) < 2:
+        _fail(f"compare: got {len(run_dirs)} run directory, expected two or more (tpsbench compare A B)")
+    if label and len(label) != len(run_dirs):
+        _fail(
+            f"--label: {len(label)} labels for {len(run_dirs)} runs, expected one --label per run, in order"
+        )
+    for d in run_dirs:
+        _require_run(d, "compare")
     try:
         result = compare_runs(run_dirs, label, out, force=force)
     except NotComparable as exc:
-        typer.echo(
-            f"error: runs are not comparable: {exc} (use --force to plot them anyway, flagged)", err=True
-        )
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        _fail(f"runs are not comparable: {exc} (use --force to plot them anyway, flagged)")
+    except (ValueError, OSError) as exc:
+        _fail(f"compare: {_redacted(exc)}")
     typer.echo(compare_to_markdown(result))
     for f in result.files:
         typer.echo(f"wrote {f}")
@@ -274,6 +298,8 @@ def gate(
     except ValueError as exc:
         typer.echo(f"error: --threshold: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    _require_run(baseline, "--baseline", summary_ok=True)
+    _require_run(candidate, "--candidate")
     result = gating.evaluate(baseline, candidate, thresholds or None)
     Console().print(gating.rich_table(result))
     for reason in result.reasons:
@@ -305,9 +331,12 @@ def serve(
     try:
         params = ModelParams().with_overrides(parse_param_overrides(param or []))
     except ValueError as exc:
-        typer.echo(f"error: --param: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    serve_forever(host, port, params, seed)
+        _fail(f"--param: {exc}")
+    try:
+        serve_forever(host, port, params, seed)
+    except OSError as exc:
+        why = "address already in use (another server? pick another --port)" if exc.errno == 98 else exc
+        _fail(f"--host {host} --port {port}: cannot listen: {why}")
 
 
 @app.command()
@@ -326,8 +355,11 @@ def predict(
     from tpsbench.reference.serve import parse_param_overrides
 
     s = _load(scenario or _default_scenario(), concurrency=_parse_int_list(concurrency, "--concurrency"))
-    overrides = dict(s.reference) | parse_param_overrides(param or [])
-    model = ReferenceModel(ModelParams().with_overrides(overrides))
+    try:
+        overrides = dict(s.reference) | parse_param_overrides(param or [])
+        model = ReferenceModel(ModelParams().with_overrides(overrides))
+    except ValueError as exc:
+        _fail(f"--param: {exc}")
     w = s.workload
     isl = int(w.input_tokens if isinstance(w.input_tokens, int) else w.input_tokens.mean)
     osl = int(w.output_tokens if isinstance(w.output_tokens, int) else w.output_tokens.mean)
@@ -351,7 +383,18 @@ def predict(
 
 
 def main() -> None:
-    app()
+    """The console script. Commands turn expected failures into one line and exit 2 themselves; this is
+    the net under them, so a bad input that slipped through still gets one line, not a traceback (set
+    TPSBENCH_DEBUG=1 to see the traceback)."""
+    import os
+
+    try:
+        app()
+    except (ValueError, OSError) as exc:
+        if os.environ.get("TPSBENCH_DEBUG"):
+            raise
+        typer.echo(f"error: {_redacted(exc)} (TPSBENCH_DEBUG=1 shows where)", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
 
 
 if __name__ == "__main__":

@@ -167,9 +167,8 @@ WARNING_CAUSES: dict[str, str] = {
     "measure more requests, and check for other load on the client or the server",
     "low_concurrency": "achieved concurrency under 90% of the target: the level did not hold its load "
     "(short levels drain at the end). Hint: measure more requests per level",
-    "server_tokens": "the server counted a different number of generated tokens than the client received: "
-    "token rates may be off. Hint: check the token source (usage vs estimate) and whether other clients used "
-    "the server during the run",
+    "server_tokens": "the server's token count and the client's differ: token rates may be off. Hint: "
+    "check the token source (usage vs estimate), and whether other clients used the server",
     "client_bound": "the client could not keep up: timestamps are late (TTFT and inter-token latency "
     "inflated) and the offered load was lower than asked. Hint: more `workers`, or a lower load per worker",
 }
@@ -423,7 +422,8 @@ def summarize_level(
     if ratio is not None and abs(ratio - 1) > SERVER_TOKENS_TOLERANCE:
         srv = point["server"]
         detail = (
-            f"server {srv['generated_tokens']:,.0f}, client {srv['client_tokens']:,.0f} ({_pct(ratio - 1)})"
+            f"server counted {srv['generated_tokens']:,.0f} generated tokens, client received "
+            f"{srv['client_tokens']:,.0f} ({_pct(ratio - 1)} apart)"
         )
         coded.append(("server_tokens", detail, f"{detail}: {WARNING_CAUSES['server_tokens']}."))
     point["warnings"] = [sentence for _, _, sentence in coded]

@@ -43,6 +43,7 @@ from itertools import pairwise
 from typing import Any
 
 from tpsbench.core.record import NS_PER_S, RequestRecord
+from tpsbench.core.redact import redact_url
 
 GENERATED = (
     "vllm:generation_tokens_total",
@@ -100,7 +101,7 @@ class Sample:
         return {
             "t_ns": self.t_ns,
             "level": self.level,
-            "url": self.url,
+            "url": redact_url(self.url),  # written to telemetry.jsonl: never with credentials
             "name": self.name,
             "labels": dict(self.labels),
             "value": self.value,
