@@ -404,3 +404,13 @@ def test_gate_thresholds_are_checked_by_the_gate_rule(tmp_path: Path) -> None:
         bad = write(tmp_path, text)
         with pytest.raises(ScenarioError, match=name):
             load_scenario(bad)
+
+
+def test_the_packaged_default_scenario_is_the_one_in_scenarios() -> None:
+    # `tpsbench run` with no scenario outside a checkout reads tpsbench/data/maverick-b200.yaml: it must be
+    # byte for byte scenarios/maverick-b200.yaml (edit that one, then copy it over)
+    packaged = REPO / "tpsbench" / "data" / "maverick-b200.yaml"
+    assert packaged.read_bytes() == (REPO / "scenarios" / "maverick-b200.yaml").read_bytes(), (
+        "cp scenarios/maverick-b200.yaml tpsbench/data/"
+    )
+    load_scenario(packaged)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tpsbench.client.sse import SSEEvent, SSEParser, parse_reads
+from tpsbench.client.sse import SSEEvent, SSEParser
 
 
 def events_of(*reads: bytes) -> list[SSEEvent]:
@@ -94,9 +94,12 @@ def test_close_counts_unterminated_garbage_line() -> None:
     assert p.unknown_lines == 1
 
 
-def test_parse_reads_stamps_the_read_that_completed_each_event() -> None:
+def test_an_event_completes_in_the_read_of_its_closing_blank_line() -> None:
+    # fed read by read (as the client decodes an exchange), each event comes out of the read that completed
+    # it: the first line terminator of its closing blank line (a trailing LF only finishes a CRLF)
     reads = [(1, b"data: a\n"), (2, b"\ndata: b\n\ndata: c"), (3, b"\r\n\r"), (4, b"\n")]
-    assert parse_reads(reads) == [(2, ev("a")), (2, ev("b")), (3, ev("c"))]
+    p = SSEParser()
+    assert [(t, e) for t, data in reads for e in p.feed(data)] == [(2, ev("a")), (2, ev("b")), (3, ev("c"))]
 
 
 # --- properties -----------------------------------------------------------------------------------------

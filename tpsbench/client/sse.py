@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["SSEEvent", "SSEParser", "parse_reads"]
+__all__ = ["SSEEvent", "SSEParser"]
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
@@ -179,20 +179,3 @@ class SSEParser:
         self._data = []
         self._event = b""
         return ev
-
-
-def parse_reads(reads: list[tuple[int, bytes]]) -> list[tuple[int, SSEEvent]]:
-    """Parse a recorded body: each event paired with the arrival time of the read that completed it.
-
-    An event completes in the read holding the first line terminator of its closing blank line, so for
-    ``data: x\\r\\n\\r`` + ``\\n`` it is the first read (the trailing LF only finishes the CRLF).
-
-        >>> parse_reads([(10, b"data: a\\n"), (20, b"\\ndata: b\\n\\n")])
-        [(20, SSEEvent(event=None, data='a', id=None)), (20, SSEEvent(event=None, data='b', id=None))]
-    """
-    parser = SSEParser()
-    out: list[tuple[int, SSEEvent]] = []
-    for t, data in reads:
-        for ev in parser.feed(data):
-            out.append((t, ev))
-    return out

@@ -18,15 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 NS_PER_S = 1_000_000_000
-
-
-class Clock(Protocol):
-    """A monotonic clock in integer nanoseconds: the seam tests use to script time."""
-
-    def __call__(self) -> int: ...
 
 
 default_clock: Callable[[], int] = time.perf_counter_ns
