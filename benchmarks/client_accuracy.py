@@ -1,7 +1,7 @@
-"""How right is tpsbench's client? Each transport at 1 to 1,024 streams against a pace server's own send log.
+"""How right is tpsbench's client? Each transport at 1 to 2,048 streams against a pace server's own send log.
 
     /work/venv/bin/python benchmarks/client_accuracy.py [--quick] [--transports h11,aiohttp,httpx]
-        [--concurrency 1,16,64,256,1024] [--loop asyncio|uvloop] [--out FILE]
+        [--concurrency 1,16,64,256,1024,2048] [--loop asyncio|uvloop] [--out FILE]
 
 The pace server (:mod:`tpsbench.reference.pace`: 50 ms to the first token, then a chunk of 1-4 tokens every
 10 ms, 100 tokens per request) runs in its own process pinned to CPU 0. Each point (transport,
@@ -56,11 +56,11 @@ from tpsbench.results.files import REQUESTS, read_records
 
 SERVER_CPU, CLIENT_CPU = 0, 1
 TRANSPORTS = ("aiohttp", "httpx", "h11")
-CONCURRENCY = (1, 16, 64, 256, 1024)
+CONCURRENCY = (1, 16, 64, 256, 1024, 2048)
 OUTPUT_TOKENS = 100
 # measured requests per point (warmup = concurrency on top): a few hundred, fewer where a round is long
-MEASURED = {1: 100, 16: 320, 64: 640, 256: 1024, 1024: 1024}
-QUICK = {1: 30, 16: 96, 64: 192, 256: 512, 1024: 1024}
+MEASURED = {1: 100, 16: 320, 64: 640, 256: 1024, 1024: 1024, 2048: 2048}
+QUICK = {1: 30, 16: 96, 64: 192, 256: 512, 1024: 1024, 2048: 2048}
 
 
 def _pin(cpu: int) -> None:
