@@ -26,9 +26,11 @@ RANKS: dict[str, int] = {
     "client": 3,
     "results": 4,
     "reference": 5,
+    "importers": 5,
     "load": 6,
     "report": 7,
     "gate": 7,
+    "exporters": 7,
     "cli": 8,
 }
 MAX_LINES = 600

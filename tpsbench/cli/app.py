@@ -382,6 +382,48 @@ def predict(
     Console().print(table)
 
 
+@app.command(name="import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="Another harness's output: a file or an artifact directory.")],
+    format: Annotated[
+        str | None, typer.Option("--format", help="aiperf, guidellm or vllm (default: detected).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Results root; the import gets a new run directory.")] = Path(
+        "results"
+    ),
+    name: Annotated[str | None, typer.Option(help="Run name (default: <tool>-import).")] = None,
+) -> None:
+    """Turn aiperf, GuideLLM or vLLM bench results into a tpsbench run directory (summary recomputed)."""
+    from tpsbench.importers import ImportFormatError, read, write_run
+
+    try:
+        run_dir = write_run(read(path, format), out, name)
+    except (ImportFormatError, OSError) as exc:
+        _fail(f"import {path}: {_redacted(exc)}")
+    print(f"results: {run_dir}")
+
+
+@app.command(name="export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory under results/.")],
+    format: Annotated[
+        str, typer.Option("--format", help="llm-d-br: llm-d Benchmark Report v0.2.")
+    ] = "llm-d-br",
+    out: Annotated[Path | None, typer.Option(help="Output file (default: RUN_DIR/<format>.json).")] = None,
+) -> None:
+    """Write a run in another tool's format."""
+    from tpsbench.exporters import EXPORTERS, export_run
+
+    _require_run(run_dir, "export")
+    if format not in EXPORTERS:
+        _fail(f"export: unknown format {format!r}; expected one of {', '.join(EXPORTERS)}")
+    try:
+        path = export_run(run_dir, format, out)
+    except (ValueError, OSError) as exc:
+        _fail(f"export {run_dir}: {_redacted(exc)}")
+    print(f"export: {path}")
+
+
 def main() -> None:
     """The console script. Commands turn expected failures into one line and exit 2 themselves; this is
     the net under them, so a bad input that slipped through still gets one line, not a traceback (set

@@ -8,6 +8,8 @@ report, compare, the notebook, benchmarks) go through this module; nothing else 
 - ``metadata.json``: where and with what the run was measured, never a secret (:data:`METADATA`);
 - ``requests.jsonl``: one line per finished request, appended as it finishes (:data:`REQUESTS`);
 - ``summary.json`` / ``summary.csv``: one point per load level (:data:`SUMMARY_JSON`, :data:`SUMMARY_CSV`);
+- ``source.json``: only in a run imported from another harness (``tpsbench import``): the tool, the files
+  read, which record fields were derived rather than read, and the source's own aggregates (:data:`SOURCE`);
 - ``telemetry.jsonl``: the server's Prometheus samples scraped while each level ran, one line per sample
   ``{t_ns, level, url, name, labels, value}`` on the records' clock (:data:`TELEMETRY`; absent when
   telemetry was off). Read with :func:`read_samples`; same torn-line rule as requests.jsonl.
@@ -68,6 +70,7 @@ __all__ = [
     "RECORD_FORMATS",
     "REQUESTS",
     "SCENARIO",
+    "SOURCE",
     "SUMMARY_CSV",
     "SUMMARY_JSON",
     "SUMMARY_SCHEMA",
@@ -91,6 +94,7 @@ SUMMARY_CSV = "summary.csv"
 METADATA = "metadata.json"
 SCENARIO = "scenario.yaml"
 TELEMETRY = "telemetry.jsonl"
+SOURCE = "source.json"  # an imported run: the source tool, its files, its own aggregates, derived fields
 
 SUMMARY_SCHEMA = 1  # what the writer writes
 SUMMARY_SCHEMAS: frozenset[int] = frozenset({1})  # what the readers read (history in the docstring)
