@@ -48,6 +48,7 @@ main { max-width: 960px; margin: 0 auto; padding: 24px 20px 48px; }
 h1 { font-size: 1.6em; margin: 0 0 4px; }
 h2 { font-size: 1.2em; margin: 32px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 .sub { color: #555; margin: 0 0 16px; }
+.headline { font-size: 1.25em; margin: 12px 0; }
 .warnings { background: #fff6db; border-left: 4px solid #E69F00; padding: 8px 14px; margin: 16px 0; }
 .warnings ul { margin: 4px 0; padding-left: 20px; }
 .flag { background: #fde9e0; border-left: 4px solid #D55E00; padding: 8px 14px; margin: 16px 0; }
@@ -121,6 +122,34 @@ def _version(summary: Mapping[str, Any]) -> str | None:
     return str(tool.get("version")) if isinstance(tool, Mapping) and tool.get("version") else None
 
 
+def headline(run: Run) -> str:
+    """The result first: the best per-user speed (TPS/user p50) and the peak output TPS of the run, each
+    with its load level, per GPU when the GPU count is known.
+
+    >>> pts = [{"concurrency": 1, "tps_user": {"p50": 1041.2}, "output_tps": 1023.0},
+    ...        {"concurrency": 64, "tps_user": {"p50": 180.0}, "output_tps": 10967.0,
+    ...         "output_tps_per_gpu": 1371}]
+    >>> run = Run.from_summary({"schema": 1, "run": {"gpus": 8}, "points": pts})
+    >>> print(headline(run))  # doctest: +NORMALIZE_WHITESPACE
+    <p class="headline"><b>Best TPS/user</b> 1,041 (p50, c=1) · <b>Peak output TPS</b> 10,967 (c=64; 1,371 per
+    GPU, 8 GPUs)</p>
+    """
+    speeds = [(v, p) for p in run.points if (v := p.stat("tps_user", "p50")) is not None]
+    peaks = [(v, p) for p in run.points if (v := p.output_tps) is not None]
+    if not speeds and not peaks:
+        return '<p class="headline"><b>No successful request</b>: nothing to rank (see the warnings)</p>'
+    parts = []
+    if speeds:
+        v, p = max(speeds, key=lambda vp: vp[0])
+        parts.append(f"<b>Best TPS/user</b> {v:,.0f} (p50, {_e(p.label)})")
+    if peaks:
+        v, p = max(peaks, key=lambda vp: vp[0])
+        per_gpu = p.output_tps_per_gpu
+        gpus = f"; {per_gpu:,.0f} per GPU, {run.gpus} GPUs" if per_gpu is not None and run.gpus else ""
+        parts.append(f"<b>Peak output TPS</b> {v:,.0f} ({_e(p.label)}{gpus})")
+    return f'<p class="headline">{" · ".join(parts)}</p>'
+
+
 def _warnings_box(items: Sequence[tuple[str, str]]) -> str:
     if not items:
         return ""
@@ -136,14 +165,15 @@ def to_html(
     metadata: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
 ) -> str:
-    """The report page: warnings first, the per-level table (medians with CIs, tails, N), the charts, the
-    SLO and the run's metadata with anything secret-looking redacted. ``notes`` are shown under the charts
-    (e.g. a chart that could not be drawn and why)."""
+    """The report page: the headline (:func:`headline`), then warnings, the per-level table (medians with
+    CIs, tails, N), the charts, the SLO and the run's metadata with anything secret-looking redacted.
+    ``notes`` are shown under the charts (e.g. a chart that could not be drawn and why)."""
     run = Run.from_summary(summary)
     endpoint = run.info.get("endpoint")
     body = [
         f"<h1>tpsbench report: {_e(run.name)}</h1>",
         f'<p class="sub">{_e(run_line(run, endpoint=redact(endpoint) if endpoint else None))}</p>',
+        headline(run),
         _warnings_box(run_warnings(run)),
     ]
     if slo := slo_text(run):
