@@ -131,3 +131,29 @@ def test_cli_import_writes_a_run_that_report_reads(tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2
     assert "not a format tpsbench imports" in bad.output
+
+
+def test_compare_selects_another_harness_definition(tmp_path: Path) -> None:
+    from tpsbench.report.compare import compare
+    from tpsbench.results.views import open_run
+
+    a = _run(tmp_path, DATA / "aiperf")
+    g = _run(tmp_path, DATA / "guidellm" / "benchmarks.json")
+    result = compare([open_run(a), open_run(g)], force=True, metrics=["tps_user_aiperf_p50", "tps_user_p50"])
+    assert [r.metric for r in result.rows] == ["TPS/user (AIPerf) p50", "TPS/user p50"]
+    aiperf_cell = result.rows[0].cells[0]
+    assert aiperf_cell.value == pytest.approx(
+        read_summary(a / "summary.json")["points"][0]["tps_user_aiperf"]["p50"]
+    )
+    with pytest.raises(ValueError, match="unknown metric"):
+        compare([open_run(a), open_run(g)], force=True, metrics=["tps_user_nobody_p50"])
+
+
+def test_report_of_an_imported_run_names_the_source_tool(tmp_path: Path) -> None:
+    from tpsbench.report.render import render_report
+
+    run = _run(tmp_path, DATA / "guidellm" / "benchmarks.json")
+    files = render_report(run, formats=("md",))
+    md = files[0].read_text()
+    assert "measured by guidellm (imported)" in md
+    assert "GuideLLM / LLMPerf output tokens per second" in md

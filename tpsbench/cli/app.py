@@ -253,6 +253,10 @@ def compare(
     label: Annotated[list[str] | None, typer.Option(help="A label per run, in order.")] = None,
     out: Annotated[Path, typer.Option(help="Where to write the comparison.")] = Path("results/compare"),
     force: Annotated[bool, typer.Option(help="Plot runs that are not comparable anyway (flagged).")] = False,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(help="Rows to compare (repeatable), e.g. tps_user_aiperf_p50 (default: the gate's)."),
+    ] = None,
 ) -> None:
     """Several runs on one Pareto chart and one table with relative differences."""
     from tpsbench.report.compare import NotComparable
@@ -268,7 +272,7 @@ def compare(
     for d in run_dirs:
         _require_run(d, "compare")
     try:
-        result = compare_runs(run_dirs, label, out, force=force)
+        result = compare_runs(run_dirs, label, out, force=force, metrics=metric)
     except NotComparable as exc:
         _fail(f"runs are not comparable: {exc} (use --force to plot them anyway, flagged)")
     except (ValueError, OSError) as exc:

@@ -106,10 +106,11 @@ def _cell(spec: MetricSpec, point: Point | None, base: Point | None) -> CompareC
     return CompareCell(v, text, (v - b) / b, noise)
 
 
-def compare_table(runs: Sequence[Run]) -> list[CompareRow]:
+def compare_table(runs: Sequence[Run], metrics: Sequence[MetricSpec] = METRICS) -> list[CompareRow]:
     """Rows of (load, metric) for every load any run measured, in the first run's order then the others';
     cells hold each run's value and its change relative to the first run (pure). Loads are matched by
-    :func:`tpsbench.results.matching.keyed_points`, as the gate matches them."""
+    :func:`tpsbench.results.matching.keyed_points`, as the gate matches them. ``metrics`` (default: the
+    gate's defaults) may name any gated metric, e.g. another harness's TPS/user (``tps_user_aiperf_p50``)."""
     by_load = [matching.keyed_points(run.points) for run in runs]
     keys: dict[matching.Key, str] = {}
     for pts in by_load:
@@ -118,7 +119,7 @@ def compare_table(runs: Sequence[Run]) -> list[CompareRow]:
     rows = []
     for key, label in keys.items():
         points = [found[1] if (found := pts.get(key)) else None for pts in by_load]
-        for spec in METRICS:
+        for spec in metrics:
             cells = [_cell(spec, p, points[0]) for p in points]
             rows.append(CompareRow(label, spec.title, spec.higher_is_better, cells))
     return rows
@@ -141,13 +142,19 @@ def _unique_labels(runs: Sequence[Run], labels: Sequence[str] | None) -> list[st
 
 
 def compare(
-    runs: Sequence[Run], labels: Sequence[str] | None = None, *, force: bool = False
+    runs: Sequence[Run],
+    labels: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    metrics: Sequence[str] | None = None,
 ) -> CompareResult:
-    """Compare loaded runs without writing anything. Raises :class:`NotComparable` unless ``force``."""
+    """Compare loaded runs without writing anything. Raises :class:`NotComparable` unless ``force``;
+    ``metrics`` names the rows (gated metric names, see core/metricspec.py; ValueError for unknown ones)."""
+    specs = tuple(metric_spec(m) for m in metrics) if metrics else METRICS
     if len(runs) < 2:
         raise ValueError("compare needs at least two runs")
     names = _unique_labels(runs, labels)
     flags = {names[i]: why for i, run in enumerate(runs[1:], 1) if (why := incomparability(runs[0], run))}
     if flags and not force:
         raise NotComparable([f"{label} differs from {names[0]}: {why}" for label, why in flags.items()])
-    return CompareResult(labels=names, runs=list(runs), rows=compare_table(runs), flags=flags)
+    return CompareResult(labels=names, runs=list(runs), rows=compare_table(runs, specs), flags=flags)

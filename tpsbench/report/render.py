@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,7 @@ def compare_runs(
     force: bool = False,
     formats: Collection[str] = ("png", "svg", "html", "md"),
     reference: bool | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> CompareResult:
     """Compare run directories: write ``compare_pareto.png/.svg``, ``compare.html`` and ``compare.md`` (as
     ``formats`` asks) into ``out_dir`` and return the result with the paths written.
@@ -269,6 +270,6 @@ def compare_runs(
     >>> compare_runs([Path("results/a"), Path("results/b")], ["main", "PR"], Path("cmp"))  # doctest: +SKIP
     """
     runs = [open_run(Path(d)) for d in run_dirs]
-    result = compare(runs, labels, force=force)
+    result = compare(runs, labels, force=force, metrics=metrics)
     files = write_comparison(result, Path(out_dir), formats=formats, reference=reference)
     return CompareResult(result.labels, result.runs, result.rows, result.flags, files)

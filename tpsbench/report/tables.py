@@ -167,9 +167,12 @@ def slo_text(run: Run) -> str | None:
 
 
 def run_line(run: Run, *, endpoint: str | None = None) -> str:
-    """One line saying what was measured: model, workload, API, GPUs, endpoint."""
+    """One line saying what was measured: model, workload, API, GPUs, endpoint, and for a run imported
+    from another harness (``tpsbench import``), which one measured it."""
     isl, osl = run.isl_osl
     parts = [f"model {run.model or 'unknown'}"]
+    if source := run.info.get("source_tool"):
+        parts.insert(0, f"measured by {source} (imported)")
     if isl is not None and osl is not None:
         parts.append(f"ISL/OSL {isl:,.0f}/{osl:,.0f} tokens")
     if run.api:
