@@ -124,7 +124,11 @@ def test_rate_must_be_positive_and_levels_need_one_kind(tmp_path: Path) -> None:
     )
     assert issues(path) == [
         (2, "load[0].rate", "expected a number > 0, got 0"),
-        (4, "load[1]", "set exactly one of 'concurrency' (closed loop) or 'rate' (open loop)"),
+        (
+            4,
+            "load[1]",
+            "set exactly one of 'concurrency' (closed loop), 'rate' (open loop) or 'trace' (replay)",
+        ),
         (7, "load[2]", "set 'requests', 'duration_s' or both, so the level stops by itself"),
     ]
 

@@ -64,9 +64,12 @@ def _parse_int_list(text: str | None, option: str) -> list[int] | None:
 def _load(path: Path, **overrides: object):  # type: ignore[no-untyped-def]
     from tpsbench.config.errors import ScenarioError
     from tpsbench.config.loader import load_scenario
+    from tpsbench.workload.levelwork import check_files
 
     try:
-        return load_scenario(path).with_overrides(**overrides)  # type: ignore[arg-type]
+        scenario = load_scenario(path).with_overrides(**overrides)  # type: ignore[arg-type]
+        check_files(scenario)  # data files (dataset, trace, prompts) read before any request
+        return scenario
     except ScenarioError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

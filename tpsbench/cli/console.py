@@ -26,6 +26,7 @@ from rich.table import Table
 from tpsbench.config.scenario import Level
 from tpsbench.core import fmt
 from tpsbench.results.summary import WARNING_CAUSES
+from tpsbench.results.views import Point
 
 WIDTH = 80  # warnings are wrapped here, continuation lines indented, whatever the terminal's width
 LIVE_WINDOW = 200  # live TPS/user is the median of the last requests, enough to be stable, quick to move
@@ -151,7 +152,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for col in ("load", "ok/n", "TTFT p50", "p99", "TPS/user p50", "p10", "server", "/GPU", "err"):
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     for p in summary.get("points", []):
-        load = f"c={p['concurrency']}" if p.get("concurrency") is not None else f"{p.get('rate'):g}/s"
+        load = Point(p).label
         if (p.get("self_check") or {}).get("client_bound"):
             load = "[red]![/]" + load
         ttft, tps = p.get("ttft_s") or {}, p.get("tps_user") or {}

@@ -50,7 +50,7 @@ from tpsbench.client.apis.chat import CHAT
 from tpsbench.client.tokens import account_tokens
 from tpsbench.client.transport.base import RawExchange, Transport
 from tpsbench.config.scenario import Endpoint, Workload
-from tpsbench.core.record import ErrorKind, Reply, RequestRecord, TokenSource, default_clock
+from tpsbench.core.record import ErrorKind, Reply, RequestRecord, default_clock
 from tpsbench.core.redact import redact_text
 from tpsbench.core.tls import verify_for
 
@@ -101,8 +101,9 @@ class Client:
     """Sends streaming requests to one OpenAI-compatible endpoint and returns raw records.
 
     ``base_url`` includes ``/v1``. ``count_tokens`` (optional) counts output tokens when the server reports
-    no usage. With ``keep_text``, the :class:`Reply` of every request whose count had to be estimated
-    carries its generated text, so a slow tokenizer can count it after the load (see ``ServerTokenizer``).
+    no usage. With ``keep_text``, the :class:`Reply` of every request carries its generated text: a
+    slow tokenizer counts the estimated ones after the load (see ``ServerTokenizer``), and a multi-turn
+    session sends it back as the assistant's turn.
     The transport stamps every time; ``clock`` is the run's clock, kept as ``client.clock`` for callers
     that stamp around a request (it must be the clock the transport was given).
     """
@@ -167,8 +168,8 @@ class Client:
         worker: int = 0,
         workload: Workload,
     ) -> Reply:
-        """Send one request and return its :class:`Reply` (the record, and the text if ``keep_text`` and
-        the count is an estimate); request failures are recorded, not raised.
+        """Send one request and return its :class:`Reply` (the record, and the text if ``keep_text``);
+        request failures are recorded, not raised.
 
         :class:`asyncio.CancelledError` (Ctrl-C) propagates: the caller records the request as
         ``ErrorKind.CANCELLED`` (the runner does).
@@ -190,7 +191,7 @@ class Client:
             secrets=self._secrets,
             api=self.api,
         )
-        if self.keep_text and record.token_source is TokenSource.ESTIMATE:
+        if self.keep_text:
             return Reply(record, text)
         return Reply(record)
 
@@ -252,6 +253,7 @@ def decode_exchange_text(
         status=raw.status,
         input_tokens=prompt.input_tokens,
         requested_output_tokens=prompt.max_tokens,
+        prompt_index=getattr(prompt, "prompt_index", None),  # which row of a file (PromptSpec has it)
     )
     if raw.status is None or not 200 <= raw.status < 300:
         rec.error = raw.error or ErrorKind.OTHER

@@ -62,7 +62,7 @@ def load_scenario(path: str | Path) -> Scenario:
     issues: list[ScenarioIssue] = []
     scenario: Scenario | None = None
     try:
-        scenario = Scenario.model_validate(_plain(doc))
+        scenario = Scenario.model_validate(_plain(doc), context={"base_dir": p.parent})
     except ValidationError as e:
         issues += issues_from_validation(e, doc, file, SCHEMA)
     prompts_file, issue = _check_prompts_file(doc, p.parent, file)

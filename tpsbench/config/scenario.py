@@ -22,20 +22,17 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from tpsbench.config.errors import ScenarioError, ScenarioIssue, SchemaHints, issues_from_validation, mentions
-from tpsbench.core.loadlabel import load_label
+from tpsbench.config.base import Distribution, TokenCount
+from tpsbench.config.base import Strict as _Strict
+from tpsbench.config.errors import ScenarioError, ScenarioIssue, SchemaHints, issues_from_validation
+from tpsbench.config.workloads import Dataset, Sessions, ThinkTime, Trace
+from tpsbench.core.loadlabel import load_label, trace_label
 from tpsbench.core.metricspec import check_thresholds
 from tpsbench.core.redact import redact_url
 from tpsbench.core.timeouts import Timeouts as _CoreTimeouts
@@ -43,6 +40,7 @@ from tpsbench.core.timeouts import Timeouts as _CoreTimeouts
 __all__ = [
     "SCHEMA",
     "Api",
+    "Dataset",
     "Distribution",
     "Endpoint",
     "Gate",
@@ -50,33 +48,22 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "ScenarioIssue",
+    "Sessions",
     "SloMetric",
     "SloStat",
     "Steps",
     "Sweep",
     "Telemetry",
+    "ThinkTime",
     "Timeouts",
     "TokenCount",
+    "Trace",
     "Workload",
 ]
 
 
 Api = Literal["chat", "completions", "messages", "responses"]
 """The streaming APIs ``endpoint.api`` can name."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        # pydantic's lax mode turns `true` into 1; in a scenario file that is always a mistake.
-        if isinstance(v, bool) and info.field_name is not None:
-            ann = cls.model_fields[info.field_name].annotation
-            if mentions(ann, (int, float)) and not mentions(ann, (bool,)):
-                raise PydanticCustomError("bool_not_number", "expected a number, got a boolean")
-        return v
 
 
 class Timeouts(_Strict):
@@ -178,35 +165,6 @@ def check_base_url(url: str) -> None:
         raise ValueError(f"invalid host name {host!r} in {shown!r}")
 
 
-class Distribution(_Strict):
-    """A token count drawn per request: ``clip(round(normal(mean, std)), min, max)`` (no upper bound if
-    ``max`` is null)."""
-
-    mean: float = Field(gt=0)
-    std: float = Field(default=0.0, ge=0)
-    min: int = Field(default=1, ge=1)
-    max: int | None = None
-
-    @model_validator(mode="after")
-    def _bounds(self) -> Distribution:
-        if self.max is not None and self.max < self.min:
-            raise ValueError(f"'max' ({self.max}) must be >= 'min' ({self.min})")
-        return self
-
-
-def _token_count_tag(v: Any) -> str:
-    # An explicit discriminator: a mapping is a Distribution, anything else must be an int. Without it
-    # pydantic reports the errors of both union members, which reads as noise in a scenario file.
-    return "Distribution" if isinstance(v, dict | Distribution) else "int"
-
-
-TokenCount = Annotated[
-    Annotated[int, Tag("int"), Field(ge=1)] | Annotated[Distribution, Tag("Distribution")],
-    Discriminator(_token_count_tag),
-]
-"""A token count: a fixed integer >= 1, or a :class:`Distribution` drawn per request."""
-
-
 class Workload(_Strict):
     """What each request asks for. Unique prompt prefixes, when on, are applied to file prompts too."""
 
@@ -221,11 +179,21 @@ class Workload(_Strict):
     # The first N input tokens of every prompt are the same (seeded), so a server's prefix cache can reuse
     # them: compare TTFT with 0. Counted in input_tokens, which must therefore be >= N.
     shared_prefix_tokens: int = Field(default=0, ge=0)
+    dataset: Dataset | None = None  # prompts from a local dataset file (instead of prompts_file)
+    sessions: Sessions | None = None  # multi-turn conversations instead of independent requests
 
     @model_validator(mode="after")
     def _prefix_fits(self) -> Workload:
+        if self.dataset is not None and self.prompts_file is not None:
+            raise ValueError("set 'dataset' or 'prompts_file', not both")
+        if self.sessions is not None and self.prompts_file is not None:
+            raise ValueError("'sessions' come from a 'dataset' or are synthetic; 'prompts_file' has no turns")
+        if self.sessions is not None and self.sessions.max_turns is not None and self.dataset is None:
+            raise ValueError(
+                "'sessions.max_turns' caps a dataset's conversations; synthetic sessions use 'turns'"
+            )
         n = self.shared_prefix_tokens
-        if n and self.prompts_file is None:
+        if n and self.prompts_file is None and self.dataset is None:
             fixed = isinstance(self.input_tokens, int)
             low = self.input_tokens if isinstance(self.input_tokens, int) else self.input_tokens.min
             if low < n:
@@ -237,15 +205,25 @@ class Workload(_Strict):
 
 
 class Level(_Strict):
-    """One load point: closed loop (``concurrency``) or open loop (``rate``).
+    """One load point: closed loop (``concurrency``), open loop (``rate``) or a replayed ``trace``.
 
-    Closed loop keeps ``concurrency`` requests in flight; open loop sends at ``rate`` requests per second with
-    gaps drawn from ``arrival`` (load/arrivals.py). ``requests`` counts measured requests only;
-    ``warmup`` unmeasured ones go first (default: :attr:`resolved_warmup`).
+    Closed loop keeps ``concurrency`` requests in flight (users, with sessions: sessions in flight); open
+    loop sends at ``rate`` requests per second (with sessions: starts sessions) with gaps drawn from
+    ``arrival`` (load/arrivals.py); a trace sends its requests on its own clock. ``requests`` counts
+    measured requests only; ``warmup`` unmeasured ones go first (default: :attr:`resolved_warmup`).
+
+    ``ramp_s``: closed loop starts its users evenly over that many seconds (user k at ``k * ramp_s /
+    concurrency``); open loop raises the rate linearly from 0 to ``rate`` over it. ``max_concurrency``
+    (open loop and traces) caps the requests in flight: a request due while the cap is reached waits for a
+    free slot and records that wait (``queue_ns``) and its lateness (scheduling lag), so the cap never
+    hides coordinated omission.
     """
 
     concurrency: int | None = Field(default=None, ge=1)
     rate: float | None = Field(default=None, gt=0)  # requests per second
+    trace: Trace | None = None
+    ramp_s: float = Field(default=0.0, ge=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
     arrival: Literal["poisson", "constant", "gamma"] = "poisson"
     burstiness: float = Field(default=1.0, gt=0)  # gamma shape; 1 = poisson, <1 burstier, >1 smoother
     requests: int | None = Field(default=None, ge=1)  # measured requests (warmup excluded)
@@ -255,10 +233,21 @@ class Level(_Strict):
 
     @model_validator(mode="after")
     def _one_load_kind(self) -> Level:
-        if (self.concurrency is None) == (self.rate is None):
-            raise ValueError("set exactly one of 'concurrency' (closed loop) or 'rate' (open loop)")
-        if self.requests is None and self.duration_s is None:
+        kinds = [self.concurrency is not None, self.rate is not None, self.trace is not None]
+        if sum(kinds) != 1:
+            raise ValueError(
+                "set exactly one of 'concurrency' (closed loop), 'rate' (open loop) or 'trace' (replay)"
+            )
+        if self.requests is None and self.duration_s is None and self.trace is None:
             raise ValueError("set 'requests', 'duration_s' or both, so the level stops by itself")
+        if self.trace is not None and (self.arrival != "poisson" or self.burstiness != 1.0 or self.ramp_s):
+            raise ValueError(
+                "a trace brings its own arrival times: 'arrival', 'burstiness' and 'ramp_s' do not apply"
+            )
+        if self.concurrency is not None and self.max_concurrency is not None:
+            raise ValueError(
+                "'max_concurrency' caps open-loop levels ('rate', 'trace'); 'concurrency' is the cap"
+            )
         # Checked by value (not by which keys were written) so a dumped scenario loads back unchanged.
         if self.concurrency is not None and (self.arrival != "poisson" or self.burstiness != 1.0):
             raise ValueError("'arrival' and 'burstiness' apply to open-loop levels ('rate') only")
@@ -268,12 +257,13 @@ class Level(_Strict):
 
     @property
     def label(self) -> str:
-        return load_label(self.concurrency, self.rate, self.arrival)
+        trace = trace_label(self.trace.path.name, self.trace.speedup) if self.trace is not None else None
+        return load_label(self.concurrency, self.rate, self.arrival, trace=trace)
 
     @property
     def open_loop(self) -> bool:
-        """True for a ``rate`` level, False for a ``concurrency`` level."""
-        return self.rate is not None
+        """True for a ``rate`` or ``trace`` level, False for a ``concurrency`` level."""
+        return self.concurrency is None
 
     @property
     def measured_requests(self) -> int | None:
@@ -291,9 +281,11 @@ class Level(_Strict):
     @property
     def resolved_warmup(self) -> int:
         """Warmup requests: ``warmup`` if set, else ``concurrency`` (one wave, closed loop) or
-        ``ceil(rate)`` (about one second of arrivals, open loop)."""
+        ``ceil(rate)`` (about one second of arrivals, open loop); 0 for a trace."""
         if self.warmup is not None:
             return self.warmup
+        if self.trace is not None:
+            return 0  # a replay sends the trace as recorded
         if self.concurrency is not None:
             return self.concurrency
         assert self.rate is not None  # guaranteed by _one_load_kind
@@ -520,6 +512,12 @@ def _some(sweep: Sweep | None) -> Sweep:
 SCHEMA = SchemaHints(
     root=Scenario,
     # Sections of the file, to point at the right place when a key is written at the wrong level.
-    sections={"endpoint": Endpoint, "workload": Workload, "endpoint.timeouts": Timeouts},
+    sections={
+        "endpoint": Endpoint,
+        "workload": Workload,
+        "endpoint.timeouts": Timeouts,
+        "workload.dataset": Dataset,
+        "workload.sessions": Sessions,
+    },
     items={"load": Level},
 )

@@ -66,6 +66,14 @@ class RequestRecord:
       text (role-only and usage-only events are not token chunks). A chunk may carry several tokens;
       counts are floats only when they were estimated and scaled to the request's total.
     - ``end_ns``: when the stream finished (``[DONE]``, end of body, or error).
+    - ``queue_ns``: how long the request waited for a free slot under an open-loop ``max_concurrency``
+      cap, from ``scheduled_ns`` (None without a cap). The wait is part of the scheduling lag
+      ``send_ns - scheduled_ns``; this field says how much of it was the cap's.
+    - ``prompt_index``: the row of the prompts file or dataset the prompt came from (None: synthetic).
+    - ``session_id`` / ``turn``: the multi-turn session (numbered per level) and the 0-based turn of it
+      (None for independent requests).
+
+    Records written before a field existed read back with its default.
     """
 
     request_id: int
@@ -86,6 +94,10 @@ class RequestRecord:
     input_tokens: int | None = None  # usage.prompt_tokens, else the workload's count
     requested_output_tokens: int | None = None  # max_tokens asked for
     finish_reason: str | None = None
+    queue_ns: int | None = None
+    prompt_index: int | None = None
+    session_id: int | None = None
+    turn: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,9 +124,10 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What sending one request gives its caller: the record and, only when the client was asked to keep
-    it and the output count is an estimate, the generated ``text`` (a deferred tokenizer counts it after
-    the level; see ``load/session.py``). The text is never written anywhere."""
+    """What sending one request gives its caller: the record and, when the client was asked to keep it,
+    the generated ``text`` (a deferred tokenizer counts the estimated ones after the level, see
+    ``load/session.py``; a multi-turn session sends it back as the assistant's turn). The text is never
+    written anywhere."""
 
     record: RequestRecord
     text: str | None = None

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["arrival_offsets"]
+__all__ = ["arrival_offsets", "ramp_offsets", "ramp_time"]
 
 Arrival = Literal["poisson", "constant", "gamma"]
 
@@ -99,3 +99,31 @@ def _cumulative(gaps: NDArray[np.float64], n: int) -> NDArray[np.float64]:
     if n > 1:
         np.cumsum(gaps[: n - 1], out=out[1:])
     return out
+
+
+def ramp_time(t_s: float, ramp_s: float) -> float:
+    """Seconds of full-rate schedule that fit in the first ``t_s`` seconds of a linear ramp:
+    ``Lambda(t) / rate`` with ``Lambda(t) = rate * t**2 / (2 ramp_s)`` up to ``ramp_s``, then
+    ``rate * (t - ramp_s / 2)``. The inverse of :func:`ramp_offsets`.
+
+    >>> ramp_time(1.0, 2.0), ramp_time(3.0, 2.0)
+    (0.25, 2.0)
+    """
+    if ramp_s <= 0:
+        return t_s
+    return t_s * t_s / (2 * ramp_s) if t_s < ramp_s else t_s - ramp_s / 2
+
+
+def ramp_offsets(offsets: NDArray[np.float64], ramp_s: float) -> NDArray[np.float64]:
+    """A full-rate schedule bent into one whose rate grows linearly from 0 to the full rate over
+    ``ramp_s`` seconds, then stays there (time rescaling: offset ``u`` moves to ``t`` with
+    ``ramp_time(t) == u``, so a Poisson schedule stays a Poisson process, of intensity ``rate * t / ramp_s``
+    during the ramp; a constant one is deterministic: ``t = sqrt(2 ramp_s u)``).
+
+    >>> ramp_offsets(np.array([0.0, 0.5, 1.0, 2.0]), 2.0).tolist()
+    [0.0, 1.4142135623730951, 2.0, 3.0]
+    """
+    if ramp_s <= 0:
+        return offsets
+    half = ramp_s / 2
+    return np.where(offsets < half, np.sqrt(2 * ramp_s * offsets), offsets + half)

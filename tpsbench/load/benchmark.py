@@ -54,6 +54,7 @@ from tpsbench.results.rundir import (
     write_json,
 )
 from tpsbench.results.summary import summarize_level, summarize_run, to_csv, to_json
+from tpsbench.workload.levelwork import check_files
 from tpsbench.workload.tokenizer import Tokenizer, TokenizerError
 
 MAX_PROMPTS_PER_LEVEL = 8192  # duration-only closed-loop levels cycle prompts past this many (memory)
@@ -155,6 +156,7 @@ async def run_benchmark(
     what finished is written, and the remaining levels are skipped. A second Ctrl-C aborts at once.
     """
     obs: Observer = observer or SilentObserver()
+    check_files(scenario)  # a bad dataset or trace file stops the run before it starts anything
     api_key = api_key_for(scenario)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -369,7 +371,8 @@ async def _drive_level(
     held: list[Reply] = []  # replies whose count waits for the deferred tokenizer
 
     def sink(reply: Reply) -> None:
-        if reply.text is not None:
+        estimated = reply.record.token_source is TokenSource.ESTIMATE
+        if run.session.deferred and estimated and reply.text is not None:
             held.append(reply)  # written once counted, after the level
             return
         obs.request_done(writer.write(reply.record))
@@ -380,17 +383,19 @@ async def _drive_level(
         jobs = [WorkerJob(run.ctx, index, level, first_id, prompt_count, k, n, anchor) for k in range(n)]
         self_check, sent = await asyncio.to_thread(run_level_in_workers, jobs, sink, stop.is_set, run.cluster)
     else:
-        prompts = run.session.prompts(index, prompt_count)
+        work = run.session.work(index, level, prompt_count)
         try:
             result: LevelResult = await run_level(
                 run.session.send,
                 level,
                 index,
-                prompts,
+                work.prompts,
                 sink=sink,
                 seed=scenario.workload.seed,
                 id_offset=first_id,
                 stop=stop,
+                schedule_s=work.schedule_s,
+                sessions=work.sessions,
             )
         finally:
             _count_held(held, run.session.tokenizer, writer, obs)

@@ -36,9 +36,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from tpsbench.config.scenario import Level
 from tpsbench.core.record import NS_PER_S, ErrorKind, Reply, RequestRecord, default_clock
-from tpsbench.load.arrivals import arrival_offsets
+from tpsbench.load.arrivals import arrival_offsets, ramp_offsets, ramp_time
+from tpsbench.workload.sessions import SessionSpec
 
 
 class SendFn(Protocol):
@@ -113,6 +116,8 @@ async def run_level(
     workers: int = 1,
     t0_ns: int | None = None,
     stop: asyncio.Event | None = None,
+    schedule_s: Sequence[float] | None = None,
+    sessions: Sequence[SessionSpec] | None = None,
 ) -> LevelResult:
     """Run one level to completion (its request count or duration) and return what the runner saw.
 
@@ -124,6 +129,21 @@ async def run_level(
     workers, ...; closed-loop users are split as evenly as possible; an open-loop schedule is computed whole
     (same seed) from the common start ``t0_ns`` and dealt round-robin, so the union of all workers is
     exactly the single-process level.
+
+    A ``trace`` level sends request g at ``schedule_s[g]`` (seconds from the start; the trace's clock, see
+    :mod:`tpsbench.workload.traces`) with prompt g. ``ramp_s`` starts closed-loop users one by one over
+    that time (user k of the level's ``concurrency`` at ``k * ramp_s / concurrency``) and bends an open-loop
+    schedule into a linear rate ramp (:func:`.arrivals.ramp_offsets`). ``max_concurrency`` (open loop):
+    a request due while that many are in flight waits for a slot, and its record's ``queue_ns`` says how
+    long (its ``scheduled_ns`` stays the time it was due).
+
+    With ``sessions`` (multi-turn, :mod:`tpsbench.workload.sessions`) every request is a turn of a session:
+    closed loop runs ``concurrency`` sessions at a time (each user plays sessions one after another), open
+    loop starts session i at the schedule's offset i; a session sends its turns in order, each after the
+    previous answer and its think time, with the text the server returned as the assistant's turns, and
+    ends early when a turn fails. Request numbers (and so warmup, ``requests`` and the worker share) are
+    taken turn by turn, in start order; records carry ``session_id`` (numbered per level) and ``turn``.
+    In open loop, a later turn's ``scheduled_ns`` is when its think time ended, so its lag is recorded too.
     """
     stop = stop or asyncio.Event()
     # The cyclic GC's full passes visit every object of the process (imports, scenario, ...): up to 100 ms
@@ -145,12 +165,25 @@ async def run_level(
             result.stopped = reason
             halt.set()
 
-    async def one(g: int, scheduled_ns: int | None) -> None:
-        prompt = prompts[g % len(prompts)]
+    slots = asyncio.Semaphore(level.max_concurrency) if level.max_concurrency is not None else None
+
+    async def one(
+        g: int, scheduled_ns: int | None, prompt: Any = None, turn: tuple[int, int] | None = None
+    ) -> Reply:
+        if prompt is None:
+            prompt = prompts[g % len(prompts)]
+        session_id, turn_index = turn if turn is not None else (None, None)
         rid = id_offset + g
         is_warmup = g < warmup
         result.sent += 1
+        queue_ns: int | None = None
+        held = False
         try:
+            if slots is not None:
+                waited = clock()
+                await slots.acquire()
+                held = True
+                queue_ns = clock() - waited
             reply = await send(
                 prompt,
                 request_id=rid,
@@ -171,30 +204,107 @@ async def run_level(
                 warmup=is_warmup,
                 error=ErrorKind.CANCELLED,
                 error_detail="run interrupted while the request was in flight",
+                queue_ns=queue_ns,
+                session_id=session_id,
+                turn=turn_index,
             )
             sink(Reply(cancelled))
             raise
+        finally:
+            if held:
+                assert slots is not None
+                slots.release()
+        reply.record.queue_ns = queue_ns
+        reply.record.session_id, reply.record.turn = session_id, turn_index
         result.finished += 1
         sink(reply)
         record_done(reply.record)
+        return reply
+
+    async def play(sid: int, take: Callable[[], int | None], scheduled_ns: int | None) -> bool:
+        """Play session ``sid`` turn by turn; False once ``take`` has no request left."""
+        assert sessions
+        spec = sessions[sid % len(sessions)]
+        answers: list[str] = []
+        for k in range(spec.turns):
+            think = spec.think_s[k]
+            if k and think > 0:
+                due = clock() + int(think * NS_PER_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_either(stop, halt), think)
+                scheduled_ns = due if scheduled_ns is not None else None  # open loop: due when thought
+            elif k and scheduled_ns is not None:
+                scheduled_ns = clock()
+            if (g := take()) is None:
+                return False
+            reply = await one(g, scheduled_ns, spec.prompt(k, answers), (sid, k))
+            if not reply.record.ok:
+                break  # no answer to build the next turn on
+            answers.append(reply.text or "")
+        return True
 
     try:
         if level.concurrency is not None:
-            users = split_evenly(level.concurrency, workers)[worker]
+            split = split_evenly(level.concurrency, workers)
+            users = split[worker]
             share = (worker, workers)
-            await _closed_loop(one, users, total, warmup, level.duration_s, stop, clock, share, halt)
+            first_user = sum(split[:worker])
+            ramp = [(first_user + k) * level.ramp_s / level.concurrency for k in range(users)]
+            player = None
+            if sessions:
+                started = iter(range(worker, 1 << 62, workers))  # session ids of this share
+
+                async def player(take: Callable[[], int | None]) -> bool:
+                    return await play(next(started), take, None)
+
+            await _closed_loop(
+                one, users, total, warmup, level.duration_s, stop, clock, share, halt, ramp, player
+            )
+        elif level.trace is not None:
+            if schedule_s is None:
+                raise ValueError("a trace level needs its schedule (schedule_s)")
+            offsets = np.asarray(schedule_s, dtype=np.float64)
+            if level.duration_s is not None:
+                offsets = offsets[offsets < level.duration_s]
+            mine = [
+                (g, float(offsets[g]))
+                for g in range(worker, min(len(offsets), total or len(offsets)), workers)
+            ]
+            await _open_loop(one, mine, stop, clock, t0_ns, halt)
         else:
             assert level.rate is not None
+            window = None if level.duration_s is None else level.duration_s + warmup / level.rate
             offsets = arrival_offsets(
                 level.rate,
                 level.arrival,
                 burstiness=level.burstiness,
                 count=total,
-                duration_s=None if level.duration_s is None else level.duration_s + warmup / level.rate,
+                # a ramp fits fewer full-rate seconds into the window: draw those, then bend them
+                duration_s=None if window is None else ramp_time(window, level.ramp_s),
                 seed=seed + level_index,
             )
+            offsets = ramp_offsets(offsets, level.ramp_s)
             mine = [(g, float(offsets[g])) for g in range(worker, len(offsets), workers)]
-            await _open_loop(one, mine, stop, clock, t0_ns, halt)
+            if not sessions:
+                await _open_loop(one, mine, stop, clock, t0_ns, halt)
+            else:
+                turns = iter(range(worker, 1 << 62, workers))  # request numbers of this share, by start
+                window_end: list[int] = []
+
+                def take_turn() -> int | None:
+                    g = next(turns)
+                    if total is not None and g >= total:
+                        return None
+                    if window is not None and window_end and clock() >= window_end[0]:
+                        return None
+                    return g
+
+                async def start(i: int, scheduled_ns: int | None) -> None:
+                    if not window_end and window is not None and scheduled_ns is not None:
+                        window_end.append(scheduled_ns - int(offsets[i] * NS_PER_S) + int(window * NS_PER_S))
+                    await play(i, take_turn, scheduled_ns)
+
+                await _open_loop(start, mine, stop, clock, t0_ns, halt)
     except asyncio.CancelledError:
         result.interrupted = True
         raise
@@ -244,7 +354,7 @@ def split_evenly(n: int, parts: int) -> list[int]:
 
 
 async def _closed_loop(
-    one: Callable[[int, int | None], Coroutine[Any, Any, None]],
+    one: Callable[[int, int | None], Coroutine[Any, Any, Any]],
     users: int,
     total: int | None,
     warmup: int,
@@ -253,9 +363,13 @@ async def _closed_loop(
     clock: Callable[[], int],
     share: tuple[int, int] = (0, 1),
     halt: asyncio.Event | None = None,
+    ramp_s: Sequence[float] = (),
+    player: Callable[[Callable[[], int | None]], Coroutine[Any, Any, bool]] | None = None,
 ) -> None:
     """Exactly ``users`` requests in flight until ``total`` have started or the measured window (which
-    opens when the first measured request starts) has lasted ``duration_s``."""
+    opens when the first measured request starts) has lasted ``duration_s``. User k starts after
+    ``ramp_s[k]`` seconds (0 if not given). With a ``player`` each user plays sessions (``player(take)``
+    takes a request number per turn) until one returns False."""
     first, step = share
     next_index = first  # global request index: this share takes first, first + step, ...
     measure_start: int | None = None
@@ -279,18 +393,25 @@ async def _closed_loop(
         next_index += step
         return g
 
-    async def user() -> None:
+    async def user(delay: float) -> None:
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        if player is not None:
+            while await player(take):
+                pass
+            return
         while (i := take()) is not None:
             await one(i, None)
 
     await _gather_cancelling(
-        [asyncio.create_task(user()) for _ in range(users)],
+        [asyncio.create_task(user(ramp_s[k] if k < len(ramp_s) else 0.0)) for k in range(users)],
         stop,
     )
 
 
 async def _open_loop(
-    one: Callable[[int, int | None], Coroutine[Any, Any, None]],
+    one: Callable[[int, int | None], Coroutine[Any, Any, Any]],
     schedule: list[tuple[int, float]],
     stop: asyncio.Event,
     clock: Callable[[], int],
@@ -301,7 +422,7 @@ async def _open_loop(
     (scheduled_ns vs send_ns), never hidden: that is how coordinated omission stays visible."""
     lead_ns = 20_000_000  # start the schedule a little ahead so request 0 is not late by construction
     t0 = t0_ns if t0_ns is not None else clock() + lead_ns
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[Any]] = []
 
     async def dispatch() -> None:
         for i, off in schedule:

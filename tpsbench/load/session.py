@@ -15,9 +15,9 @@ from typing import Any
 
 from tpsbench.client.client import Client
 from tpsbench.client.transport import make_transport
-from tpsbench.config.scenario import Scenario
+from tpsbench.config.scenario import Level, Scenario
 from tpsbench.core.record import Reply
-from tpsbench.workload.prompts import PromptSpec, build_prompts
+from tpsbench.workload.levelwork import LevelWork, level_work
 from tpsbench.workload.tokenizer import Tokenizer, load_tokenizer
 
 __all__ = ["LevelSession", "RunContext"]
@@ -51,7 +51,8 @@ class LevelSession:
             make_transport(ep.transport),
             api_key=ctx.api_key,
             count_tokens=tokenizer.count if tokenizer is not None and not self.deferred else None,
-            keep_text=self.deferred,
+            # a deferred count needs the text after the level; a multi-turn session, for its next turn
+            keep_text=self.deferred or ctx.scenario.workload.sessions is not None,
         )
 
     @classmethod
@@ -62,11 +63,13 @@ class LevelSession:
             ctx, load_tokenizer(ep.tokenizer, base_url=ctx.base_url, model=ctx.model, api_key=ctx.api_key)
         )
 
-    def prompts(self, level_index: int, count: int) -> list[PromptSpec]:
-        """The seeded prompts of one level (the same in every process: seeded by the level's index)."""
+    def work(self, level_index: int, level: Level, count: int) -> LevelWork:
+        """The seeded prompts of one level, and a trace level's schedule (the same in every process:
+        seeded by the level's index); see :func:`tpsbench.workload.levelwork.level_work`."""
         s = self.ctx.scenario
-        return build_prompts(
+        return level_work(
             s.workload,
+            level,
             s.endpoint.api,
             count,
             stream_id=level_index,

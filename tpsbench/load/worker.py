@@ -100,7 +100,7 @@ async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
     """A worker's whole life: set up, say ready, wait for the shared start, drive its share, report."""
     offset = clock_offset_ns(job.anchor)
     session = LevelSession.open(job.run)  # the driver refuses deferred tokenizers with workers
-    prompts = session.prompts(job.level_index, job.prompt_count)
+    work = session.work(job.level_index, job.level, job.prompt_count)
     stop = asyncio.Event()
 
     async def watch_stop() -> None:
@@ -124,7 +124,7 @@ async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
             session.send,
             job.level,
             job.level_index,
-            prompts,
+            work.prompts,
             sink=sink,
             seed=job.run.scenario.workload.seed,
             id_offset=job.id_offset,
@@ -132,6 +132,8 @@ async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
             workers=job.workers,
             t0_ns=local_start,
             stop=stop,
+            schedule_s=work.schedule_s,
+            sessions=work.sessions,
         )
     finally:
         watcher.cancel()

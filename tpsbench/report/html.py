@@ -20,11 +20,13 @@ from tpsbench.report.tables import (
     DEFINITION_HEADERS,
     DETAILED,
     LEGEND,
+    TURN_HEADERS,
     definitions_table,
     level_table,
     run_line,
     run_warnings,
     slo_text,
+    turn_table,
 )
 from tpsbench.results.views import Run
 
@@ -188,6 +190,11 @@ def to_html(
         body.append("<h2>TPS/user as each harness defines it</h2>")
         for label, rows in defs:
             body += [f"<h3>{_e(label)}</h3>", _table(DEFINITION_HEADERS, rows)]
+    turns = [(p.label, rows) for p in run.points if (rows := turn_table(p))]
+    if turns:
+        body.append("<h2>Multi-turn sessions: by turn</h2>")
+        for label, rows in turns:
+            body += [f"<h3>{_e(label)}</h3>", _table(TURN_HEADERS, rows)]
     if images or notes:
         body += ["<h2>Charts</h2>", _figures(images)]
         body += [f'<p class="note">{_e(n)}</p>' for n in notes]

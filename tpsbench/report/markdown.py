@@ -16,11 +16,13 @@ from tpsbench.report.tables import (
     COMPACT,
     DEFINITION_HEADERS,
     LEGEND,
+    TURN_HEADERS,
     definitions_table,
     level_table,
     run_line,
     run_warnings,
     slo_text,
+    turn_table,
 )
 from tpsbench.results.views import Run
 
@@ -69,7 +71,17 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
         lines.append("_No load points in this summary._")
     lines += _warnings(run_warnings(run))
     lines += _definitions(run)
+    lines += _turns(run)
     return "\n".join(lines) + "\n"
+
+
+def _turns(run: Run) -> list[str]:
+    """Multi-turn levels by turn: TTFT and TPS/user as the conversation grows."""
+    out = []
+    for p in run.points:
+        if rows := turn_table(p):
+            out += ["", f"**{_cell(p.label)} by turn**", "", table(TURN_HEADERS, rows)]
+    return out
 
 
 def _definitions(run: Run) -> list[str]:

@@ -149,6 +149,29 @@ def definitions_table(p: Point) -> list[list[str]]:
     return rows
 
 
+TURN_HEADERS = ["turn", "ok", "input tokens", "TTFT p50", "TTFT p99", "TPS/user p50", "TPS/user p10"]
+
+
+def turn_table(p: Point) -> list[list[str]]:
+    """A multi-turn level by turn (the summary's ``by_turn``): how TTFT and TPS/user move as the
+    conversation grows (a prefix cache lowers later turns' TTFT per prompt token). Empty otherwise."""
+    rows = []
+    for t in p.by_turn:
+        ttft, tps = t.dist("ttft_s"), t.dist("tps_user")
+        rows.append(
+            [
+                str(t.turn),
+                fmt.count(t.n),
+                fmt.count(t.input_tokens),
+                fmt.seconds_with_ci(ttft.get("p50"), ttft.ci("p50")) if ttft else fmt.DASH,
+                fmt.seconds(ttft.get("p99")) if ttft else fmt.DASH,
+                fmt.with_ci(tps.get("p50"), tps.ci("p50")) if tps else fmt.DASH,
+                fmt.tps(tps.get("p10")) if tps else fmt.DASH,
+            ]
+        )
+    return rows
+
+
 def run_warnings(run: Run) -> list[tuple[str, str]]:
     """(level label, message) for everything the run recorded against a point, in level order."""
     return [(p.label, w) for p in run.points for w in p.warnings]

@@ -7,7 +7,8 @@ Every time is derived from the record's integer-nanosecond timestamps and return
 Metrics describe what the user received, so they are computed for successful records only: for a failed
 record (``record.error`` set, including a stream cut after some chunks) every response metric is None.
 Two values are kept for failed records because they are facts of the record, not of the answer:
-``n_chunks`` and ``sched_lag_s`` (how late the client sent the request).
+``n_chunks``, ``sched_lag_s`` (how late the client sent the request) and ``queue_s`` (how much of that
+lateness was spent waiting for a ``max_concurrency`` slot).
 
     >>> from tpsbench.core.record import RequestRecord, TokenSource
     >>> r = RequestRecord(request_id=0, level=0, send_ns=0, end_ns=3_000_000_000,
@@ -52,6 +53,7 @@ METRIC_KEYS: tuple[str, ...] = (
     "n_chunks",
     "output_tokens",
     "sched_lag_s",
+    "queue_s",
 )
 
 
@@ -246,6 +248,12 @@ def tokens_per_chunk(r: RequestRecord) -> list[float] | None:
     return list(tokens) if ns else None
 
 
+def queue_s(r: RequestRecord) -> float | None:
+    """Client queue time [s]: how long an open-loop request waited for a free slot under the level's
+    ``max_concurrency`` (``queue_ns``), part of :func:`sched_lag_s`. None without a cap."""
+    return _s(r.queue_ns) if r.queue_ns is not None else None
+
+
 def sched_lag_s(r: RequestRecord) -> float | None:
     """Scheduling lag [s]: t_send - t_scheduled (open loop only; None in closed loop).
 
@@ -277,4 +285,5 @@ def request_metrics(r: RequestRecord) -> dict[str, MetricValue]:
         "n_chunks": n_chunks(r),
         "output_tokens": output_tokens(r),
         "sched_lag_s": sched_lag_s(r),
+        "queue_s": queue_s(r),
     }

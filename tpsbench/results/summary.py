@@ -28,6 +28,7 @@ import numpy as np
 
 import tpsbench
 from tpsbench.config.scenario import Level, SloMetric, SloStat
+from tpsbench.core.loadlabel import trace_label
 from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
 from tpsbench.results import definitions, files, metrics
 from tpsbench.results.stats import STAT_KEYS, describe, statistic
@@ -49,6 +50,7 @@ POINT_METRICS: tuple[str, ...] = (
     "tokens_per_chunk",
     "output_tokens",
     "sched_lag_s",
+    "queue_s",
 )
 # Blocks pooled from many values per request. Those values are correlated within a request, so a bootstrap
 # that treats them as independent would give falsely narrow intervals: these blocks get no CI.
@@ -122,6 +124,38 @@ def _values(rows: Sequence[Mapping[str, metrics.MetricValue]], key: str) -> list
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
+
+
+TURN_METRICS = ("ttft_s", "tps_user", "e2e_s")
+
+
+def turn_breakdown(
+    ok: Sequence[RequestRecord], rows: Sequence[Mapping[str, Any]], *, seed: int = 0
+) -> list[dict[str, Any]] | None:
+    """Multi-turn levels: one entry per turn index (0-based), in order, with ``turn``, ``n`` (successful
+    measured requests of that turn), ``input_tokens`` (their mean prompt tokens) and a
+    :func:`~tpsbench.results.stats.describe` block (with CIs) of each of :data:`TURN_METRICS` over them,
+    so a prefix cache's effect on later turns is visible. None when no record has a turn.
+    ``ok`` and ``rows`` are the level's successful measured records and their request metrics."""
+    by: dict[int, list[int]] = {}
+    for i, r in enumerate(ok):
+        if r.turn is not None:
+            by.setdefault(r.turn, []).append(i)
+    if not by:
+        return None
+    out = []
+    for turn in sorted(by):
+        idx = by[turn]
+        inputs = [n for i in idx if (n := ok[i].input_tokens) is not None]
+        entry: dict[str, Any] = {
+            "turn": turn,
+            "n": len(idx),
+            "input_tokens": sum(inputs) / len(inputs) if inputs else None,
+        }
+        for name in TURN_METRICS:
+            entry[name] = describe(_values([rows[i] for i in idx], name), seed=seed)
+        out.append(entry)
+    return out
 
 
 def client_bound_reasons(self_check: Mapping[str, Any] | None) -> list[str]:
@@ -328,10 +362,12 @@ def summarize_level(
     blocks = {
         name: describe(_values(rows, name), ci=name not in POOLED_METRICS, seed=seed)
         for name in POINT_METRICS
-        if name != "sched_lag_s"
+        if name not in ("sched_lag_s", "queue_s")
     }
+    # facts of every measured request, failed ones included (how late the client sent it)
     lags = [lag for r in measured if (lag := metrics.sched_lag_s(r)) is not None]
     blocks["sched_lag_s"] = describe(lags, seed=seed)
+    blocks["queue_s"] = describe([q for r in measured if (q := metrics.queue_s(r)) is not None], seed=seed)
 
     output_tps: float | None = None
     if measured:
@@ -369,6 +405,9 @@ def summarize_level(
         "concurrency": level.concurrency,
         "rate": level.rate,
         "arrival": level.arrival if level.rate is not None else None,
+        "trace": trace_label(level.trace.path.name, level.trace.speedup) if level.trace is not None else None,
+        "ramp_s": level.ramp_s or None,
+        "max_concurrency": level.max_concurrency,
         "requests": len(records),
         "measured": len(measured),
         "warmup": len(records) - len(measured),
@@ -406,6 +445,7 @@ def summarize_level(
         output_tps, level.concurrency or check["achieved_concurrency"]
     )
     point["tps_user_definitions"] = definitions.table(point)
+    point["by_turn"] = turn_breakdown(ok, rows, seed=seed)
     point["server"] = (
         server_block(samples or [], records, client_output_tps=output_tps, notes=telemetry_notes)
         if samples is not None or telemetry_notes

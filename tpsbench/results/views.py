@@ -141,6 +141,31 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class TurnPoint:
+    """One turn index of a multi-turn level: ``turn``, ``n``, mean ``input_tokens`` and metric blocks."""
+
+    raw: Mapping[str, Any]
+
+    @property
+    def turn(self) -> int:
+        t = _num(self.raw.get("turn"))
+        return int(t) if t is not None else 0
+
+    @property
+    def n(self) -> int:
+        n = _num(self.raw.get("n"))
+        return int(n) if n is not None else 0
+
+    @property
+    def input_tokens(self) -> float | None:
+        return _num(self.raw.get("input_tokens"))
+
+    def dist(self, metric: str) -> Distribution | None:
+        """The block ``metric`` (one of ``summary.TURN_METRICS``)."""
+        return Distribution.from_block(self.raw.get(metric))
+
+
+@dataclass(frozen=True)
 class Point:
     """One load level of ``summary.json``, typed. ``run`` gives access to the level's records."""
 
@@ -172,7 +197,18 @@ class Point:
     @property
     def label(self) -> str:
         """The one load label (:func:`tpsbench.core.loadlabel.load_label`)."""
-        return load_label(self.concurrency, self.rate, self.arrival, level=self.level)
+        trace = self._get("trace")
+        return load_label(
+            self.concurrency, self.rate, self.arrival, level=self.level, trace=str(trace) if trace else None
+        )
+
+    @property
+    def by_turn(self) -> list[TurnPoint]:
+        """A multi-turn level's breakdown by turn (``summary.turn_breakdown``); empty otherwise."""
+        raw = self._get("by_turn")
+        if not isinstance(raw, list):
+            return []
+        return [TurnPoint(t) for t in raw if isinstance(t, Mapping)]
 
     def dist(self, metric: str) -> Distribution | None:
         """The metric block ``metric`` (one of ``summary.POINT_METRICS``)."""

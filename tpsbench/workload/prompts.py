@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from tpsbench.config.scenario import Api, Distribution, ScenarioError, ScenarioIssue, TokenCount, Workload
 from tpsbench.core.estimate import CHARS_PER_TOKEN, estimate_tokens
+from tpsbench.workload.datasets import select_conversations
 from tpsbench.workload.tokenizer import Tokenizer, TokenizerError
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "build_prompts",
     "draw_token_counts",
     "exact_text",
+    "random_text",
     "single_token_words",
 ]
 
@@ -73,6 +75,7 @@ class PromptSpec:
     prompt: str | None
     input_tokens: int
     max_tokens: int
+    prompt_index: int | None = None  # the row of the prompts file or dataset (0-based); None: synthetic
 
 
 class PromptsFileError(ScenarioError):
@@ -106,6 +109,10 @@ def build_prompts(
       ``unique_prompts`` the first ``min(4, n)`` pieces are random per request (a unique prefix, so prefix
       caches cannot reuse earlier requests) and the rest is a body shared by all requests of the same seed;
       without it every prompt is a prefix of that shared body (cache-friendly on purpose).
+    - ``dataset`` (:mod:`.datasets`): each usable row's first turn (system message, then the user
+      message); ``max_tokens`` is the token count of the row's answer (the tokenizer's, else the
+      estimate) with ``dataset.output_tokens: answer`` and an answer, else drawn from
+      ``workload.output_tokens``. Rows are cycled like a prompts file's lines, with the same prefixes.
     - ``prompts_file`` (JSONL): each line ``{"messages": [...]}`` or ``{"prompt": "..."}``, optionally with
       ``"max_tokens"`` or ``"output_tokens"`` (else drawn from ``workload.output_tokens``); other keys are
       ignored. Each pass over the lines is a seeded permutation; passes repeat while ``count`` exceeds the
@@ -138,7 +145,7 @@ def build_prompts(
     shared_rng = np.random.default_rng([workload.seed, _SHARED])
     measure = tokenizer.count if tokenizer is not None else estimate_tokens
 
-    if workload.prompts_file is None:
+    if workload.prompts_file is None and workload.dataset is None:
         input_tokens = draw_token_counts(workload.input_tokens, count, rng(_INPUT))
         if tokenizer is not None:
             words = single_token_words(tokenizer)
@@ -165,10 +172,14 @@ def build_prompts(
             else _pieces(shared_rng, n_shared).lstrip(" ")
         ) + "\n"
 
-    path = workload.prompts_file
-    if not path.is_absolute():
-        path = (base_dir or Path.cwd()) / path
-    lines = _read_prompts_file(path)
+    if workload.dataset is not None:
+        lines = dataset_lines(workload, measure)
+    else:
+        path = workload.prompts_file
+        assert path is not None  # the synthetic case returned above
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        lines = _read_prompts_file(path)
     order = _cycle_order(len(lines), count, rng(_ORDER))
     specs = []
     for i, k in enumerate(order):
@@ -183,8 +194,27 @@ def build_prompts(
             else:
                 prompt = lead + (prompt or "")
         out = entry.max_tokens if entry.max_tokens is not None else int(max_tokens[i])
-        specs.append(_spec(api, messages, prompt, out, measure=measure))
+        specs.append(_spec(api, messages, prompt, out, measure=measure, index=entry.index))
     return specs
+
+
+def dataset_lines(workload: Workload, measure: Callable[[str], int]) -> list[_Line]:
+    """The first turn of each conversation :func:`.datasets.select_conversations` keeps, as prompt lines
+    (``max_tokens``: the answer's count under ``dataset.output_tokens: answer``)."""
+    ds = workload.dataset
+    assert ds is not None
+    lines = []
+    for c in select_conversations(ds, measure, workload.seed):
+        first = c.turns[0]
+        msgs: tuple[tuple[tuple[str, str], ...], ...] = (
+            ((("role", "system"), ("content", c.system)),) if c.system else ()
+        )
+        msgs += ((("role", "user"), ("content", first.user)),)
+        out = None
+        if ds.output_tokens == "answer" and first.answer is not None and first.answer.strip():
+            out = max(1, measure(first.answer))
+        lines.append(_Line(msgs, None, out, c.index))
+    return lines
 
 
 def _spec(
@@ -195,6 +225,7 @@ def _spec(
     tokens: int | None = None,
     *,
     measure: Callable[[str], int] = estimate_tokens,
+    index: int | None = None,
 ) -> PromptSpec:
     """The spec for one API; ``input_tokens`` is ``tokens`` if known, else ``measure`` of the text sent
     (message contents added up for chat)."""
@@ -202,10 +233,10 @@ def _spec(
         if messages is None:
             messages = [{"role": "user", "content": prompt or ""}]
         n = tokens if tokens is not None else sum(measure(m["content"]) for m in messages)
-        return PromptSpec(messages, None, n, out)
+        return PromptSpec(messages, None, n, out, index)
     if prompt is None:
         prompt = "\n\n".join(m["content"] for m in messages or [])
-    return PromptSpec(None, prompt, tokens if tokens is not None else measure(prompt), out)
+    return PromptSpec(None, prompt, tokens if tokens is not None else measure(prompt), out, index)
 
 
 _VOCAB_CACHE: dict[str, list[str]] = {}
@@ -273,6 +304,15 @@ def exact_text(
     return best[1], best[2]
 
 
+def random_text(rng: np.random.Generator, n: int, tokenizer: Tokenizer | None = None) -> str:
+    """A random text of ``n`` tokens: ``n`` pieces of a space and 3 letters (exact for the estimate), or,
+    with a tokenizer, ``n`` of its one-token words, each after a space (one token each, so texts
+    concatenate to the sum of their counts). Starts with a space."""
+    if tokenizer is None:
+        return _pieces(rng, n)
+    return "".join(" " + w for w in _draw_words(rng, single_token_words(tokenizer), n))
+
+
 def _pieces(rng: np.random.Generator, n: int) -> str:
     """``n`` pieces of a space and 3 random lowercase letters (4 characters each)."""
     buf = np.full((n, CHARS_PER_TOKEN), ord(" "), dtype=np.uint8)
@@ -320,6 +360,7 @@ class _Line:
     messages: tuple[tuple[tuple[str, str], ...], ...] | None  # immutable: parsed files are cached
     prompt: str | None
     max_tokens: int | None
+    index: int | None = None  # row of the file
 
     @property
     def message_dicts(self) -> list[dict[str, str]] | None:
@@ -349,7 +390,7 @@ def _parse_prompts_file(file: str, _mtime_ns: int, _size: int) -> tuple[_Line, .
         if not raw.strip():
             continue
         try:
-            entries.append(_parse_line(raw))
+            entries.append(replace(_parse_line(raw), index=len(entries) + len(issues)))
         except _LineError as e:
             issues.append(ScenarioIssue(file, lineno, e.field, e.message))
     if issues:
