@@ -418,3 +418,14 @@ def test_the_packaged_default_scenario_is_the_one_in_scenarios() -> None:
         "cp scenarios/maverick-b200.yaml tpsbench/data/"
     )
     load_scenario(packaged)
+
+
+def test_the_default_scenario_does_not_warn_about_its_own_sizing() -> None:
+    from tpsbench.results.summary import MIN_SAMPLES_P99
+
+    s = load_scenario(REPO / "scenarios" / "maverick-b200.yaml")
+    assert s.warnings() == []
+    assert all((lv.measured_requests or 0) >= MIN_SAMPLES_P99 for lv in s.fixed_levels)
+    assert (REPO / "scenarios" / "maverick-b200.yaml").read_bytes() == (
+        REPO / "tpsbench" / "data" / "maverick-b200.yaml"
+    ).read_bytes()
