@@ -3,9 +3,10 @@ response of every request with its ``perf_ns``), else ``profile_export.jsonl`` (
 ``profile_export_aiperf.json`` (the aggregates, kept verbatim) beside them.
 
 From the raw file (preferred): t_send = ``start_perf_ns``; each response carrying generated text is a
-token chunk at its ``perf_ns`` (AIPerf's own chunk); t_end = the last response's ``perf_ns`` (AIPerf's
-request latency ends there); n = ``usage.completion_tokens`` of the stream, else AIPerf's
-``output_token_count``. Derived: each chunk's token count, its share of ceil(chars/4) scaled to n.
+token chunk at its ``perf_ns`` (AIPerf's own chunk); t_end = the last response's ``perf_ns`` (the
+usage event or ``[DONE]``; AIPerf's request latency ends at the last response with content, t_last);
+n = ``usage.completion_tokens`` of the stream, else AIPerf's ``output_token_count``. Derived: each
+chunk's token count, its share of ceil(chars/4) scaled to n.
 The times are AIPerf's ``time.perf_counter_ns`` (CLOCK_MONOTONIC on Linux), the pace server's clock too.
 
 From the records file alone: t_send = ``request_start_ns``; the first chunk at TTFT, the next ones at the
