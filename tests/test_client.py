@@ -524,6 +524,12 @@ def test_events_after_done_and_empty_keepalives_are_ignored() -> None:
     assert rec.ok and rec.chunk_ns == [10]
 
 
+def test_a_resent_exchange_makes_a_resent_record() -> None:
+    assert decode([(10, delta(content="Hi")), (20, DONE)], resent=True).resent
+    assert not decode([(10, delta(content="Hi")), (20, DONE)]).resent
+    assert decode([], status=None, error=ErrorKind.CONNECT, resent=True).resent
+
+
 def test_transport_timeout_mid_stream_keeps_chunks() -> None:
     rec = decode([(10, delta(content="Hi"))], error=ErrorKind.TIMEOUT_REQUEST, body_complete=False)
     assert rec.error is ErrorKind.TIMEOUT_REQUEST and rec.chunk_ns == [10]

@@ -401,3 +401,19 @@ def test_low_achieved_concurrency_and_a_stopped_level_warn() -> None:
     details = {c["cause"]: c["detail"] for c in p["warning_causes"]}
     assert details["low_concurrency"] == "1.1 of 4"  # Little's law: 2.3 s busy over a 2 s window
     assert details["stopped"].startswith("stopped after 20 consecutive connect failures")
+
+
+def test_resent_is_recorded_counted_and_old_files_without_it_still_read(tmp_path: Path) -> None:
+    records = level0()
+    records[0].resent = records[1].resent = True  # a warmup (not counted) and a measured request
+    path = tmp_path / "requests.jsonl"
+    write_jsonl(path, records)
+    assert json.loads(path.read_text().splitlines()[1])["resent"] is True
+    assert list(read_records(path)) == records
+    assert summarize_level(records, level_index=0, level=CLOSED, slo={}, gpus=None)["resent"] == 1
+    assert point0()["resent"] == 0
+    old = tmp_path / "old.jsonl"  # a file written before the field existed
+    old.write_text("".join(json.dumps({k: v for k, v in metrics.record_row(r).items() if k != "resent"})
+                           + "\n" for r in level0()))  # fmt: skip
+    back = list(read_records(old))
+    assert back == level0() and not any(r.resent for r in back)

@@ -254,6 +254,7 @@ def decode_exchange_text(
         input_tokens=prompt.input_tokens,
         requested_output_tokens=prompt.max_tokens,
         prompt_index=getattr(prompt, "prompt_index", None),  # which row of a file (PromptSpec has it)
+        resent=raw.resent,
     )
     if raw.status is None or not 200 <= raw.status < 300:
         rec.error = raw.error or ErrorKind.OTHER

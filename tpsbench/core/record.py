@@ -72,6 +72,9 @@ class RequestRecord:
     - ``prompt_index``: the row of the prompts file or dataset the prompt came from (None: synthetic).
     - ``session_id`` / ``turn``: the multi-turn session (numbered per level) and the 0-based turn of it
       (None for independent requests).
+    - ``resent``: the request went out a second time, on a fresh connection, because the reused keep-alive
+      connection it was first written to closed before any response byte (the resend rule of
+      :mod:`tpsbench.client.transport.h11`); ``send_ns`` is the second send's.
 
     Records written before a field existed read back with its default.
     """
@@ -98,6 +101,7 @@ class RequestRecord:
     prompt_index: int | None = None
     session_id: int | None = None
     turn: int | None = None
+    resent: bool = False
 
     @property
     def ok(self) -> bool:

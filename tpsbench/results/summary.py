@@ -330,7 +330,9 @@ def summarize_level(
       beside ``output_tps``, running/waiting, KV-cache use, speculative acceptance), from the level's
       telemetry ``samples`` and the scraper's notes; None when telemetry was off.
     - ``errors`` = failed measured requests by :class:`ErrorKind`; ``token_sources`` = ok measured requests by
-      :class:`TokenSource`; ``short_outputs`` = ok requests with fewer output tokens than requested.
+      :class:`TokenSource`; ``short_outputs`` = ok requests with fewer output tokens than requested;
+      ``resent`` = measured requests sent a second time because their reused connection closed unanswered
+      (``RequestRecord.resent``).
     - ``self_check`` = the runner's ``self_check`` dict (event-loop lag, CPU, ...) plus ``sched_lag_p99_s``,
       ``achieved_concurrency`` = sum(end_ns - send_ns) / 1e9 / window_s (mean measured requests in flight,
       Little's law), ``cpu_percent_ok`` = ``cpu_percent`` x ok records / records of the level (CPU spent
@@ -423,6 +425,7 @@ def summarize_level(
         "slo_met": slo_met,
         "token_sources": dict(sorted(sources.items())),
         "short_outputs": short,
+        "resent": sum(1 for r in measured if r.resent),
         "self_check": None,
     }
     # The runner reports what only it can see (event-loop lag, CPU); the record-derived health figures and

@@ -56,7 +56,9 @@ MAX_ERROR_BODY = 64 * 1024  # bytes of a non-2xx body kept in error_detail (the 
 class RawExchange:
     """What one streaming request returned, unparsed. Times are clock nanoseconds.
 
-    ``body_complete`` is True when the body was read to its end without a transport error.
+    ``body_complete`` is True when the body was read to its end without a transport error. ``resent``
+    is True when the request went out a second time because its reused keep-alive connection closed before
+    any response byte (the resend rule, :mod:`.h11`); ``send_ns`` is then the second send's.
     """
 
     send_ns: int
@@ -67,6 +69,7 @@ class RawExchange:
     error: ErrorKind | None = None
     error_detail: str | None = None
     body_complete: bool = False
+    resent: bool = False
 
 
 class Transport(Protocol):

@@ -21,9 +21,24 @@ not when the data reached the process. Here:
 Connections: a keep-alive pool per (scheme, host, port), most recently used first; a connection goes back
 to the pool as soon as h11 says the exchange is complete and reusable, and is closed on any error,
 timeout or cancellation. A stale idle connection (closed by the server while idle) is dropped when its
-close is seen; one closed in the instant between being picked and being written to fails as ``CONNECT``
-(no retry: a POST is not known to be idempotent). ``https`` uses the system's default TLS context.
-TCP_NODELAY is set on every connection, so the request leaves at once.
+close is seen. ``https`` uses the system's default TLS context. TCP_NODELAY is set on every connection,
+so the request leaves at once.
+
+The resend rule (no request lost to the pool): a server may close an idle keep-alive connection at any
+moment (llama.cpp's llama-server does, between two requests of a closed loop), and its FIN can be in
+flight while the connection is picked and written to. A request whose *reused* connection then closes
+(EOF or reset) before *any* response byte arrived goes out once more, on a fresh connection, and its
+record says so (``RawExchange.resent`` -> ``RequestRecord.resent``). Why this is safe for a benchmark:
+no byte came back, so the server produced nothing observable for that attempt; the send a user's client
+would retry the same way (curl and browsers do) is the one measured: ``send_ns`` is stamped again just
+before the fresh connection is opened (its setup is latency, as for any new connection), so the record's
+TTFT and e2e cover only the attempt that was answered. What it costs: at most one extra request per
+stale connection, which a server that did start work on the first one (it cannot have produced tokens the
+client saw) may spend some compute on; the time lost on the dead connection (the write and the close,
+typically well under a millisecond) is not in the record. Nothing else is retried: a fresh connection
+that closes unanswered, a response cut after its first byte, a second failure, and every timeout are
+recorded as errors (``CONNECT``, ``STREAM_CUT``, ``TIMEOUT_*``), because there the server did answer,
+or failed on its own.
 """
 
 from __future__ import annotations
@@ -63,6 +78,10 @@ class _ConnectTimeout(Exception):
 
 class _ConnectionClosed(ConnectionError):
     """The server closed the connection before the response ended."""
+
+
+class _Unanswered(_ConnectionClosed):
+    """The connection closed (EOF or reset) before any byte of the response: see the resend rule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +154,7 @@ class _Connection(asyncio.Protocol):
         "_ex",
         "_first",
         "_got_first",
+        "_heard",
         "_pool",
         "closed",
         "h11",
@@ -153,6 +173,7 @@ class _Connection(asyncio.Protocol):
         self._first: asyncio.Future[None] | None = None
         self._done: asyncio.Future[BaseException | None] | None = None
         self._got_first = False
+        self._heard = False  # a byte of the current exchange's response arrived
         self._error_body = bytearray()
         self._chunk: _ChunkedBody | None = None  # a 2xx chunked body, framed here instead of by h11
 
@@ -176,13 +197,17 @@ class _Connection(asyncio.Protocol):
         if self._ex is None:  # bytes no request asked for: the connection's state is unknown
             self.close()
             return
+        self._heard = True
         self.h11.receive_data(data)
         self._pump(t)
 
     def eof_received(self) -> bool:
-        if self._chunk is not None:
+        if self._chunk is not None:  # headers came: bytes were heard
             self._end(_ConnectionClosed("connection closed before the response ended"), False)
         elif self._ex is not None:
+            if not self._heard:
+                self._end(_Unanswered("connection closed before any byte of the response"), False)
+                return False
             self.h11.receive_data(b"")  # ends a read-until-close body; a framed one fails as cut short
             self._pump(self._clock())
         return False  # let the transport close
@@ -191,7 +216,11 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self._pool.discard(self)
         if self._ex is not None:
-            self._end(exc or _ConnectionClosed("connection closed before the response ended"), False)
+            if not self._heard:
+                why = f" ({type(exc).__name__}: {exc})" if exc else ""
+                self._end(_Unanswered(f"connection closed before any byte of the response{why}"), False)
+            else:
+                self._end(exc or _ConnectionClosed("connection closed before the response ended"), False)
 
     # --- one exchange ---------------------------------------------------------------------------------------
 
@@ -227,7 +256,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._first = first = loop.create_future()
         self._done = done = loop.create_future()
-        self._got_first = False
+        self._got_first = self._heard = False
         return wire, first, done
 
     def write(self, wire: bytes) -> None:
@@ -238,7 +267,7 @@ class _Connection(asyncio.Protocol):
         return self._ex is ex
 
     def abandon(self) -> None:
-        """The caller gave up (timeout, cancellation): keep what came, close the connection."""
+        """The caller gave up (timeout, cancellation) or resends: keep what came, close the connection."""
         if self._ex is not None:
             self._finish_detail(self._ex)
             self._ex = self._first = self._done = None
@@ -536,17 +565,24 @@ class H11Transport:
                     await limit.acquire()
                     limited = True
                 conn = self._pool.take(origin.key)
-                if conn is None:
-                    if not limited:
-                        ex.send_ns = clock()  # a new connection's setup is part of the request's latency
-                    conn = await self._connect(origin, timeouts.connect_s)
-                    wire, first, done = conn.attach(ex, origin, headers, body)
-                else:
+                if conn is not None:
                     wire, first, done = conn.attach(ex, origin, headers, body)
                     if not limited:
                         ex.send_ns = clock()
-                conn.write(wire)  # synchronously, right after the stamp: no task in between
-                await first
+                    conn.write(wire)  # synchronously, right after the stamp: no task in between
+                    await first
+                    if done.done() and isinstance(done.result(), _Unanswered):
+                        conn = None  # the resend rule (module docstring): once, on a fresh connection
+                        ex.resent = True
+                        ex.end_ns = 0
+                if conn is None:
+                    # a new connection's setup is part of the request's latency; a resend's t_send is its own
+                    if not limited or ex.resent:
+                        ex.send_ns = clock()
+                    conn = await self._connect(origin, timeouts.connect_s)
+                    wire, first, done = conn.attach(ex, origin, headers, body)
+                    conn.write(wire)
+                    await first
                 first_phase = False
                 scope.reschedule(deadlines.request)
                 exc = await done
