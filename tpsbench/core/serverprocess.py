@@ -1,18 +1,24 @@
-"""Run a server module in its own process and learn its URL from its first line of output.
+"""Run a server in its own process: a Python module that prints its URL, or any program on a known URL.
 
 Servers that tpsbench starts (the bundled reference endpoint, the pace server of tests and benchmarks) get a
 process, hence an event loop and a core, of their own, so they never steal time from the load generator.
 
     with ServerProcess(["-m", "tpsbench.reference.pace", "--port", "0"]) as server:
-        print(server.url)   # http://127.0.0.1:PORT/v1
+        print(server.url)   # http://127.0.0.1:PORT/v1, its first stdout line
 
-The child's stderr goes to a temporary file (a chatty server must never block on a full pipe) that
-:meth:`ServerProcess.log` returns; its stdin is a pipe that closes when the parent goes, so a server that
-watches stdin cannot outlive a parent that died without stopping it.
+    with ServerProcess(["--port", "8081"], executable="/path/llama-server",
+                       url="http://127.0.0.1:8081/v1", ready_path="/health") as server:
+        ...                 # started when GET /health answered 200
+
+The child's stderr (and, for a program given its URL, its stdout too) goes to a temporary file (a chatty
+server must never block on a full pipe) that :meth:`ServerProcess.log` returns; its stdin is a pipe that
+closes when the parent goes, so a server that watches stdin cannot outlive a parent that died without
+stopping it. :meth:`ServerProcess.stop` signals the child by its own pid, and only it.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import selectors
 import subprocess
@@ -21,19 +27,41 @@ import tempfile
 import time
 from types import TracebackType
 from typing import IO
+from urllib.parse import urlsplit
 
 
 class ServerProcess:
-    """A Python server subprocess that prints its URL on its first stdout line, stopped on exit."""
+    """A server subprocess, stopped on exit.
+
+    By default ``args`` go to this Python (``executable=None``) and the child prints its URL on its first
+    stdout line. With ``url``, ``executable`` is any program serving at that URL: it is started once
+    ``GET <origin><ready_path>`` answers 200 (polled every 0.1 s), and fails early if the child exits.
+    """
 
     name = "server"
 
-    def __init__(self, args: list[str], *, startup_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        startup_timeout_s: float = 30.0,
+        executable: str | None = None,
+        url: str | None = None,
+        ready_path: str = "/health",
+    ) -> None:
         self.args = args
         self.startup_timeout_s = startup_timeout_s
+        self.executable = executable or sys.executable
+        self.given_url = url
+        self.ready_path = ready_path
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def root(self) -> str:
@@ -51,14 +79,16 @@ class ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # bufsize=0 and os.read: a buffered read could swallow the line where select() can't see it
         proc = subprocess.Popen(
-            [sys.executable, *self.args],
+            [self.executable, *self.args],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=self._stderr if self.given_url else subprocess.PIPE,
             stderr=self._stderr,
             env=env,
             bufsize=0,
         )
         self._proc = proc
+        if self.given_url:
+            return self._wait_ready(proc, self.given_url)
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         deadline = time.monotonic() + self.startup_timeout_s
@@ -79,6 +109,34 @@ class ServerProcess:
                 line += data
         self.url = line.decode().splitlines()[0].strip()
         return self.url
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], url: str) -> str:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                text = self.log()
+                self.stop()
+                raise RuntimeError(f"the {self.name} exited at startup:\n{text[-2000:]}")
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+            try:
+                conn.request("GET", self.ready_path)
+                if conn.getresponse().status == 200:
+                    self.url = url
+                    return url
+            except (OSError, http.client.HTTPException):
+                pass  # not listening yet, or not answering HTTP yet
+            finally:
+                conn.close()
+            if time.monotonic() > deadline:
+                text = self.log()
+                self.stop()
+                raise RuntimeError(
+                    f"the {self.name} did not answer {self.ready_path} in {self.startup_timeout_s} s:\n"
+                    f"{text[-2000:]}"
+                )
+            time.sleep(0.1)
 
     def log(self) -> str:
         """What the child wrote to stderr so far."""

