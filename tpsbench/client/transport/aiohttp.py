@@ -24,6 +24,12 @@ class AiohttpTransport(StreamingTransport):
     concurrency itself, and a pool limit would hide client-side queueing inside TTFT.
 
     The session is created lazily, inside the running event loop (aiohttp wants one).
+
+    The resend rule of :mod:`.h11` (a reused keep-alive connection that closes before any response byte)
+    is not applied here, and this transport can lose such a request (recorded as ``CONNECT``,
+    ``ServerDisconnectedError``): aiohttp says neither whether the connection was reused nor whether part
+    of a status line had arrived when it raises, so a resend could repeat a request the server had begun
+    to answer. aiohttp itself retries on a reused connection only for idempotent methods, never a POST.
     """
 
     def __init__(

@@ -18,6 +18,11 @@ class HttpxTransport(StreamingTransport):
     Not the default: DESIGN.md measured one ``httpx.AsyncClient`` at 256 concurrent streams using 10x the
     client CPU of one aiohttp session, with TTFT p50 at 4.2 s against a 51 ms server and TPS/user badly
     biased: the client itself became the bottleneck. At low concurrency it measures fine.
+
+    The resend rule of :mod:`.h11` is not applied here, and this transport can lose a request to a pooled
+    connection the server closed (``CONNECT``, "Server disconnected without sending a response"): httpcore
+    drops an idle connection it sees readable, but does not say whether the one a request failed on was
+    reused, and raises the same error when part of a status line had arrived.
     """
 
     def __init__(
