@@ -413,7 +413,7 @@ def test_resent_is_recorded_counted_and_old_files_without_it_still_read(tmp_path
     assert summarize_level(records, level_index=0, level=CLOSED, slo={}, gpus=None)["resent"] == 1
     assert point0()["resent"] == 0
     old = tmp_path / "old.jsonl"  # a file written before the field existed
-    old.write_text("".join(json.dumps({k: v for k, v in metrics.record_row(r).items() if k != "resent"})
+    old.write_text("".join(json.dumps({k: v for k, v in files.record_line(r).items() if k != "resent"})
                            + "\n" for r in level0()))  # fmt: skip
     back = list(read_records(old))
     assert back == level0() and not any(r.resent for r in back)

@@ -59,11 +59,6 @@ class ServerProcess:
         self._stderr: IO[bytes] | None = None
 
     @property
-    def pid(self) -> int | None:
-        """The child's pid while it runs."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
     def root(self) -> str:
         """The URL without its ``/v1`` suffix, where non-OpenAI routes (metrics, logs) live."""
         return self.url.removesuffix("/v1")
