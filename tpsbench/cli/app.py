@@ -254,17 +254,26 @@ def report_cmd(
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
     label: Annotated[list[str] | None, typer.Option(help="A label per run, in order.")] = None,
-    out: Annotated[Path, typer.Option(help="Where to write the comparison.")] = Path("results/compare"),
+    out: Annotated[
+        Path, typer.Option(help="Results root; each comparison gets a new directory under it.")
+    ] = Path("results"),
+    name: Annotated[str, typer.Option(help="Name of the comparison's directory.")] = "compare",
+    chart: Annotated[
+        bool, typer.Option(help="Also draw the runs on one Pareto chart (PNG, SVG) with an HTML page.")
+    ] = False,
     force: Annotated[bool, typer.Option(help="Plot runs that are not comparable anyway (flagged).")] = False,
     metric: Annotated[
         list[str] | None,
         typer.Option(help="Rows to compare (repeatable), e.g. tps_user_aiperf_p50 (default: the gate's)."),
     ] = None,
 ) -> None:
-    """Several runs on one Pareto chart and one table with relative differences."""
-    from tpsbench.report.compare import NotComparable
-    from tpsbench.report.markdown import compare_to_markdown
+    """Several runs side by side: a table of relative differences (terminal and compare.md, fit to paste)
+    and, with --chart, one Pareto chart. Each comparison is written to a new directory, never over one."""
+    from rich.console import Console
+
+    from tpsbench.report.compare import NotComparable, rich_table
     from tpsbench.report.render import compare_runs
+    from tpsbench.results.rundir import create_run_dir
 
     if len(run_dirs) < 2:
         _fail(f"compare: got {len(run_dirs)} run directory, expected two or more (tpsbench compare A B)")
@@ -274,15 +283,25 @@ def compare(
         )
     for d in run_dirs:
         _require_run(d, "compare")
+    formats = ("png", "svg", "html", "md") if chart else ("md",)
     try:
-        result = compare_runs(run_dirs, label, out, force=force, metrics=metric)
+        from tpsbench.report.compare import compare as compare_loaded
+        from tpsbench.results.views import open_run
+
+        # refused before a directory is created
+        compare_loaded([open_run(d) for d in run_dirs], label, force=force, metrics=metric)
+        out_dir = create_run_dir(out, name)
+        result = compare_runs(run_dirs, label, out_dir, force=force, formats=formats, metrics=metric)
     except NotComparable as exc:
         _fail(f"runs are not comparable: {exc} (use --force to plot them anyway, flagged)")
     except (ValueError, OSError) as exc:
         _fail(f"compare: {_redacted(exc)}")
-    typer.echo(compare_to_markdown(result))
+    console = Console()
+    console.print(rich_table(result))
+    for flagged, why in result.flags.items():
+        console.print(f"warning: {flagged} is not comparable: {why}", markup=False, highlight=False)
     for f in result.files:
-        typer.echo(f"wrote {f}")
+        console.print(f"wrote {f}", markup=False, highlight=False)
 
 
 @app.command()
@@ -295,7 +314,8 @@ def gate(
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
 ) -> None:
-    """Regression gate. Exit status: 0 pass, 1 regression, 2 not comparable or bad input."""
+    """Regression gate: one line per verdict, regressions first (the full table: --markdown, --junit).
+    Exit status: 0 pass, 1 regression, 2 not comparable or bad input."""
     from rich.console import Console
 
     from tpsbench import gate as gating
@@ -305,12 +325,14 @@ def gate(
     except ValueError as exc:
         typer.echo(f"error: --threshold: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _require_run(baseline, "--baseline", summary_ok=True)
-    _require_run(candidate, "--candidate")
+    _require_run(baseline, "bad input: --baseline", summary_ok=True)
+    _require_run(candidate, "bad input: --candidate")
     result = gating.evaluate(baseline, candidate, thresholds or None)
-    Console().print(gating.rich_table(result))
+    for line in gating.verdict_lines(result, width=min(Console().width, 120)):
+        typer.echo(line)
+    kind = "bad input" if result.bad_input else "regression" if result.exit_code == 1 else "not comparable"
     for reason in result.reasons:
-        typer.echo(f"not comparable: {reason}", err=True)
+        typer.echo(f"{kind}: {reason}", err=True)
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if markdown:

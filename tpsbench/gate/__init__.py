@@ -78,7 +78,7 @@ significant; ``unchanged`` = within the threshold or the client's timing noise (
 """
 
 from tpsbench.core.metricspec import DEFAULT_METRICS, MetricSpec, metric_spec, parse_thresholds
-from tpsbench.gate.render import rich_table, to_junit, to_markdown
+from tpsbench.gate.render import rich_table, to_junit, to_markdown, verdict_lines
 from tpsbench.gate.result import (
     EXIT_NOT_COMPARABLE,
     EXIT_PASS,
@@ -110,4 +110,5 @@ __all__ = [
     "rich_table",
     "to_junit",
     "to_markdown",
+    "verdict_lines",
 ]

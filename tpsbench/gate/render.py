@@ -11,7 +11,7 @@ from rich.table import Table
 from tpsbench.gate import text
 from tpsbench.gate.result import EXIT_NOT_COMPARABLE, EXIT_REGRESSION, GateResult, Row, Verdict
 
-__all__ = ["rich_table", "to_junit", "to_markdown"]
+__all__ = ["rich_table", "to_junit", "to_markdown", "verdict_lines"]
 
 _BADGE = {
     Verdict.REGRESSED: "❌ regressed",
@@ -136,3 +136,47 @@ def rich_table(result: GateResult) -> Table:
         note = f" [dim]{escape(row.note)}[/]" if row.note else ""
         table.add_row(*(escape(c) for c in _cells(row)), verdict + note)
     return table
+
+
+_ORDER = {
+    Verdict.REGRESSED: 0,
+    Verdict.LARGE_NOT_SIGNIFICANT: 1,
+    Verdict.NOT_COMPARABLE: 2,
+    Verdict.IMPROVED: 3,
+    Verdict.UNCHANGED: 4,
+}
+_MARK = {
+    Verdict.REGRESSED: "FAIL",
+    Verdict.LARGE_NOT_SIGNIFICANT: "warn",
+    Verdict.NOT_COMPARABLE: "n/a",
+    Verdict.IMPROVED: "good",
+    Verdict.UNCHANGED: "ok",
+}
+
+
+def _fit(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def verdict_lines(result: GateResult, width: int = 80) -> list[str]:
+    """The verdict as the terminal shows it: a status line, then one line per row, regressions first
+    (then large-not-significant, not comparable, improved, unchanged), each at most ``width`` columns;
+    the full table is for :func:`to_markdown` / :func:`to_junit`.
+
+    A line reads ``FAIL c=8 TPS/user p50 ↑  412 -> 371 tok/s  -10.0% worse  p=0.001``."""
+    n_reg = len(result.regressions)
+    head = f"tpsbench gate: {result.status} (exit {result.exit_code})"
+    if result.rows:
+        head += f", {len(result.rows)} rows, {n_reg} regressed, α={result.alpha:g} ({result.mode})"
+    lines = [_fit(head, width)]
+    rows = sorted(result.rows, key=lambda r: (_ORDER[r.verdict], -(r.worse or 0.0)))
+    for row in rows:
+        arrow = "↑" if row.spec.better == "higher" else "↓"
+        values = f"{text.value(row.spec, row.baseline)} -> {text.value(row.spec, row.candidate)}"
+        p = text.p_value(row)
+        p = "" if p == "—" else (f"p{p}" if p.startswith("<") else f"p={p}" if p[0].isdigit() else p)
+        change = text.change(row).replace(" worse", "").replace(" better", "")
+        metric = f"{row.spec.title} {arrow}"
+        line = f"{_MARK[row.verdict]:<4} {row.point:<6} {metric:<15} {values:>27} {change:>7}  {p}"
+        lines.append(_fit(line.rstrip(), width))
+    return lines

@@ -83,6 +83,8 @@ class GateResult:
     warnings: tuple[str, ...] = ()
     alpha: float = 0.05
     thresholds: Mapping[str, float] = field(default_factory=dict)  # the effective noise floors
+    bad_input: bool = False  # exit 2 because an input is missing or malformed (not a comparability reason)
+    mode: str = "per-request"  # where the significance of quantile rows comes from: "per-request", "repeats"
 
     @property
     def regressions(self) -> tuple[Row, ...]:
@@ -90,4 +92,6 @@ class GateResult:
 
     @property
     def status(self) -> str:
+        if self.bad_input:
+            return "bad input"
         return {EXIT_PASS: "pass", EXIT_REGRESSION: "regression"}.get(self.exit_code, "not comparable")

@@ -334,6 +334,13 @@ def compare(
             f"{', '.join(label for label, _ in baseline.points.values()) or 'none'}; candidate has "
             f"{', '.join(label for label, _ in candidate.points.values()) or 'none'}"
         )
+    sb, sc = baseline.run.scenario_name, candidate.run.scenario_name
+    if sb and sc and sb != sc:
+        other = f"the baseline is scenario {sb!r}, the candidate scenario {sc!r}"
+        if reasons:
+            reasons.append(f"{other}: gate a run of scenario {sb!r} against it")
+        else:
+            warnings.append(other)
     if reasons:
         return GateResult(*names, (), EXIT_NOT_COMPARABLE, tuple(reasons), tuple(warnings), alpha, effective)
     if not (baseline.has_records and candidate.has_records):
@@ -400,5 +407,7 @@ def evaluate(
     try:
         b, c = load_run(baseline, read_scenario=False), load_run(candidate)
     except GateInputError as e:
-        return GateResult(str(baseline), str(candidate), (), EXIT_NOT_COMPARABLE, (str(e),), (), alpha)
+        return GateResult(
+            str(baseline), str(candidate), (), EXIT_NOT_COMPARABLE, (str(e),), (), alpha, bad_input=True
+        )
     return compare(b, c, thresholds, alpha=alpha, seed=seed, min_samples=min_samples, resamples=resamples)

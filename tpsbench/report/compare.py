@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tpsbench.core import fmt
 from tpsbench.core.metricspec import DEFAULT_METRICS, MetricSpec, metric_spec
@@ -56,6 +57,7 @@ class CompareRow:
     metric: str
     higher_is_better: bool
     cells: list[CompareCell]
+    spec: MetricSpec | None = None  # the metric's spec (units for the terminal table)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def compare_table(runs: Sequence[Run], metrics: Sequence[MetricSpec] = METRICS) 
         points = [found[1] if (found := pts.get(key)) else None for pts in by_load]
         for spec in metrics:
             cells = [_cell(spec, p, points[0]) for p in points]
-            rows.append(CompareRow(label, spec.title, spec.higher_is_better, cells))
+            rows.append(CompareRow(label, spec.title, spec.higher_is_better, cells, spec))
     return rows
 
 
@@ -158,3 +160,41 @@ def compare(
     if flags and not force:
         raise NotComparable([f"{label} differs from {names[0]}: {why}" for label, why in flags.items()])
     return CompareResult(labels=names, runs=list(runs), rows=compare_table(runs, specs), flags=flags)
+
+
+def _short(spec: MetricSpec, v: float | None) -> str:
+    if spec.kind == "error_rate":
+        return fmt.percent(v)
+    return fmt.seconds(v) if spec.unit == "s" else fmt.tps(v)
+
+
+def rich_table(result: CompareResult) -> Any:
+    """The comparison as a rich Table for the terminal (values without their intervals, so two or three
+    runs fit 80 columns; the Markdown and HTML tables carry the intervals). Changes are relative to the
+    first run, coloured when the medians' intervals do not overlap."""
+    from rich.table import Table
+
+    table = Table(title=f"tpsbench compare: {' vs '.join(result.labels)}", title_justify="left")
+    table.add_column("load")
+    table.add_column("metric")
+    for label in result.labels:
+        table.add_column(label, justify="right", overflow="fold")
+    previous = None
+    for row in result.rows:
+        spec = row.spec or METRICS[0]
+        cells = []
+        for cell in row.cells:
+            text = _short(spec, cell.value)
+            if cell.delta is not None:
+                better = (cell.delta > 0) == row.higher_is_better
+                style = "dim" if cell.noise is not False else "green" if better else "red"
+                mark = " ≈" if cell.noise else ""
+                text += f" [{style}]{fmt.percent(cell.delta, signed=True)}{mark}[/]"
+            cells.append(text)
+        table.add_row(
+            row.load if row.load != previous else "",
+            f"{row.metric} {'↑' if row.higher_is_better else '↓'}",
+            *cells,
+        )
+        previous = row.load
+    return table
