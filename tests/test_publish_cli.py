@@ -51,8 +51,15 @@ def test_gate_prints_one_line_per_verdict_regressions_first_at_80_columns(tmp_pa
 def test_gate_missing_baseline_is_bad_input(tmp_path: Path) -> None:
     res = runner.invoke(app, ["gate", "--baseline", str(tmp_path / "nope"), "--candidate", str(BASELINE)])
     assert res.exit_code == 2
-    assert "bad input" in res.stdout + res.stderr
+    assert res.stderr.startswith("error: --baseline") and "no such run directory" in res.stderr
     assert "not comparable" not in res.stderr
+    # an unreadable file inside a run directory is bad input too, said so by the gate itself
+    broken = tmp_path / "broken"
+    shutil.copytree(BASELINE, broken)
+    (broken / "summary.json").write_text("{not json")
+    res = runner.invoke(app, ["gate", "--baseline", str(broken), "--candidate", str(BASELINE)])
+    assert res.exit_code == 2
+    assert res.stdout.startswith("tpsbench gate: bad input (exit 2)") and "bad input:" in res.stderr
 
 
 def test_gate_against_another_scenario_says_so(tmp_path: Path) -> None:
@@ -80,4 +87,4 @@ def test_compare_writes_a_new_directory_each_time(tmp_path: Path) -> None:
 
 def test_compare_of_a_missing_run_is_bad_input(tmp_path: Path) -> None:
     res = runner.invoke(app, ["compare", str(BASELINE), str(tmp_path / "nope"), "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "bad input" in res.stderr
+    assert res.exit_code == 2 and res.stderr.startswith("error: compare")

@@ -325,8 +325,8 @@ def gate(
     except ValueError as exc:
         typer.echo(f"error: --threshold: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _require_run(baseline, "bad input: --baseline", summary_ok=True)
-    _require_run(candidate, "bad input: --candidate")
+    _require_run(baseline, "--baseline", summary_ok=True)
+    _require_run(candidate, "--candidate")
     result = gating.evaluate(baseline, candidate, thresholds or None)
     for line in gating.verdict_lines(result, width=min(Console().width, 120)):
         typer.echo(line)
