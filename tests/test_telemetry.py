@@ -208,3 +208,49 @@ def test_timeline_chart_draws_server_series_under_the_load() -> None:
     assert figure_bytes(fig, "png").startswith(b"\x89PNG")
     assert timeline_figure(recs, [smp(0, "my_widgets", 1.0)]) is None  # nothing known to draw
     assert timeline_figure([], s) is None
+
+
+def test_a_run_of_the_reference_endpoint_keeps_the_servers_samples(tmp_path: Path) -> None:
+    """End to end: the bundled reference endpoint exposes vLLM-style metrics; per level the server's
+    generated-token counter agrees with the client's count within 2%, and the report draws it."""
+    from tpsbench.config.scenario import Scenario
+    from tpsbench.load.benchmark import run_benchmark
+    from tpsbench.report.render import render_report
+
+    scenario = Scenario.model_validate(
+        {
+            "name": "tel",
+            "endpoint": {"api": "chat", "continuous_usage": True},
+            "workload": {"input_tokens": 100, "output_tokens": 100},
+            "load": [{"concurrency": 4, "requests": 12}],
+            "telemetry": {"interval_s": 0.25},
+        }
+    )
+    outcome = asyncio.run(run_benchmark(scenario, out_root=tmp_path))
+    server = outcome.points[0]["server"]
+    assert server["engines"] == ["vLLM"]
+    assert server["scrapes"] >= 3
+    assert server["tokens_ratio"] == pytest.approx(1.0, abs=0.02)
+    assert server["spec_acceptance"] is not None and 0 < server["spec_acceptance"] <= 1
+    assert server["running"]["max"] >= 1
+    assert list(read_samples(outcome.run_dir / TELEMETRY))
+    files = render_report(outcome.run_dir, formats=("png",))
+    assert any(f.name == "server_timeline.png" for f in files)
+
+
+def test_an_endpoint_without_metrics_is_noted_not_fatal(pace_url: str, tmp_path: Path) -> None:
+    from tpsbench.config.scenario import Scenario
+    from tpsbench.load.benchmark import run_benchmark
+
+    scenario = Scenario.model_validate(
+        {
+            "endpoint": {"base_url": pace_url, "model": "pace"},
+            "workload": {"input_tokens": 16, "output_tokens": 30},
+            "load": [{"concurrency": 2, "requests": 4}],
+        }
+    )
+    outcome = asyncio.run(run_benchmark(scenario, out_root=tmp_path))
+    point = outcome.points[0]
+    assert point["ok"] == point["measured"]
+    assert point["server"]["generated_tokens"] is None
+    assert any("not scraped" in n and "404" in n for n in point["server"]["notes"])
