@@ -71,8 +71,9 @@ def _tokenize_server(dialect: str) -> httpx.MockTransport:
         if dialect == "vllm" and request.url.path == "/tokenize" and "prompt" in body:
             assert body["add_special_tokens"] is False and body["model"] == "m"
             return httpx.Response(200, json={"count": len(body["prompt"].split()), "tokens": []})
-        if dialect == "llama-server" and request.url.path == "/tokenize" and "content" in body:
-            return httpx.Response(200, json={"tokens": list(range(len(body["content"].split())))})
+        if dialect == "llama-server" and request.url.path == "/tokenize":  # as the real one: 200, no tokens,
+            text = body.get("content", "")  # for a body without "content" (vLLM's dialect)
+            return httpx.Response(200, json={"tokens": list(range(len(text.split())))})
         return httpx.Response(404, json={"detail": "Not Found"})
 
     return httpx.MockTransport(handler)

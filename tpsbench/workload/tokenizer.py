@@ -181,7 +181,7 @@ class ServerTokenizer:
                 n = read(resp.json()) if resp.status_code == 200 else None
             except (httpx.HTTPError, ValueError):
                 n = None
-            if n is not None:
+            if n:  # "hello world" has tokens: llama-server answers another dialect's body with no tokens
                 return dialect
             tried.append(path)
         self._http.close()
