@@ -158,3 +158,17 @@ def test_report_of_an_imported_run_names_the_source_tool(tmp_path: Path) -> None
     md = files[0].read_text()
     assert "measured by guidellm (imported)" in md
     assert "GuideLLM / LLMPerf output tokens per second" in md
+
+
+def test_inference_perf_import_from_the_documented_format(tmp_path: Path) -> None:
+    src = DATA / "inference-perf" / "per_request_lifecycle_metrics.json"
+    assert importers.detect(src) == "inference-perf"
+    run = _run(tmp_path, src)
+    recs = sorted(read_records(run / "requests.jsonl"), key=lambda r: r.send_ns)
+    assert [r.ok for r in recs] == [True, False]
+    r = recs[0]
+    assert metrics.output_tokens(r) == 8  # the server's usage wins over the client tokenizer's 7
+    assert r.chunk_tokens == pytest.approx([2.0, 3.0, 3.0])  # shares of each chunk's text
+    assert metrics.ttft_s(r) == pytest.approx(0.05)
+    assert metrics.tps_user(r) == pytest.approx(6 / 0.03)
+    assert metrics.e2e_s(r) == pytest.approx(0.09)

@@ -415,14 +415,15 @@ def predict(
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="Another harness's output: a file or an artifact directory.")],
     format: Annotated[
-        str | None, typer.Option("--format", help="aiperf, guidellm or vllm (default: detected).")
+        str | None,
+        typer.Option("--format", help="aiperf, guidellm, vllm or inference-perf (default: detected)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Results root; the import gets a new run directory.")] = Path(
         "results"
     ),
     name: Annotated[str | None, typer.Option(help="Run name (default: <tool>-import).")] = None,
 ) -> None:
-    """Turn aiperf, GuideLLM or vLLM bench results into a tpsbench run directory (summary recomputed)."""
+    """Turn aiperf, GuideLLM, vLLM bench or inference-perf results into a tpsbench run directory."""
     from tpsbench.importers import ImportFormatError, read, write_run
 
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tpsbench.importers import aiperf, guidellm, vllm
+from tpsbench.importers import aiperf, guidellm, inferenceperf, vllm
 from tpsbench.importers.imported import Imported, ImportFormatError, write_run
 
 __all__ = ["FORMATS", "ImportFormatError", "Imported", "detect", "read", "write_run"]
@@ -16,6 +16,7 @@ FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path], Imported]]] = 
     "aiperf": (aiperf.detect, aiperf.read),
     "guidellm": (guidellm.detect, guidellm.read),
     "vllm": (vllm.detect, vllm.read),
+    "inference-perf": (inferenceperf.detect, inferenceperf.read),
 }
 
 
