@@ -102,3 +102,24 @@ def test_prompts_without_hash_ids_share_nothing() -> None:
     assert [s.input_tokens for s in specs] == [estimate_tokens(s.prompt or "") for s in specs]
     assert specs[0].prompt is not None and specs[1].prompt is not None
     assert specs[0].prompt[:40] != specs[1].prompt[:40]
+
+
+def test_a_trace_the_client_cannot_keep_up_with_says_so() -> None:
+    from tpsbench.config.scenario import Level
+    from tpsbench.core.record import RequestRecord, TokenSource
+    from tpsbench.results.summary import summarize_level
+
+    level = Level(trace=Trace(path=DATA / "plain.csv", format="plain"))
+    ms = 1_000_000
+    records = [
+        RequestRecord(
+            request_id=i, level=0, scheduled_ns=i * 50 * ms, send_ns=i * 50 * ms + 20 * ms,  # 20 ms late
+            end_ns=i * 50 * ms + 60 * ms, chunk_ns=[i * 50 * ms + 30 * ms, i * 50 * ms + 60 * ms],
+            chunk_tokens=[1, 1], output_tokens=2, token_source=TokenSource.USAGE,
+        )
+        for i in range(10)
+    ]  # fmt: skip
+    point = summarize_level(records, level_index=0, level=level, slo={}, gpus=None)
+    assert point["trace"] == "plain.csv" and point["sched_lag_s"]["p99"] == pytest.approx(0.02)
+    assert point["self_check"]["client_bound"]
+    assert any("scheduling lag" in w for w in point["warnings"])
