@@ -301,7 +301,7 @@ def _choice(api: Api, n: int, finish_reason: str | None) -> bytes:
 class StreamEncoder:
     """The SSE bytes of one streamed response, one :meth:`step` per engine step (see the module doc)."""
 
-    __slots__ = ("_chat", "_continuous", "_head", "_include_usage", "_prompt", "api", "completion")
+    __slots__ = ("_chat", "_continuous", "_frames", "_head", "_include_usage", "_prompt", "api", "completion")
 
     def __init__(self, req: ParsedRequest, rid: str, created: int) -> None:
         self.api: Api = req.api
@@ -313,6 +313,21 @@ class StreamEncoder:
         head = dumps({"id": rid, "object": kind, "created": created, "model": MODEL_NAME})[:-1]
         self._head = b"data: " + head + b',"choices":['
         self.completion = 0  # tokens sent so far
+        self._frames: dict[int, bytes] = {}  # tokens -> HTTP chunk frame of a plain middle step
+
+    def frame(self, tokens: int, finish_reason: str | None) -> bytes:
+        """:meth:`step` framed as one HTTP/1.1 chunk (the terminating chunk after the last step). A middle
+        step without per-chunk usage is the same bytes every time: built once per token count."""
+        if finish_reason is None and not self._continuous and self.completion:
+            frame = self._frames.get(tokens)
+            if frame is None:
+                body = self._head + _choice(self.api, tokens, None) + b"]}\n\n"
+                frame = self._frames[tokens] = b"%x\r\n%b\r\n" % (len(body), body)
+            self.completion += tokens
+            return frame
+        body = self.step(tokens, finish_reason)
+        last = b"\r\n" if finish_reason is None else b"\r\n0\r\n\r\n"
+        return b"%x\r\n%b%b" % (len(body), body, last)
 
     def _usage(self) -> bytes:
         c = self.completion

@@ -119,12 +119,19 @@ class _Stream:
         if transport is None or transport.is_closing():  # gone: connection_lost cancels the request
             return
         reason = chunk.finish_reason
-        body = self._enc.abort() if reason == "abort" else self._enc.step(chunk.tokens, reason)
-        if self._chunked:
-            last = b"\r\n0\r\n\r\n" if reason is not None else b"\r\n"
-            transport.write(b"%x\r\n%b%b" % (len(body), body, last))
+        if reason == "abort":
+            body = self._enc.abort()
+            transport.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if self._chunked else body)
+        elif self._chunked:
+            enc = self._enc
+            if isinstance(enc, StreamEncoder):  # its middle steps are cached frames
+                transport.write(enc.frame(chunk.tokens, reason))
+            else:
+                body = enc.step(chunk.tokens, reason)
+                last = b"\r\n0\r\n\r\n" if reason is not None else b"\r\n"
+                transport.write(b"%x\r\n%b%b" % (len(body), body, last))
         else:
-            transport.write(body)
+            transport.write(self._enc.step(chunk.tokens, reason))
         now = conn.loop.time()
         server = self._server
         server.delivery.add(now - chunk.time if now > chunk.time else 0.0)
