@@ -1,0 +1,43 @@
+"""The gate's measured error rates: how often it fails an unchanged configuration (false alarm) and how
+often it catches a planted change (detection), over seeded synthetic runs
+(:mod:`tpsbench.results.synthetic`). ``benchmarks/gate_power.py`` prints them; tests/test_gate.py asserts
+on them."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from tpsbench.core.metricspec import DEFAULT_METRICS
+from tpsbench.gate.verdicts import evaluate
+from tpsbench.results.synthetic import Shape, write_synthetic_run
+
+__all__ = ["gate_rates"]
+
+
+def gate_rates(
+    trials: int,
+    candidate: Shape,
+    *,
+    baseline: Shape | None = None,
+    loads: Sequence[int] = (4, 16, 64),
+    n: int = 200,
+    first_seed: int = 0,
+) -> tuple[float, dict[str, float]]:
+    """Over seeded trials (a fresh baseline and candidate each): the fraction that exit 1, and per metric
+    the fraction of (trial, load point) rows judged regressed. ``baseline`` defaults to ``Shape()``."""
+    baseline = baseline or Shape()
+    exits = 0
+    regressed: dict[str, int] = dict.fromkeys(DEFAULT_METRICS, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for t in range(first_seed, first_seed + trials):
+            b = write_synthetic_run(Path(tmp, f"b{t}"), seed=2 * t, loads=loads, n=n, shape=baseline)
+            c = write_synthetic_run(Path(tmp, f"c{t}"), seed=2 * t + 1, loads=loads, n=n, shape=candidate)
+            result = evaluate(b, c, seed=t)
+            if result.exit_code not in (0, 1):
+                raise RuntimeError(f"trial {t}: the gate could not compare: {result.reasons}")
+            exits += result.exit_code == 1
+            for row in result.regressions:
+                regressed[row.metric] += 1
+    return exits / trials, {m: k / (trials * len(loads)) for m, k in regressed.items()}
