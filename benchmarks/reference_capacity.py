@@ -91,9 +91,23 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _level(
-    server: ReferenceServerProcess, client: str, n: int, isl: int, window_s: float
-) -> dict[str, Any]:
+class _External:
+    """A server started elsewhere (``--url`` and ``--pid``: e.g. an older version, for a before/after)."""
+
+    def __init__(self, url: str, pid: int) -> None:
+        self.url, self.root, self.pid = url, url.removesuffix("/v1"), pid
+
+    def __enter__(self) -> _External:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+PACE = "/pace"
+
+
+async def _level(server: Any, client: str, n: int, isl: int, window_s: float) -> dict[str, Any]:
     host, port = "127.0.0.1", int(server.root.rsplit(":", 1)[1])
     pid = server.pid
     assert pid is not None
@@ -136,14 +150,14 @@ async def _level(
         del started
     await asyncio.wait_for(counter.all_started.wait(), 300)
     ramp_s = time.perf_counter() - t0
-    await _http(host, port, "POST", "/pace/reset")
+    await _http(host, port, "POST", PACE + "/reset")
     chunks0, tokens0 = counter.chunks, counter.tokens
     srv0, cli0, t1 = _proc_cpu_s(pid), time.process_time(), time.perf_counter()
     await asyncio.sleep(window_s)
     chunks, tokens = counter.chunks - chunks0, counter.tokens - tokens0
     wall = time.perf_counter() - t1
     srv_cpu, cli_cpu = (_proc_cpu_s(pid) - srv0) / wall, (time.process_time() - cli0) / wall
-    pace = await _http(host, port, "GET", "/pace")
+    pace = await _http(host, port, "GET", PACE)
     for tr in transports:
         tr.close()
     for task in tasks:
@@ -177,7 +191,12 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     model = ReferenceModel()
     rows: list[dict[str, Any]] = []
     os.sched_setaffinity(0, {args.client_cpu})
-    with ReferenceServerProcess(seed=0, precise_s=args.precise_ms / 1e3, cpus={args.server_cpu}) as server:
+    server: Any = (
+        _External(args.url, args.pid)
+        if args.url
+        else ReferenceServerProcess(seed=0, precise_s=args.precise_ms / 1e3, cpus={args.server_cpu})
+    )
+    with server:
         print(
             f"# client {args.client} on CPU {args.client_cpu}, simulator on CPU {args.server_cpu}; "
             f"load average at start {os.getloadavg()[0]:.2f}\n"
@@ -221,7 +240,12 @@ def main() -> int:
     parser.add_argument("--precise-ms", type=float, default=1.0, help="the engine's precise-wait margin")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the client's loop")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--url", help="measure a server already running here (with --pid), not a new one")
+    parser.add_argument("--pid", type=int, help="that server's process id (its CPU time is read)")
+    parser.add_argument("--pace-path", default="/pace", help="its pace report (before the rewrite: /metrics)")
     args = parser.parse_args()
+    global PACE
+    PACE = args.pace_path
     if args.loop == "uvloop":
         import uvloop
 
