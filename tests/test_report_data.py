@@ -79,8 +79,8 @@ def test_torn_last_line_is_skipped_other_bad_lines_raise(tmp_path: Path) -> None
 
 
 def test_schema_is_checked(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="schema 2 is newer"):
-        Run.from_summary({"schema": 2, "points": []})
+    with pytest.raises(ValueError, match="schema 3 is newer"):
+        Run.from_summary({"schema": 3, "points": []})
     with pytest.raises(ValueError, match="no 'schema' field"):
         Run.from_summary({"points": []})
     with pytest.raises(RunFileError, match=r"summary\.json: not found"):

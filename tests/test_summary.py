@@ -270,8 +270,8 @@ def test_read_summary_refuses_other_schemas(tmp_path: Path) -> None:
     path.write_text('{"schema": 0, "points": []}')
     with pytest.raises(ValueError, match="schema 0 is not supported"):
         files.read_summary(path)
-    path.write_text('{"schema": 2, "points": []}')
-    with pytest.raises(ValueError, match="schema 2 is newer than this tpsbench reads"):
+    path.write_text('{"schema": 3, "points": []}')
+    with pytest.raises(ValueError, match="schema 3 is newer than this tpsbench reads"):
         files.read_summary(path)
 
 

@@ -125,6 +125,14 @@ def run(
     preflight: Annotated[
         bool, typer.Option(help="Send one unmeasured request before any level; exit 2 if it fails.")
     ] = True,
+    repeat: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Run the whole plan N times (every level in order, then the scenario's repeat.cooldown_s); "
+            "metrics get a run-level estimate with a CI across repeats (default: the scenario's repeat).",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario: concurrent streaming requests per load level, raw records and a summary.
 
@@ -141,7 +149,7 @@ def run(
     from tpsbench.load.preflight import EndpointUnusable
 
     path = scenario or _default_scenario()
-    overrides = {"base_url": endpoint, "model": model, "error_budget": error_budget}
+    overrides = {"base_url": endpoint, "model": model, "error_budget": error_budget, "repeat": repeat}
     s = _load(path, **overrides, concurrency=_parse_int_list(concurrency, "--concurrency"))
     if workers is not None:
         s = s.model_copy(update={"workers": workers})

@@ -398,6 +398,20 @@ class Gate(_Strict):
         return check_thresholds(v, "gate.thresholds")
 
 
+class Repeat(_Strict):
+    """Run the whole plan ``count`` times (``--repeat N``): repeat 0 runs every level in order, then
+    ``cooldown_s`` of idle, then repeat 1, and so on; each repeat gets its own prompt nonce (no prompt
+    cache between repeats) and the gate judges significance from the run-to-run variance."""
+
+    count: int = Field(default=1, ge=1, le=100)
+    cooldown_s: float = Field(default=0.0, ge=0, le=3600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_alone(cls, v: Any) -> Any:
+        return {"count": v} if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 class Scenario(_Strict):
     name: str | None = None
     endpoint: Endpoint = Field(default_factory=Endpoint)
@@ -411,6 +425,7 @@ class Scenario(_Strict):
     gate: Gate = Field(default_factory=Gate)
     telemetry: Telemetry = Field(default_factory=Telemetry)
     reference: dict[str, Any] = Field(default_factory=dict)  # overrides of the reference model's parameters
+    repeat: Repeat = Field(default_factory=Repeat)  # `repeat: 3` or `repeat: {count: 3, cooldown_s: 5}`
     # The fraction of a level's measured requests that may fail before `tpsbench run` exits 1.
     error_budget: float = Field(default_factory=lambda: DEFAULT_ERROR_BUDGET, ge=0, le=1)
 
@@ -418,6 +433,11 @@ class Scenario(_Strict):
     def _load_or_sweep(self) -> Scenario:
         if self.load is None and self.sweep is None:
             raise ValueError("set 'load' (a list of load levels) or 'sweep' (levels grown until the knee)")
+        if self.sweep is not None and self.repeat.count > 1:
+            raise ValueError(
+                "repeat works on fixed load levels; a sweep picks its levels as it goes. Hint: run the sweep "
+                "once, then repeat its levels with 'load'"
+            )
         if self.load is not None and self.sweep is not None:
             raise ValueError("set 'load' (fixed levels) or 'sweep' (levels grown until the knee), not both")
         return self
@@ -464,6 +484,7 @@ class Scenario(_Strict):
         model: str | None = None,
         concurrency: list[int] | None = None,
         error_budget: float | None = None,
+        repeat: int | None = None,
     ) -> Scenario:
         """A validated copy with command-line overrides applied (None leaves a value alone).
 
@@ -480,6 +501,8 @@ class Scenario(_Strict):
             data["endpoint"]["model"] = model
         if error_budget is not None:
             data["error_budget"] = error_budget
+        if repeat is not None:
+            data["repeat"]["count"] = repeat
         if concurrency is not None:
             if not concurrency:
                 raise ScenarioError(_CLI, None, "concurrency", "expected at least one concurrency level")
@@ -518,6 +541,7 @@ SCHEMA = SchemaHints(
         "endpoint.timeouts": Timeouts,
         "workload.dataset": Dataset,
         "workload.sessions": Sessions,
+        "repeat": Repeat,
     },
     items={"load": Level},
 )

@@ -75,6 +75,8 @@ class RequestRecord:
     - ``resent``: the request went out a second time, on a fresh connection, because the reused keep-alive
       connection it was first written to closed before any response byte (the resend rule of
       :mod:`tpsbench.client.transport.h11`); ``send_ns`` is the second send's.
+    - ``repeat``: which repeat of the whole plan the request belongs to (0-based; ``--repeat N`` runs the
+      plan N times, each level keeping its index, so ``(repeat, level)`` names one measured level).
 
     Records written before a field existed read back with its default.
     """
@@ -102,6 +104,7 @@ class RequestRecord:
     session_id: int | None = None
     turn: int | None = None
     resent: bool = False
+    repeat: int = 0
 
     @property
     def ok(self) -> bool:

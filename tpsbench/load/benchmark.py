@@ -16,8 +16,8 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ import httpx
 from tpsbench.client.tokens import rescale
 from tpsbench.config.dump import dump_scenario
 from tpsbench.config.scenario import Level, Scenario
-from tpsbench.core.record import Reply, TokenSource
+from tpsbench.core.record import Reply, RequestRecord, TokenSource
 from tpsbench.core.redact import redact_url
 from tpsbench.core.tls import verify_for
 from tpsbench.load import placement
@@ -38,6 +38,7 @@ from tpsbench.load.sweep import LevelPlan
 from tpsbench.load.telemetry import Scraper, default_url
 from tpsbench.load.worker import ClockAnchor, WorkerJob
 from tpsbench.load.workers import run_level_in_workers
+from tpsbench.results import repeats
 from tpsbench.results.files import read_records, read_samples
 from tpsbench.results.rundir import (
     METADATA,
@@ -54,6 +55,7 @@ from tpsbench.results.rundir import (
     write_json,
 )
 from tpsbench.results.summary import summarize_level, summarize_run, to_csv, to_json
+from tpsbench.results.telemetry import Sample
 from tpsbench.workload.levelwork import check_files
 from tpsbench.workload.tokenizer import Tokenizer, TokenizerError
 
@@ -206,6 +208,7 @@ class _Run:
     metadata: dict[str, Any]
     run_info: dict[str, Any]
     cluster: str | None
+    repeat: int = 0  # the repeat being driven (records are stamped with it)
 
     @property
     def pooled(self) -> bool:
@@ -279,52 +282,54 @@ async def _start(
 
 
 async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutcome:
-    """Every level of the plan, the summary rewritten after each; metadata closed whatever happens."""
+    """Every level of the plan (``repeat.count`` times over, see :func:`_repeat_plan`), the summary
+    rewritten after each level; metadata closed whatever happens."""
     scenario, run_dir = run.ctx.scenario, run.run_dir
     obs.run_started(run_dir, redact_url(run.ctx.base_url), run.ctx.model)
     plan = LevelPlan(scenario)
-    points: list[dict[str, Any]] = []
-    summary: dict[str, Any] = summarize_run(points, run_info=run.run_info, slo=dict(scenario.slo))
+    state = _Repeats(scenario.repeat.count, scenario.repeat.cooldown_s)
+    summary: dict[str, Any] = summarize_run([], run_info=run.run_info, slo=dict(scenario.slo))
     next_id = 0
     scraper, samples_out = _scraper(scenario, run.ctx.base_url, run_dir)
     try:
         with RecordWriter(run_dir / REQUESTS) as writer:
-            for index, level in plan:
+            for k, levels in _repeat_plan(plan, state):
                 if stop.is_set():
                     break
-                if scraper is not None:
-                    await scraper.start(index)  # own task and timeout: a slow /metrics never delays the load
-                self_check, sent = await _drive_level(run, index, level, next_id, writer, obs, stop)
-                telemetry_notes = await scraper.stop() if scraper is not None else []
-                next_id += sent
-                records = [r for r in read_records(run_dir / REQUESTS) if r.level == index]
-                point = summarize_level(
-                    records,
-                    level_index=index,
-                    level=level,
-                    slo=dict(scenario.slo),
-                    gpus=scenario.gpus,
-                    self_check=self_check,
-                    seed=scenario.workload.seed,
-                    samples=[s for s in read_samples(run_dir / TELEMETRY) if s.level == index]
-                    if scraper is not None
-                    else None,
-                    telemetry_notes=telemetry_notes,
-                )
-                points.append(point)
-                plan.observe(point)
-                summary = summarize_run(
-                    points, run_info=run.run_info, slo=dict(scenario.slo), capacity=plan.capacity()
-                )
-                write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
-                write_bytes_atomic(run_dir / SUMMARY_CSV, to_csv(summary))
-                obs.level_done(index, point)
+                await state.begin(k, run, obs, stop)
+                for index, level in levels:
+                    if stop.is_set():
+                        break
+                    if scraper is not None:
+                        await scraper.start(index)  # own task and timeout: a slow /metrics never delays load
+                    self_check, sent = await _drive_level(run, index, level, next_id, writer, obs, stop)
+                    telemetry_notes = await scraper.stop() if scraper is not None else []
+                    next_id += sent
+                    records = [r for r in read_records(run_dir / REQUESTS) if r.level == index]
+                    mine = [r for r in records if r.repeat == k]
+                    point = summarize_level(
+                        mine,
+                        level_index=index,
+                        level=level,
+                        slo=dict(scenario.slo),
+                        gpus=scenario.gpus,
+                        self_check=self_check,
+                        seed=scenario.workload.seed,
+                        samples=_level_samples(run_dir, index, mine) if scraper is not None else None,
+                        telemetry_notes=telemetry_notes,
+                    )
+                    if k == 0:
+                        plan.observe(point)
+                    state.add(k, index, level, point, records, scenario)
+                    summary = state.summary(run, scenario, plan.capacity())
+                    write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
+                    write_bytes_atomic(run_dir / SUMMARY_CSV, to_csv(summary))
+                    obs.level_done(index, point)
+                state.end(k, run_dir)
         if stop.is_set():
             plan.interrupted()
-        if plan.sweep is not None and points:  # the sweep's verdict, known once its loop has ended
-            summary = summarize_run(
-                points, run_info=run.run_info, slo=dict(scenario.slo), capacity=plan.capacity()
-            )
+        if state.points:  # the sweep's verdict, known once its loop has ended; the repeats' differences
+            summary = state.summary(run, scenario, plan.capacity())
             write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
     finally:
         await run.session.aclose()
@@ -334,11 +339,106 @@ async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutco
             samples_out.close()
         run.metadata["end_wall"] = time.time()
         run.metadata["interrupted"] = stop.is_set()
+        if state.count > 1:
+            run.metadata["repeats"] = state.runs
         write_json(run_dir / METADATA, run.metadata)
-        if not points:  # still leave a valid (empty) summary behind
+        if not state.points:  # still leave a valid (empty) summary behind
             write_bytes_atomic(run_dir / SUMMARY_JSON, to_json(summary))
             write_bytes_atomic(run_dir / SUMMARY_CSV, to_csv(summary))
-    return RunOutcome(run_dir, summary, stop.is_set(), points)
+    return RunOutcome(run_dir, summary, stop.is_set(), state.points)
+
+
+def _level_samples(run_dir: Path, index: int, records: list[RequestRecord]) -> list[Sample]:
+    """The telemetry samples of one level of one repeat: the level's, inside its records' time span."""
+    lo = min((r.send_ns for r in records), default=0)
+    hi = max((r.end_ns for r in records), default=0)
+    return [s for s in read_samples(run_dir / TELEMETRY) if s.level == index and lo <= s.t_ns <= hi + 10**9]
+
+
+def _repeat_plan(plan: LevelPlan, state: _Repeats) -> Iterator[tuple[int, Iterable[tuple[int, Level]]]]:
+    """``(repeat, levels)``: repeat 0 drives the plan (a sweep grows as it observes), every later repeat
+    the levels repeat 0 ran, in the same order (a scenario with repeats has fixed levels)."""
+    yield 0, plan
+    for k in range(1, state.count):
+        yield k, list(state.levels.items())
+
+
+@dataclass
+class _Repeats:
+    """The repeats of one run: per-repeat points by level, the pooled points the summary shows, and what
+    each repeat was (start/end, nonce, requests): :mod:`tpsbench.results.repeats`."""
+
+    count: int
+    cooldown_s: float
+    levels: dict[int, Level] = field(default_factory=dict)
+    per_level: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    pooled: dict[int, dict[str, Any]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def points(self) -> list[dict[str, Any]]:
+        return [self.pooled[i] for i in sorted(self.pooled)]
+
+    async def begin(self, k: int, run: _Run, obs: Observer, stop: asyncio.Event) -> None:
+        if k:
+            obs.message(f"repeat {k + 1} of {self.count} (after {self.cooldown_s:g} s cool-down)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.cooldown_s)
+            # a nonce of its own: repeat k must not hit a prompt cache warmed by repeat k - 1
+            run.ctx = replace(run.ctx, nonce=(run.ctx.nonce + 1) & 0x7FFFFFFF)
+            run.session.ctx = run.ctx
+        run.repeat = k
+        self.runs.append({"repeat": k, "start_wall": time.time(), "prompt_nonce": run.ctx.nonce})
+
+    def add(
+        self,
+        k: int,
+        index: int,
+        level: Level,
+        point: dict[str, Any],
+        records: list[RequestRecord],
+        scenario: Scenario,
+    ) -> None:
+        self.levels.setdefault(index, level)
+        if self.count == 1:
+            self.pooled[index] = point
+            return
+        point["repeat"] = k
+        per = self.per_level.setdefault(index, [])
+        per.append(point)
+        whole = summarize_level(
+            records,
+            level_index=index,
+            level=level,
+            slo=dict(scenario.slo),
+            gpus=scenario.gpus,
+            self_check=repeats.merged_self_check(per),
+            seed=scenario.workload.seed,
+        )
+        self.pooled[index] = repeats.pool(whole, per)
+
+    def end(self, k: int, run_dir: Path) -> None:
+        mine = [p for per in self.per_level.values() for p in per if p.get("repeat") == k]
+        if self.runs:
+            self.runs[-1] |= {
+                "end_wall": time.time(),
+                "requests": sum(int(p.get("measured") or 0) for p in mine),
+                "failed": sum(sum((p.get("errors") or {}).values()) for p in mine),
+                "loop_lag_p99_s": max(
+                    ((p.get("self_check") or {}).get("loop_lag_p99_s") or 0.0 for p in mine), default=None
+                ),
+                "client_bound": any((p.get("self_check") or {}).get("client_bound") for p in mine),
+            }
+
+    def summary(self, run: _Run, scenario: Scenario, capacity: dict[str, Any] | None) -> dict[str, Any]:
+        block = (
+            repeats.run_block(self.runs, self.points, count=self.count, cooldown_s=self.cooldown_s)
+            if self.count > 1
+            else None
+        )
+        return summarize_run(
+            self.points, run_info=run.run_info, slo=dict(scenario.slo), capacity=capacity, repeats=block
+        )
 
 
 def _scraper(scenario: Scenario, base_url: str, run_dir: Path) -> tuple[Scraper | None, SampleWriter | None]:
@@ -371,6 +471,7 @@ async def _drive_level(
     held: list[Reply] = []  # replies whose count waits for the deferred tokenizer
 
     def sink(reply: Reply) -> None:
+        reply.record.repeat = run.repeat
         estimated = reply.record.token_source is TokenSource.ESTIMATE
         if run.session.deferred and estimated and reply.text is not None:
             held.append(reply)  # written once counted, after the level

@@ -25,6 +25,14 @@ version found and the versions this tpsbench reads.
   ``itl_s``, ``e2e_s``, ``tokens_per_chunk``, ``output_tokens``, ``sched_lag_s``: ``stats.describe``
   blocks) and ``output_tps``, ``output_tps_per_gpu``, ``request_rate``, ``error_rate``, ``goodput``,
   ``slo_met``, ``errors``, ``token_sources``, ``short_outputs``, ``self_check``, ``warnings``.
+- 2: a run of N > 1 repeats (``--repeat N``) adds a top-level ``repeats`` block (``count``, ``order``,
+  ``cooldown_s``, ``runs[]``: each repeat's start/end wall time, prompt nonce, requests and failures;
+  ``differences[]``: what differed between repeats) and, on each point, a ``repeats`` block (``n``,
+  ``ci_level``, ``metrics``: ``{<block>_<stat> | output_tps | ...: {values[], mean, sd, cv, ci}}``, one
+  value per repeat, the t interval of their mean). The point's distributions pool every repeat's
+  requests (the per-request estimate); its throughputs (``output_tps``, ``output_tps_per_gpu``,
+  ``request_rate``, ``goodput``, ``window_s``) are the mean over repeats (a window spanning repeats would
+  count the cool-downs). A single run writes no ``repeats`` block, so its summary reads as schema 1 did.
 
 ``requests.jsonl`` record format, a ``format`` key on every line (:data:`RECORD_FORMATS`):
 
@@ -37,6 +45,8 @@ version found and the versions this tpsbench reads.
   every list is stored once: ``chunk_ns`` (raw arrival times) and ``chunk_tokens`` (integral counts written
   as integers, read back as floats). Derive ``itl_s`` and the other lists on read with
   :mod:`tpsbench.results.metrics`.
+- 3: format 2 plus ``repeat`` (0-based repeat of the plan, :attr:`RequestRecord.repeat`); earlier formats
+  read back as repeat 0.
 
 Torn lines (one rule): records are appended and flushed one line at a time, so a run killed mid-write
 (Ctrl-C) can leave a partial *last* line: it is skipped with a warning naming file and line. A bad line
@@ -46,7 +56,7 @@ anywhere else means a corrupt file: :class:`RunFileError` naming file and line.
     >>> line = record_line(RequestRecord(request_id=0, level=0, send_ns=0, end_ns=10, chunk_ns=[5, 10],
     ...                                  chunk_tokens=[1.0, 2.0]))
     >>> line["format"], line["chunk_tokens"], "itl_s" in line
-    (2, [1, 2], False)
+    (3, [1, 2], False)
     >>> record_from_line(line, "requests.jsonl:1").chunk_tokens
     [1.0, 2.0]
 """
@@ -96,10 +106,10 @@ SCENARIO = "scenario.yaml"
 TELEMETRY = "telemetry.jsonl"
 SOURCE = "source.json"  # an imported run: the source tool, its files, its own aggregates, derived fields
 
-SUMMARY_SCHEMA = 1  # what the writer writes
-SUMMARY_SCHEMAS: frozenset[int] = frozenset({1})  # what the readers read (history in the docstring)
-RECORD_FORMAT = 2
-RECORD_FORMATS: frozenset[int] = frozenset({1, 2})
+SUMMARY_SCHEMA = 2  # what the writer writes
+SUMMARY_SCHEMAS: frozenset[int] = frozenset({1, 2})  # what the readers read (history in the docstring)
+RECORD_FORMAT = 3
+RECORD_FORMATS: frozenset[int] = frozenset({1, 2, 3})
 
 # The per-request metrics written beside the raw fields of each requests.jsonl line (format 2): scalars
 # only. output_tokens is left out because the raw record has a field of that name (a derived value must not

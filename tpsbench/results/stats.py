@@ -1,5 +1,6 @@
 """Distribution summaries with seeded bootstrap confidence intervals, and the two-sample tests of the
-regression gate (Holm, quantile bootstrap, Mann-Whitney, Fisher, ratio z). Pure functions, no I/O.
+regression gate (Holm, quantile bootstrap, Mann-Whitney, Fisher, ratio z; Welch t and the t interval on
+per-repeat values). Pure functions, no I/O.
 
 >>> d = describe([1.0, 2.0, 3.0, 4.0], ci=False)
 >>> d["n"], d["mean"], d["p50"], d["max"]
@@ -237,3 +238,63 @@ def fisher_p(errors_b: int, n_b: int, errors_c: int, n_c: int) -> float:
     table = np.array([[errors_b, n_b - errors_b], [errors_c, n_c - errors_c]], dtype=np.int64)
     p = float(sps.fisher_exact(table, alternative="two-sided").pvalue)
     return 1.0 if math.isnan(p) else min(1.0, p)
+
+
+def mean_t_interval(values: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float] | None:
+    """Student-t confidence interval of the mean of a few run-level values (one per repeat):
+    ``mean -/+ t_{(1+level)/2, n-1} * sd / sqrt(n)``; None below two values.
+
+    >>> lo, hi = mean_t_interval([10.0, 12.0, 11.0])
+    >>> round(lo, 3), round(hi, 3)
+    (8.516, 13.484)
+    """
+    from scipy import stats as sps
+
+    x = _as_array(values)
+    if x.size < 2:
+        return None
+    m, half = float(x.mean()), 0.0
+    sd = float(x.std(ddof=1))
+    if sd > 0:
+        half = float(sps.t.ppf((1 + level) / 2, x.size - 1)) * sd / math.sqrt(x.size)
+    return m - half, m + half
+
+
+def welch_t(x: Sequence[float], y: Sequence[float]) -> tuple[float, float] | None:
+    """Two-sided Welch t test of mean(y) - mean(x) on run-level values (unequal variances): ``(p, sign)``
+    with sign > 0 when y is larger; None below two values a side. Both sides constant: p = 1 when equal,
+    0 when not (no run-to-run noise at all). pyperf's ``is_significant`` makes the same two-sample t test
+    on its runs' values.
+
+    >>> p, sign = welch_t([100.0, 101.0, 99.0], [90.0, 91.0, 89.0])
+    >>> p < 0.001, sign
+    (True, -1.0)
+    """
+    from scipy import stats as sps
+
+    a, b = _as_array(x), _as_array(y)
+    if a.size < 2 or b.size < 2:
+        return None
+    sign = float(np.sign(b.mean() - a.mean()))
+    if a.std() == 0 and b.std() == 0:
+        return (1.0 if sign == 0 else 0.0), sign
+    p = float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    return (1.0 if math.isnan(p) else p), sign
+
+
+def welch_interval(
+    x: Sequence[float], y: Sequence[float], level: float = CI_LEVEL
+) -> tuple[float, float] | None:
+    """Welch confidence interval of mean(y) - mean(x) (Welch-Satterthwaite degrees of freedom)."""
+    from scipy import stats as sps
+
+    a, b = _as_array(x), _as_array(y)
+    if a.size < 2 or b.size < 2:
+        return None
+    va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
+    d = float(b.mean() - a.mean())
+    if va + vb == 0:
+        return d, d
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(sps.t.ppf((1 + level) / 2, df)) * math.sqrt(va + vb)
+    return d - half, d + half

@@ -480,12 +480,15 @@ def summarize_run(
     run_info: dict[str, Any],
     slo: Slo,
     capacity: dict[str, Any] | None = None,
+    repeats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole summary.json document: ``{schema, tool, run, slo, points}``, plus ``capacity`` (a sweep's
-    knee, see :func:`tpsbench.load.sweep.capacity`) when given."""
+    knee, see :func:`tpsbench.load.sweep.capacity`) and ``repeats`` (a run of several repeats, see
+    :mod:`tpsbench.results.repeats`) when given. Without repeats the document is schema 1 (history in
+    results/files.py), so every earlier reader still reads a single run."""
     _check_slo(slo)
     doc: dict[str, Any] = {
-        "schema": SCHEMA,
+        "schema": SCHEMA if repeats is not None else 1,
         "tool": {"name": "tpsbench", "version": tpsbench.__version__},
         "run": run_info,
         "slo": {metric: dict(stats) for metric, stats in slo.items()},
@@ -493,6 +496,8 @@ def summarize_run(
     }
     if capacity is not None:
         doc["capacity"] = capacity
+    if repeats is not None:
+        doc["repeats"] = repeats
     return doc
 
 

@@ -25,9 +25,20 @@ from typing import Any
 from tpsbench.core.loadlabel import load_label
 from tpsbench.core.record import ErrorKind, RequestRecord
 from tpsbench.results import files
+from tpsbench.results.repeats import RepeatEstimate
 from tpsbench.results.summary import POINT_METRICS
 
-__all__ = ["POINT_KEYS", "QUANTILES", "STATS", "Distribution", "Point", "Run", "open_run", "token_mean"]
+__all__ = [
+    "POINT_KEYS",
+    "QUANTILES",
+    "STATS",
+    "Distribution",
+    "Point",
+    "RepeatEstimate",
+    "Run",
+    "open_run",
+    "token_mean",
+]
 
 # The stats of a Distribution, and (for charts drawn from the summary alone) the order a cumulative
 # distribution visits them.
@@ -70,6 +81,7 @@ POINT_KEYS: tuple[str, ...] = (
     "short_outputs",
     "self_check",
     "warnings",
+    "repeats",  # a run of several repeats (summary schema 2): results/repeats.py
 )
 
 
@@ -372,6 +384,24 @@ class Point:
             )
         return recorded + derived
 
+    # -- repeats (summary schema 2) --
+
+    @property
+    def repeat_count(self) -> int:
+        """How many repeats of the plan this point pools (1 for a single run)."""
+        block = self._get("repeats")
+        n = _num(block.get("n")) if isinstance(block, Mapping) else None
+        return int(n) if n is not None and n >= 1 else 1
+
+    def repeat_estimate(self, name: str) -> RepeatEstimate | None:
+        """The run-level estimate of ``name`` (``tps_user_p50``, ``output_tps``, ...: the gate's metric
+        names) across repeats; None for a single run or a metric without values."""
+        block = self._get("repeats")
+        if not isinstance(block, Mapping) or not isinstance(block.get("metrics"), Mapping):
+            return None
+        level = _num(block.get("ci_level")) or 0.95
+        return RepeatEstimate.from_block(block["metrics"].get(name), level)
+
     # -- records (on demand) --
 
     @property
@@ -480,6 +510,23 @@ class Run:
                 if kept:
                     out[str(metric)] = kept
         return out
+
+    @property
+    def repeats(self) -> Mapping[str, Any]:
+        """The summary's ``repeats`` block (count, order, cool-down, runs, differences); empty for a run
+        of one repeat."""
+        r = self.summary.get("repeats")
+        return r if isinstance(r, Mapping) else {}
+
+    @property
+    def repeat_count(self) -> int:
+        n = _num(self.repeats.get("count"))
+        return int(n) if n is not None and n >= 1 else 1
+
+    @property
+    def repeat_differences(self) -> list[str]:
+        """What differed between the repeats, one sentence per metric and load (summary ``repeats``)."""
+        return [str(d) for d in self.repeats.get("differences") or []]
 
     @property
     def capacity(self) -> Mapping[str, Any] | None:
