@@ -89,7 +89,7 @@ def _point_records(
         rec: dict[str, Any] = {
             "request_id": first_id + i, "level": level, "send_ns": t, "scheduled_ns": None, "worker": worker,
             "warmup": i < warmup, "input_tokens": shape.input_tokens, "requested_output_tokens": tokens,
-            "queue_ns": None, "prompt_index": None, "session_id": None, "turn": None,
+            "queue_ns": None, "prompt_index": None, "session_id": None, "turn": None, "resent": False,
         }  # fmt: skip
         if failed[i]:
             end = t + int(0.05 * NS_PER_S)

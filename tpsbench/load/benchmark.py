@@ -547,4 +547,7 @@ def _workload_info(scenario: Scenario) -> dict[str, Any]:
         "seed": w.seed,
         "ignore_eos": w.ignore_eos,
         "shared_prefix_tokens": w.shared_prefix_tokens,
+        # a dataset run measures other prompts than a synthetic one, sessions other requests than single turns
+        "dataset": f"{w.dataset.format}:{w.dataset.path}" if w.dataset is not None else None,
+        "sessions": w.sessions.model_dump(mode="json") if w.sessions is not None else None,
     }

@@ -6,8 +6,9 @@ and ``tpsbench compare``.
   arrival process. A load that appears twice in one run is matched by occurrence (``c=4 #2``). Labels come
   from :func:`tpsbench.core.loadlabel.load_label`.
 - **Runs** are comparable when they measured the same thing (:func:`comparability_reasons`): the same
-  model, API and workload (mean input and output tokens, prompts file, ``ignore_eos``). A field is compared
-  only when both summaries carry it, so older or hand-made summaries still compare; numbers are equal
+  model, API and workload (mean input and output tokens, prompts file, dataset, sessions,
+  ``ignore_eos``). A field is compared only when both summaries carry it, so older or hand-made summaries
+  still compare; numbers are equal
   within a relative 1e-6. The workload's seed is not compared: other prompts of the same lengths are the
   same workload. (Before: the gate also compared ``ignore_eos`` by exact equality of token blocks and the
   report's compare skipped ``ignore_eos``; one rule now does both.)
@@ -51,8 +52,11 @@ _BLOCKS = frozenset(POINT_METRICS)
 
 
 def point_key(p: Point) -> Key:
-    """What makes two runs' points the same load: ``("concurrency", c)``, ``("rate", r, arrival)`` or
-    ``("level", i)`` when the point states no load."""
+    """What makes two runs' points the same load: ``("concurrency", c)``, ``("rate", r, arrival)``,
+    ``("trace", file and speed-up)`` or ``("level", i)`` when the point states no load."""
+    trace = p.raw.get("trace")
+    if trace:
+        return ("trace", str(trace))
     if p.concurrency is not None:
         return ("concurrency", p.concurrency)
     if p.rate is not None:
@@ -96,7 +100,7 @@ def comparability_reasons(base: Run, other: Run) -> list[str]:
     for key, title in (("model", "model"), ("api", "API")):
         if key in rb and key in ro and not _same(rb[key], ro[key]):
             why.append(f"{title} {ro[key]!r} vs {rb[key]!r}")
-    for key in ("prompts_file", "ignore_eos"):
+    for key in ("prompts_file", "dataset", "sessions", "ignore_eos"):
         if key in wb and key in wo and not _same(wb[key], wo[key]):
             why.append(f"{key.replace('_', ' ')} {wo[key]!r} vs {wb[key]!r}")
     return why
