@@ -254,3 +254,24 @@ def test_an_endpoint_without_metrics_is_noted_not_fatal(pace_url: str, tmp_path:
     assert point["ok"] == point["measured"]
     assert point["server"]["generated_tokens"] is None
     assert any("not scraped" in n and "404" in n for n in point["server"]["notes"])
+
+
+def test_the_html_report_shows_the_server_table() -> None:
+    from tpsbench.config.scenario import Level
+    from tpsbench.report.html import to_html
+    from tpsbench.results.summary import summarize_level, summarize_run
+
+    recs = [rec(0, 0.0, [(0.5, 10), (1.0, 40)])]
+    p = summarize_level(
+        recs,
+        level_index=0,
+        level=Level(concurrency=1, requests=1, warmup=0),
+        slo={},
+        gpus=None,
+        samples=[smp(0, GEN, 0), smp(2, GEN, 50)],
+        telemetry_notes=["http://x/metrics: 1 of 3 scrapes failed (timeout after 2 s: 1)"],
+    )
+    page = to_html(summarize_run([p], run_info={"name": "t"}, slo={}), [])
+    assert "What the server reported (Prometheus)" in page
+    assert "50 / 50 (1.000)" in page
+    assert "1 of 3 scrapes failed" in page

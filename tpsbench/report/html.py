@@ -20,11 +20,14 @@ from tpsbench.report.tables import (
     DEFINITION_HEADERS,
     DETAILED,
     LEGEND,
+    SERVER_HEADERS,
     TURN_HEADERS,
     definitions_table,
     level_table,
     run_line,
     run_warnings,
+    server_notes,
+    server_table,
     slo_text,
     turn_table,
 )
@@ -185,6 +188,9 @@ def to_html(
         body += [_table(*level_table(run, DETAILED)), f'<p class="note">{_e(LEGEND)}</p>']
     else:
         body.append("<p>No load points in this summary.</p>")
+    if server := server_table(run):
+        body += ["<h2>What the server reported (Prometheus)</h2>", _table(SERVER_HEADERS, server)]
+        body += [f'<p class="note">{_e(label)}: {_e(note)}</p>' for label, note in server_notes(run)]
     defs = [(p.label, rows) for p in run.points if (rows := definitions_table(p))]
     if defs:
         body.append("<h2>TPS/user as each harness defines it</h2>")

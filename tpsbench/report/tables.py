@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tpsbench.core import fmt
 from tpsbench.results.views import Point, Run
@@ -170,6 +171,63 @@ def turn_table(p: Point) -> list[list[str]]:
             ]
         )
     return rows
+
+
+SERVER_HEADERS = [
+    "level",
+    "server",
+    "generated tokens (server / client)",
+    "generated TPS (server / client)",
+    "output TPS",
+    "running mean / max",
+    "waiting max",
+    "KV cache max",
+    "spec. acceptance",
+]
+
+
+def _num(v: object, fmt_: str = "{:,.0f}") -> str:
+    return fmt_.format(v) if isinstance(v, int | float) else fmt.DASH
+
+
+def server_table(run: Run) -> list[list[str]]:
+    """One row per level with a ``server`` block (the endpoint's Prometheus telemetry): its counts beside
+    the client's, its queue and KV-cache use. Empty when no level has one."""
+    rows = []
+    for p in run.points:
+        s = p.raw.get("server")
+        if not isinstance(s, dict):
+            continue
+        gauges: list[dict[str, Any]] = [
+            g if isinstance(g := s.get(k), dict) else {} for k in ("running", "waiting", "kv_cache_use")
+        ]
+        running, waiting, kv = gauges
+        ratio = s.get("tokens_ratio")
+        rows.append(
+            [
+                p.label,
+                ", ".join(s.get("engines") or []) or fmt.DASH,
+                f"{_num(s.get('generated_tokens'))} / {_num(s.get('client_tokens'))}"
+                + (f" ({ratio:.3f})" if isinstance(ratio, int | float) else ""),
+                f"{_num(s.get('generated_tps'))} / {_num(s.get('client_tps'))}",
+                _num(s.get("output_tps")),
+                f"{_num(running.get('mean'), '{:.1f}')} / {_num(running.get('max'))}",
+                _num(waiting.get("max")),
+                _num(100 * kv["max"], "{:.1f}%") if isinstance(kv.get("max"), int | float) else fmt.DASH,
+                _num(s.get("spec_acceptance"), "{:.2f}"),
+            ]
+        )
+    return rows
+
+
+def server_notes(run: Run) -> list[tuple[str, str]]:
+    """(level label, note) for what the scraper could not do (a URL not scraped, failed scrapes)."""
+    out = []
+    for p in run.points:
+        s = p.raw.get("server")
+        if isinstance(s, dict):
+            out += [(p.label, str(n)) for n in s.get("notes") or []]
+    return out
 
 
 def run_warnings(run: Run) -> list[tuple[str, str]]:
