@@ -55,6 +55,8 @@ def _medians(concurrency: float) -> tuple[float, float]:
     return 0.15 * (1 + concurrency / 16), 80.0 / (1 + concurrency / 32)
 
 
+# every field a record has, at its default (the fields below override them)
+_RECORD_DEFAULTS = RequestRecord(request_id=0, level=0, send_ns=0, end_ns=0).to_dict()
 _METRICS = (
     "ttft_s", "decode_s", "decode_tokens", "first_chunk_tokens", "tps_user", "tpot_s", "e2e_s", "e2e_tps",
     "n_chunks", "sched_lag_s",
@@ -86,10 +88,9 @@ def _point_records(
         t, worker = heapq.heappop(free)
         # The fields of RequestRecord.to_dict() (checked in test_synthetic_records_follow_the_contract) plus
         # the per-request metrics; built directly because dataclasses.asdict dominated the trials' time.
-        rec: dict[str, Any] = {
+        rec: dict[str, Any] = _RECORD_DEFAULTS | {
             "request_id": first_id + i, "level": level, "send_ns": t, "scheduled_ns": None, "worker": worker,
             "warmup": i < warmup, "input_tokens": shape.input_tokens, "requested_output_tokens": tokens,
-            "queue_ns": None, "prompt_index": None, "session_id": None, "turn": None, "resent": False,
         }  # fmt: skip
         if failed[i]:
             end = t + int(0.05 * NS_PER_S)
