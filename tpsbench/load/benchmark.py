@@ -349,10 +349,16 @@ async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutco
 
 
 def _level_samples(run_dir: Path, index: int, records: list[RequestRecord]) -> list[Sample]:
-    """The telemetry samples of one level of one repeat: the level's, inside its records' time span."""
+    """The telemetry samples of one level of one repeat: the level's scrapes from the last one at or before
+    its records' first send to the first one at or after their last end (the scraper brackets each level
+    so, and the counters' increase between the two is the level's)."""
     lo = min((r.send_ns for r in records), default=0)
     hi = max((r.end_ns for r in records), default=0)
-    return [s for s in read_samples(run_dir / TELEMETRY) if s.level == index and lo <= s.t_ns <= hi + 10**9]
+    samples = [s for s in read_samples(run_dir / TELEMETRY) if s.level == index]
+    times = sorted({s.t_ns for s in samples})
+    start = max((t for t in times if t <= lo), default=lo)
+    end = min((t for t in times if t >= hi), default=hi)
+    return [s for s in samples if start <= s.t_ns <= end]
 
 
 def _repeat_plan(plan: LevelPlan, state: _Repeats) -> Iterator[tuple[int, Iterable[tuple[int, Level]]]]:
