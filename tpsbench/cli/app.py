@@ -147,6 +147,7 @@ def run(
     from tpsbench.load.benchmark import run_benchmark
     from tpsbench.load.outcome import judge
     from tpsbench.load.preflight import EndpointUnusable
+    from tpsbench.results.views import Run
 
     path = scenario or _default_scenario()
     overrides = {"base_url": endpoint, "model": model, "error_budget": error_budget, "repeat": repeat}
@@ -176,10 +177,11 @@ def run(
     except ValueError as exc:  # the API key variable is not set, a tokenizer cannot load, ...
         typer.echo(f"error: {_redacted(exc)}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    console.print(summary_table(outcome.summary))
-    if (capacity := outcome.summary.get("capacity")) is not None:
-        console.print(capacity_line(capacity))
-    for line in warning_lines(outcome.points):
+    run = Run.from_summary(outcome.summary, outcome.run_dir)
+    console.print(summary_table(run))
+    if run.capacity is not None:
+        console.print(capacity_line(run.capacity))
+    for line in warning_lines(run.points):
         err.print(line, markup=False, highlight=False)
     if report and outcome.points:
         _render(outcome.run_dir, console)
@@ -210,7 +212,9 @@ def _require_run(path: Path, what: str, *, summary_ok: bool = False) -> None:
         return
     if not path.exists():
         _fail(f"{what} {path}: no such run directory")
-    if not (path / "summary.json").is_file():
+    from tpsbench.results.files import SUMMARY_JSON
+
+    if not (path / SUMMARY_JSON).is_file():
         _fail(f"{what} {path}: no summary.json in it (not a tpsbench run directory?)")
 
 

@@ -26,7 +26,7 @@ from rich.table import Table
 from tpsbench.config.scenario import Level
 from tpsbench.core import fmt
 from tpsbench.results.summary import WARNING_CAUSES
-from tpsbench.results.views import Point
+from tpsbench.results.views import Point, Run
 
 WIDTH = 80  # warnings are wrapped here, continuation lines indented, whatever the terminal's width
 LIVE_WINDOW = 200  # live TPS/user is the median of the last requests, enough to be stable, quick to move
@@ -84,7 +84,7 @@ class RichObserver:
     def level_done(self, index: int, point: dict[str, Any]) -> None:
         if self._task is not None:
             self.progress.update(self._task, total=self._done, completed=self._done)
-        stopped = (point.get("self_check") or {}).get("stopped")
+        stopped = Point(point).self_check.get("stopped")
         if stopped:
             self.console.print(f"  level {index}: {stopped}", markup=False, highlight=False)
 
@@ -92,8 +92,9 @@ class RichObserver:
         self.console.print(f"[yellow]{text}[/]")
 
 
-def capacity_line(capacity: dict[str, Any]) -> str:
-    """A sweep's verdict in one line: the knee's load and throughput, and why the sweep stopped."""
+def capacity_line(capacity: Mapping[str, Any]) -> str:
+    """A sweep's verdict in one line (:attr:`tpsbench.results.views.Run.capacity`, written by
+    :func:`tpsbench.load.sweep.capacity`): the knee's load and throughput, and why the sweep stopped."""
     c, r = capacity.get("concurrency"), capacity.get("rate")
     why = capacity.get("reason_stopped") or "running"
     if capacity.get("reason_detail"):
@@ -115,23 +116,19 @@ def wrap(text: str, width: int = WIDTH) -> str:
     return textwrap.fill(text, width=width, subsequent_indent="    ", break_on_hyphens=False)
 
 
-def _load_label(p: Mapping[str, Any]) -> str:
-    return f"c={p['concurrency']}" if p.get("concurrency") is not None else f"{p.get('rate'):g}/s"
-
-
-def warning_lines(points: Sequence[Mapping[str, Any]], width: int = WIDTH) -> list[str]:
+def warning_lines(points: Sequence[Point], width: int = WIDTH) -> list[str]:
     """One wrapped line per warning cause: the cause's sentence, then each level it applies to with that
     level's figures (times in ms), in level order. Points without ``warning_causes`` (older summaries) show
-    their sentences one per level."""
+    their warnings one per level."""
     causes: dict[str, list[str]] = {}
     loose: list[str] = []
     for p in points:
-        coded = p.get("warning_causes")
+        coded = p.warning_causes
         if coded is None:
-            loose += [f"warning: {_load_label(p)}: {w}" for w in p.get("warnings") or []]
+            loose += [f"warning: {p.label}: {w}" for w in p.warnings]
             continue
-        for c in coded:
-            causes.setdefault(str(c["cause"]), []).append(f"{_load_label(p)} ({c['detail']})")
+        for cause, detail in coded:
+            causes.setdefault(cause, []).append(f"{p.label} ({detail})")
     out = []
     for cause, where in causes.items():
         general = WARNING_CAUSES.get(cause, cause)
@@ -139,33 +136,30 @@ def warning_lines(points: Sequence[Mapping[str, Any]], width: int = WIDTH) -> li
     return out + [wrap(line, width) for line in loose]
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(run: Run) -> Table:
     """One row per level: the numbers users compare (median and spread, with N, never a bare number).
     Short headers, so that the table fits an 80-column terminal without truncating a number."""
-    flagged = any((p.get("self_check") or {}).get("client_bound") for p in summary.get("points", []))
     table = Table(
-        title=f"{summary['run'].get('model', '')}: TTFT in ms; TPS/user, server, /GPU in tokens/s",
-        caption="! = client-bound: timestamps may be late, see the warnings" if flagged else None,
+        title=f"{run.model or ''}: TTFT in ms; TPS/user, server, /GPU in tokens/s",
+        caption="! = client-bound: timestamps may be late, see the warnings"
+        if any(p.client_bound for p in run.points)
+        else None,
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     for col in ("load", "ok/n", "TTFT p50", "p99", "TPS/user p50", "p10", "server", "/GPU", "err"):
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
-    for p in summary.get("points", []):
-        load = Point(p).label
-        if (p.get("self_check") or {}).get("client_bound"):
-            load = "[red]![/]" + load
-        ttft, tps = p.get("ttft_s") or {}, p.get("tps_user") or {}
-        errors = sum((p.get("errors") or {}).values())
+    for p in run.points:
+        errors = p.n_errors
         table.add_row(
-            load,
-            f"{p.get('ok', 0)}/{p.get('measured', 0)}",
-            fmt.ms(ttft.get("p50")),
-            fmt.ms(ttft.get("p99")),
-            fmt.number(tps.get("p50"), 0),
-            fmt.number(tps.get("p10"), 0),
-            fmt.number(p.get("output_tps"), 0),
-            fmt.number(p.get("output_tps_per_gpu"), 0),
+            ("[red]![/]" if p.client_bound else "") + p.label,
+            f"{p.ok or 0}/{p.measured or 0}",
+            fmt.ms(p.stat("ttft_s", "p50")),
+            fmt.ms(p.stat("ttft_s", "p99")),
+            fmt.number(p.stat("tps_user", "p50"), 0),
+            fmt.number(p.stat("tps_user", "p10"), 0),
+            fmt.number(p.output_tps, 0),
+            fmt.number(p.output_tps_per_gpu, 0),
             f"[red]{errors}[/]" if errors else "0",
         )
     return table

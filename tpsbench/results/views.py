@@ -31,6 +31,7 @@ from tpsbench.results.summary import POINT_METRICS
 __all__ = [
     "POINT_KEYS",
     "QUANTILES",
+    "RAW_KEYS",
     "STATS",
     "Distribution",
     "Point",
@@ -55,34 +56,18 @@ QUANTILES: tuple[tuple[str, float], ...] = (
     ("max", 1.0),
 )
 
-# Every key of a summary point this module reads: the contract of results/summary.py's summarize_level.
+# Every key of a summary point this module reads: the contract of results/summary.py's summarize_level
+# (tests/test_views_contract.py checks it against a real point, both ways). A key the writer adds goes here
+# with a Point property, or in RAW_KEYS when readers only pass it on.
 POINT_KEYS: tuple[str, ...] = (
-    "level",
-    "concurrency",
-    "rate",
-    "arrival",
-    "requests",
-    "measured",
-    "warmup",
-    "ok",
-    "errors",
-    "window_s",
-    *POINT_METRICS,
-    "output_tps",
-    "output_tps_per_gpu",
-    "request_rate",
-    "error_rate",
-    "goodput",
-    "tps_user_mlperf",
-    "tps_user_vllm",
-    "tps_user_definitions",
-    "slo_met",
-    "token_sources",
-    "short_outputs",
-    "self_check",
-    "warnings",
+    *("level", "concurrency", "rate", "arrival", "trace", "requests", "measured", "warmup", "ok", "errors"),
+    *("window_s", *POINT_METRICS, "output_tps", "output_tps_per_gpu", "request_rate", "error_rate"),
+    *("goodput", "tps_user_mlperf", "tps_user_vllm", "tps_user_definitions", "slo_met", "token_sources"),
+    *("short_outputs", "self_check", "warnings", "warning_causes", "first_error", "by_turn"),
     "repeats",  # a run of several repeats (summary schema 2): results/repeats.py
 )
+# Keys summarize_level writes that no reader interprets (shown as written: summary.csv, report tables).
+RAW_KEYS: tuple[str, ...] = ("ramp_s", "max_concurrency", "resent", "server")
 
 
 def _num(value: object) -> float | None:
@@ -383,6 +368,20 @@ class Point:
                 "(no usage from the server)"
             )
         return recorded + derived
+
+    @property
+    def warning_causes(self) -> list[tuple[str, str]] | None:
+        """``(cause, detail)`` of each coded warning (``summary.WARNING_CAUSES``); None in older summaries."""
+        coded = self._get("warning_causes")
+        if not isinstance(coded, list):
+            return None
+        return [(str(c.get("cause")), str(c.get("detail"))) for c in coded if isinstance(c, Mapping)]
+
+    @property
+    def first_error(self) -> Mapping[str, Any]:
+        """The first failed measured request's kind, status and detail (summary.first_error); {} if none."""
+        first = self._get("first_error")
+        return first if isinstance(first, Mapping) else {}
 
     # -- repeats (summary schema 2) --
 
