@@ -27,7 +27,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def pooled(real: dict[str, Any]) -> dict[str, Any]:
     """A point of a run of two repeats, as the benchmark builds it (summary schema 2)."""
-    a, b = real["points"]
+    a = real["points"][0]
     return repeats.pool(dict(a), [a, {**a, "output_tps": (a["output_tps"] or 0) * 1.1}])
 
 
