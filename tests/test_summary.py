@@ -417,3 +417,13 @@ def test_resent_is_recorded_counted_and_old_files_without_it_still_read(tmp_path
                            + "\n" for r in level0()))  # fmt: skip
     back = list(read_records(old))
     assert back == level0() and not any(r.resent for r in back)
+
+
+def test_a_late_loop_that_used_little_cpu_is_said_to_be_the_hosts() -> None:
+    from tpsbench.results.summary import client_bound_reasons
+
+    starved = client_bound_reasons({"loop_lag_p99_s": 0.075, "cpu_percent": 11.0})
+    assert starved[0].startswith("event-loop lag p99 75.0 ms") and "only 11% of a core" in starved[1]
+    busy = client_bound_reasons({"loop_lag_p99_s": 0.075, "cpu_percent": 95.0})
+    assert not any("other processes" in r for r in busy)
+    assert client_bound_reasons({"loop_lag_p99_s": 0.001, "cpu_percent": 5.0}) == []

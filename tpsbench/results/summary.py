@@ -175,6 +175,12 @@ def client_bound_reasons(self_check: Mapping[str, Any] | None) -> list[str]:
     cpu = check.get("cpu_percent_ok", check.get("cpu_percent"))
     if isinstance(cpu, int | float) and cpu >= CPU_BOUND_PERCENT:
         reasons.append(f"client CPU on successful streams {cpu:.0f}% of a core")
+    own = check.get("cpu_percent")
+    if reasons and isinstance(own, int | float) and own < CPU_BOUND_PERCENT / 2:
+        # a late loop that used little CPU was not busy: other processes had its core
+        reasons.append(
+            f"the client itself used only {own:.0f}% of a core: other processes took its time slices"
+        )
     return reasons
 
 
