@@ -94,3 +94,13 @@ def test_session_scenarios_break_down_by_turn(reference_url: str, tmp_path: Path
         inputs = [r["input_tokens"] for r in turns]
         assert all(b > a + r["output_tokens"] - 1 for a, b, r in zip(inputs, inputs[1:], turns, strict=False))
     assert {r["prompt_index"] for r in records} <= {0, 1, 3}
+
+
+def test_console_warnings_name_trace_levels() -> None:
+    from tpsbench.cli.console import warning_lines
+    from tpsbench.results.views import Point
+
+    point: dict[str, Any] = {"level": 0, "concurrency": None, "rate": None, "trace": "mooncake.jsonl x2"}
+    point["warning_causes"] = [{"cause": "client_bound", "detail": "scheduling lag p99 = 12 ms"}]
+    text = "\n".join(warning_lines([Point(point)]))
+    assert "trace=mooncake.jsonl x2" in text
