@@ -33,6 +33,11 @@ version found and the versions this tpsbench reads.
   requests (the per-request estimate); its throughputs (``output_tps``, ``output_tps_per_gpu``,
   ``request_rate``, ``goodput``, ``window_s``) are the mean over repeats (a window spanning repeats would
   count the cool-downs). A single run writes no ``repeats`` block, so its summary reads as schema 1 did.
+  Points written since the production workloads also carry (added keys, no version change; readers of
+  older summaries see them missing): ``trace`` (a trace level's file and speed-up, else None), ``ramp_s``,
+  ``max_concurrency``, a ``queue_s`` block (client queue time under ``max_concurrency``) and ``by_turn``
+  (multi-turn levels: per turn ``turn``, ``n``, ``input_tokens`` and ``ttft_s`` / ``tps_user`` / ``e2e_s``
+  blocks; None otherwise).
 
 ``requests.jsonl`` record format, a ``format`` key on every line (:data:`RECORD_FORMATS`):
 
@@ -46,7 +51,9 @@ version found and the versions this tpsbench reads.
   as integers, read back as floats). Derive ``itl_s`` and the other lists on read with
   :mod:`tpsbench.results.metrics`.
 - 3: format 2 plus ``repeat`` (0-based repeat of the plan, :attr:`RequestRecord.repeat`); earlier formats
-  read back as repeat 0.
+  read back as repeat 0. Lines also carry ``queue_ns`` (open-loop wait for a ``max_concurrency`` slot),
+  ``prompt_index`` (row of the prompts file, dataset or trace), ``session_id`` and ``turn`` (multi-turn);
+  lines without them read back as None.
 
 Torn lines (one rule): records are appended and flushed one line at a time, so a run killed mid-write
 (Ctrl-C) can leave a partial *last* line: it is skipped with a warning naming file and line. A bad line
