@@ -37,6 +37,7 @@ echoes into ``error_detail``, and never logged or recorded.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from secrets import token_hex
 from typing import Any
@@ -47,8 +48,10 @@ import httpx
 from tpsbench.client.apis import api_for
 from tpsbench.client.apis.base import PromptLike, StreamApi
 from tpsbench.client.apis.chat import CHAT
+from tpsbench.client.proxy import ProxySettings
 from tpsbench.client.tokens import account_tokens
 from tpsbench.client.transport.base import RawExchange, Transport
+from tpsbench.client.transport.httpx import httpx_proxy
 from tpsbench.config.scenario import Endpoint, Workload
 from tpsbench.core.record import ErrorKind, Reply, RequestRecord, default_clock
 from tpsbench.core.redact import redact_text
@@ -313,8 +316,11 @@ async def list_models(
     timeout: float = 10.0,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    proxies: ProxySettings | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> list[str]:
-    """The model ids ``GET {base_url}/models`` lists, in the server's order (plain httpx: not streaming).
+    """The model ids ``GET {base_url}/models`` lists, in the server's order (plain httpx: not streaming),
+    through the run's proxy and TLS settings.
 
     Raises :class:`EndpointError` (key redacted) when the endpoint cannot be reached or answers badly.
     """
@@ -322,9 +328,10 @@ async def list_models(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     secrets = (api_key,) if api_key else ()
     try:
-        verify = verify_for([url])
+        via = httpx_proxy(proxies.for_url(url) if proxies is not None else None)
+        verify = tls if tls is not None else verify_for([url])
         async with httpx.AsyncClient(
-            transport=transport, timeout=timeout, trust_env=False, verify=verify
+            transport=transport, timeout=timeout, trust_env=False, proxy=via, verify=verify
         ) as http:
             resp = await http.get(url, headers=headers)
     except httpx.HTTPError as exc:

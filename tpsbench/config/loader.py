@@ -71,6 +71,13 @@ def load_scenario(path: str | Path) -> Scenario:
     tokenizer, issue = _check_tokenizer_path(doc, p.parent, file)
     if issue is not None:
         issues.append(issue)
+    tls_paths: dict[str, Path] = {}
+    for key in ("ca_bundle", "client_cert", "client_key"):
+        tls_path, issue = _check_tls_path(doc, p.parent, file, key)
+        if issue is not None:
+            issues.append(issue)
+        elif tls_path is not None:
+            tls_paths[key] = tls_path
     if issues or scenario is None:
         issues.sort(key=lambda i: i.line if i.line is not None else 0)  # stable: same line keeps order
         raise ScenarioError.from_issues(issues)
@@ -80,7 +87,27 @@ def load_scenario(path: str | Path) -> Scenario:
     if tokenizer is not None:
         endpoint = scenario.endpoint.model_copy(update={"tokenizer": tokenizer})
         scenario = scenario.model_copy(update={"endpoint": endpoint})
+    if tls_paths:
+        tls = scenario.endpoint.tls.model_copy(update=tls_paths)
+        scenario = scenario.model_copy(update={"endpoint": scenario.endpoint.model_copy(update={"tls": tls})})
     return scenario
+
+
+def _check_tls_path(
+    doc: CommentedMap, base: Path, file: str, key: str
+) -> tuple[Path | None, ScenarioIssue | None]:
+    """``endpoint.tls.<key>`` made absolute, or the issue if the file is missing."""
+    endpoint = doc.get("endpoint")
+    tls = endpoint.get("tls") if isinstance(endpoint, CommentedMap) else None
+    raw = tls.get(key) if isinstance(tls, CommentedMap) else None
+    if not isinstance(raw, str):
+        return None, None
+    resolved = (base / Path(raw).expanduser()).resolve()
+    if resolved.is_file():
+        return resolved, None
+    line = line_of(doc, ["endpoint", "tls", key])
+    msg = f"file not found: {resolved} (relative paths are relative to the scenario file)"
+    return None, ScenarioIssue(file, line, f"endpoint.tls.{key}", msg)
 
 
 def _check_tokenizer_path(

@@ -56,6 +56,7 @@ __all__ = [
     "Telemetry",
     "ThinkTime",
     "Timeouts",
+    "Tls",
     "TokenCount",
     "Trace",
     "Workload",
@@ -80,6 +81,24 @@ class Timeouts(_Strict):
         return _CoreTimeouts(self.connect_s, self.first_token_s, self.request_s)
 
 
+class Tls(_Strict):
+    """``endpoint.tls``: how https connections are checked (tpsbench/client/tls.py). Paths are relative to
+    the scenario file."""
+
+    ca_bundle: Path | None = None  # PEM certificates to trust instead of the system store
+    client_cert: Path | None = None  # PEM client certificate (mutual TLS), with its key unless client_key
+    client_key: Path | None = None
+    verify: bool = True  # false: no certificate check at all (a loud warning, recorded in metadata)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tls:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("'client_key' needs 'client_cert' (the certificate the key belongs to)")
+        if not self.verify and self.ca_bundle is not None:
+            raise ValueError("'ca_bundle' has no effect with 'verify: false'; remove one of them")
+        return self
+
+
 class Endpoint(_Strict):
     base_url: str | None = None  # None: the bundled reference endpoint, started and stopped by tpsbench
     # chat: /chat/completions; completions: /completions; messages: Anthropic /messages; responses: OpenAI
@@ -89,6 +108,7 @@ class Endpoint(_Strict):
     api_key_env: str | None = None  # the NAME of the environment variable; its value is never stored
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    tls: Tls = Field(default_factory=Tls)  # https only; proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY
     # h11 (tpsbench/client/transport/h11.py) is the only transport that meets issue 6's targets on one core
     # (benchmarks/results/client_accuracy.txt; TTFT p50 over the server's / TPS/user mean, p50 error):
     #   256 streams:  h11 +2.3 ms / +0.06%, +0.20%   aiohttp +9.1 ms / +1.45%, +0.80%   httpx +5 s

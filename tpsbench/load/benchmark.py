@@ -248,6 +248,7 @@ async def _start(
             "model": model,
             "source": source or "user",
             "transport": ep.transport,
+            "network": session.network.describe(base_url),  # proxy (redacted) and TLS checks
         },
         "seed": scenario.workload.seed,
         "prompt_nonce": ctx.nonce,
@@ -286,6 +287,8 @@ async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutco
     rewritten after each level; metadata closed whatever happens."""
     scenario, run_dir = run.ctx.scenario, run.run_dir
     obs.run_started(run_dir, redact_url(run.ctx.base_url), run.ctx.model)
+    for line in run.session.network.header_lines(run.ctx.base_url):
+        obs.message(line)
     plan = LevelPlan(scenario)
     state = _Repeats(scenario.repeat.count, scenario.repeat.cooldown_s)
     summary: dict[str, Any] = summarize_run([], run_info=run.run_info, slo=dict(scenario.slo))

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tpsbench.client.client import Client, EndpointError, join_url, list_models
+from tpsbench.client.network import Network, network_for
 from tpsbench.client.transport import make_transport
 from tpsbench.config.scenario import Scenario
 from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord
@@ -77,6 +78,7 @@ class _Target:
     api_key: str | None
     api_key_env: str | None
     timeout_s: float
+    net: Network  # the run's proxy and TLS settings
 
     @property
     def shown(self) -> str:
@@ -97,9 +99,14 @@ class _Target:
         return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/v1"))
 
 
+async def _listed(base_url: str, target: _Target) -> list[str]:
+    net = target.net
+    return await list_models(base_url, target.api_key, target.timeout_s, proxies=net.proxies, tls=net.tls)
+
+
 async def _models(base_url: str, target: _Target) -> list[str] | None:
     try:
-        return await list_models(base_url, target.api_key, target.timeout_s)
+        return await _listed(base_url, target)
     except EndpointError:
         return None
 
@@ -157,9 +164,9 @@ async def resolve_model(scenario: Scenario, base_url: str, api_key: str | None) 
     ep = scenario.endpoint
     if ep.model:
         return ep.model
-    target = _Target(base_url, api_key, ep.api_key_env, ep.timeouts.connect_s)
+    target = _Target(base_url, api_key, ep.api_key_env, ep.timeouts.connect_s, network_for(ep))
     try:
-        return (await list_models(base_url, api_key, ep.timeouts.connect_s))[0]
+        return (await _listed(base_url, target))[0]
     except EndpointError as exc:
         where = f"error: no model given and GET {redact_url(join_url(base_url, '/models'))} failed"
         secrets = (api_key or "",)
@@ -190,7 +197,7 @@ async def preflight(
     """Send one unmeasured request shaped like the scenario's; return what it saw (for metadata.json) or
     raise :class:`EndpointUnusable`."""
     ep = scenario.endpoint
-    target = _Target(base_url, api_key, ep.api_key_env, ep.timeouts.connect_s)
+    target = _Target(base_url, api_key, ep.api_key_env, ep.timeouts.connect_s, network_for(ep))
     prompt = build_prompts(
         scenario.workload,
         ep.api,
@@ -199,7 +206,7 @@ async def preflight(
         nonce=nonce,
         tokenizer=tokenizer if tokenizer is not None and not tokenizer.deferred else None,
     )[0]
-    transport = make_transport(ep.transport)
+    transport = make_transport(ep.transport, proxies=target.net.proxies, tls=target.net.tls)
     client = Client(ep, base_url, model, transport, api_key=api_key)
     started = time.perf_counter()
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tpsbench.client.client import Client
+from tpsbench.client.network import network_for
 from tpsbench.client.transport import make_transport
 from tpsbench.config.scenario import Level, Scenario
 from tpsbench.core.record import Reply
@@ -44,11 +45,12 @@ class LevelSession:
         self.tokenizer = tokenizer
         self.deferred = tokenizer is not None and tokenizer.deferred
         ep = ctx.scenario.endpoint
+        self.network = network_for(ep)  # the environment's proxy and endpoint.tls, in every process
         self.client = Client(
             ep,
             ctx.base_url,
             ctx.model,
-            make_transport(ep.transport),
+            make_transport(ep.transport, proxies=self.network.proxies, tls=self.network.tls),
             api_key=ctx.api_key,
             count_tokens=tokenizer.count if tokenizer is not None and not self.deferred else None,
             # a deferred count needs the text after the level; a multi-turn session, for its next turn

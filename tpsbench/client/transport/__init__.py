@@ -7,9 +7,11 @@ await transport.aclose()
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Literal
 
+from tpsbench.client.proxy import ProxySettings
 from tpsbench.client.transport.base import MAX_ERROR_BODY, RawExchange, Transport, classify_status
 from tpsbench.core.record import default_clock
 
@@ -21,18 +23,24 @@ def make_transport(
     *,
     clock: Callable[[], int] = default_clock,
     max_connections: int | None = None,
+    proxies: ProxySettings | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Transport:
-    """The transport named by ``Endpoint.transport``; ``max_connections=None`` means unlimited."""
+    """The transport named by ``Endpoint.transport``; ``max_connections=None`` means unlimited.
+
+    ``proxies``: the environment's proxy settings (:mod:`tpsbench.client.proxy`; None: always direct);
+    ``tls``: the context of https connections (:mod:`tpsbench.client.tls`; None: the system default).
+    Every transport honours both."""
     if kind == "aiohttp":
         from tpsbench.client.transport.aiohttp import AiohttpTransport
 
-        return AiohttpTransport(clock=clock, max_connections=max_connections)
+        return AiohttpTransport(clock=clock, max_connections=max_connections, proxies=proxies, tls=tls)
     if kind == "httpx":
         from tpsbench.client.transport.httpx import HttpxTransport
 
-        return HttpxTransport(clock=clock, max_connections=max_connections)
+        return HttpxTransport(clock=clock, max_connections=max_connections, proxies=proxies, tls=tls)
     if kind == "h11":
         from tpsbench.client.transport.h11 import H11Transport
 
-        return H11Transport(clock=clock, max_connections=max_connections)
+        return H11Transport(clock=clock, max_connections=max_connections, proxies=proxies, tls=tls)
     raise ValueError(f"unknown transport {kind!r}: expected 'aiohttp', 'httpx' or 'h11'")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 
+from tpsbench.client.proxy import ProxySettings
 from tpsbench.client.transport.base import StreamingTransport
 from tpsbench.core.record import ErrorKind, default_clock
 from tpsbench.core.timeouts import Timeouts
@@ -33,11 +36,31 @@ class AiohttpTransport(StreamingTransport):
     """
 
     def __init__(
-        self, *, clock: Callable[[], int] = default_clock, max_connections: int | None = None
+        self,
+        *,
+        clock: Callable[[], int] = default_clock,
+        max_connections: int | None = None,
+        proxies: ProxySettings | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(clock)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._proxies = proxies
+        self._tls = tls
+        self._per_url: dict[str, dict[str, Any]] = {}  # proxy and TLS arguments, resolved once per URL
+
+    def _network(self, url: str) -> dict[str, Any]:
+        kw = self._per_url.get(url)
+        if kw is None:
+            kw = {} if self._tls is None else {"ssl": self._tls}
+            proxy = self._proxies.for_url(url) if self._proxies is not None else None
+            if proxy is not None:  # credentials as a header, never in a URL aiohttp may log
+                kw["proxy"] = f"http://{proxy.host_port}"
+                if proxy.authorization:
+                    kw["proxy_headers"] = {"Proxy-Authorization": proxy.authorization}
+            self._per_url[url] = kw
+        return kw
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -54,8 +77,9 @@ class AiohttpTransport(StreamingTransport):
     ) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
         # sock_connect, not connect: waiting for a pool slot (if limited) is not a connect failure.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s)
+        net = self._network(url)
         async with self._get_session().post(
-            url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False
+            url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False, **net
         ) as resp:
             # iter_any: whatever bytes arrived, as soon as they arrived (no line or size re-chunking).
             yield resp.status, resp.content.iter_any()

@@ -21,8 +21,9 @@ not when the data reached the process. Here:
 Connections: a keep-alive pool per (scheme, host, port), most recently used first; a connection goes back
 to the pool as soon as h11 says the exchange is complete and reusable, and is closed on any error,
 timeout or cancellation. A stale idle connection (closed by the server while idle) is dropped when its
-close is seen. ``https`` uses the system's default TLS context. TCP_NODELAY is set on every connection,
-so the request leaves at once.
+close is seen. ``https`` uses the run's TLS context (``endpoint.tls``); a proxy from the environment is
+used as :mod:`.connect` says (CONNECT for https). TCP_NODELAY is set on every connection, so the request
+leaves at once.
 
 The resend rule (no request lost to the pool): a server may close an idle keep-alive connection at any
 moment (llama.cpp's llama-server does, between two requests of a closed loop), and its FIN can be in
@@ -49,13 +50,12 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
 
 import h11
 
 from tpsbench import __version__
+from tpsbench.client.proxy import ProxySettings
 from tpsbench.client.transport.base import (
     MAX_ERROR_BODY,
     Deadlines,
@@ -64,6 +64,8 @@ from tpsbench.client.transport.base import (
     decode_error_body,
     record_failure,
 )
+from tpsbench.client.transport.connect import Origin as _Origin
+from tpsbench.client.transport.connect import open_connection, origin_for
 from tpsbench.core.record import ErrorKind, default_clock
 from tpsbench.core.timeouts import Timeouts
 
@@ -82,31 +84,6 @@ class _ConnectionClosed(ConnectionError):
 
 class _Unanswered(_ConnectionClosed):
     """The connection closed (EOF or reset) before any byte of the response: see the resend rule."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    """Where a URL's requests go, parsed once per URL."""
-
-    key: tuple[str, str, int]  # (scheme, host, port): the pool key
-    host: str
-    port: int
-    host_header: str
-    target: str  # path and query
-    tls: bool
-
-
-def _origin(url: str) -> _Origin:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
-    tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
-    host = parts.hostname
-    shown = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets in Host
-    host_header = shown if port == (443 if tls else 80) else f"{shown}:{port}"
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Origin((parts.scheme, host, port), host, port, host_header, target, tls)
 
 
 class _Pool:
@@ -244,6 +221,8 @@ class _Connection(asyncio.Protocol):
         given = {k.lower() for k in headers}
         fields = [f for f in fields if f[0].lower() not in given]
         fields += headers.items()
+        if origin.proxy_headers:
+            fields += origin.proxy_headers
         fields.append(("Content-Length", str(len(body))))
         conn = self.h11
         wire = b"".join(
@@ -512,34 +491,41 @@ class H11Transport:
     """
 
     def __init__(
-        self, *, clock: Callable[[], int] = default_clock, max_connections: int | None = None
+        self,
+        *,
+        clock: Callable[[], int] = default_clock,
+        max_connections: int | None = None,
+        proxies: ProxySettings | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._clock = clock
         self._pool = _Pool()
         self._origins: dict[str, _Origin] = {}
         self._limit = asyncio.Semaphore(max_connections) if max_connections else None
-        self._tls: ssl.SSLContext | None = None
+        self._proxies = proxies
+        self._tls = tls
         self._turns = _Turns()
 
     def _origin(self, url: str) -> _Origin:
         origin = self._origins.get(url)
         if origin is None:
-            origin = self._origins[url] = _origin(url)
+            proxy = self._proxies.for_url(url) if self._proxies is not None else None
+            origin = self._origins[url] = origin_for(url, proxy)
         return origin
 
     async def _connect(self, origin: _Origin, connect_s: float) -> _Connection:
-        loop = asyncio.get_running_loop()
         tls: ssl.SSLContext | None = None
         if origin.tls:
             tls = self._tls = self._tls or ssl.create_default_context()
         try:
             async with asyncio.timeout(connect_s):
-                _, conn = await loop.create_connection(
+                conn = await open_connection(
                     lambda: _Connection(self._pool, origin.key, self._clock),
                     origin.host,
                     origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls else None,
+                    tls=tls,
+                    proxy=origin.proxy,
+                    user_agent=_USER_AGENT,
                 )
         except TimeoutError:  # ours (the outer deadlines surface as cancellation here), or the OS's ETIMEDOUT
             raise _ConnectTimeout(f"no connection to {origin.host_header} within {connect_s:g} s") from None

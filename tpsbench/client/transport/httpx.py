@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
 
+from tpsbench.client.proxy import Proxy, ProxySettings
 from tpsbench.client.transport.base import StreamingTransport
 from tpsbench.core.record import ErrorKind, default_clock
 from tpsbench.core.timeouts import Timeouts
+
+
+def httpx_proxy(proxy: Proxy | None) -> httpx.Proxy | None:
+    """The proxy as httpx takes it: credentials in ``Proxy-Authorization``, not in the URL."""
+    if proxy is None:
+        return None
+    auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+    return httpx.Proxy(f"http://{proxy.host_port}", headers=auth)
 
 
 class HttpxTransport(StreamingTransport):
@@ -31,12 +41,36 @@ class HttpxTransport(StreamingTransport):
         clock: Callable[[], int] = default_clock,
         max_connections: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        proxies: ProxySettings | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(clock)
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._client = httpx.AsyncClient(
-            transport=transport, limits=limits, timeout=httpx.Timeout(None), trust_env=False
+        n = max_connections
+        self._limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        self._transport = transport
+        self._proxies = proxies
+        self._tls = tls
+        self._client = self._make_client(None)
+        self._clients: dict[Proxy, httpx.AsyncClient] = {}  # one more client per proxy in use
+
+    def _make_client(self, proxy: Proxy | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=self._transport,
+            limits=self._limits,
+            timeout=httpx.Timeout(None),
+            trust_env=False,
+            proxy=httpx_proxy(proxy),
+            verify=self._tls if self._tls is not None else True,
         )
+
+    def _client_for(self, url: str) -> httpx.AsyncClient:
+        proxy = self._proxies.for_url(url) if self._proxies is not None else None
+        if proxy is None:
+            return self._client
+        client = self._clients.get(proxy)
+        if client is None:
+            client = self._clients[proxy] = self._make_client(proxy)
+        return client
 
     @asynccontextmanager
     async def _open(
@@ -44,7 +78,7 @@ class HttpxTransport(StreamingTransport):
     ) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
         # httpx enforces connect only; a pool wait is unbounded (a pool limit is the caller's choice).
         timeout = httpx.Timeout(None, connect=timeouts.connect_s)
-        async with self._client.stream(
+        async with self._client_for(url).stream(
             "POST", url, content=body, headers=dict(headers), timeout=timeout
         ) as r:
             # aiter_bytes undoes a Content-Encoding the server might apply despite our "identity"
@@ -61,4 +95,5 @@ class HttpxTransport(StreamingTransport):
         return ErrorKind.OTHER
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in (self._client, *self._clients.values()):
+            await client.aclose()
