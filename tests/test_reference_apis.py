@@ -7,25 +7,31 @@ import asyncio
 import json
 import statistics
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 
+from tpsbench.client.client import Client
 from tpsbench.client.sse import SSEParser
-from tpsbench.config.scenario import Scenario
+from tpsbench.client.transport import make_transport
+from tpsbench.config.scenario import Endpoint, Scenario, Workload
+from tpsbench.core.record import RequestRecord
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.reference.api import MODEL_NAME
+from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams
 from tpsbench.reference.server import ServerHandle, start_server
+from tpsbench.results import metrics
 
 T = TypeVar("T")
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 40}]
 
 
-def with_server(main: Callable[[ServerHandle], Awaitable[T]]) -> T:
+def with_server(main: Callable[[ServerHandle], Awaitable[T]], params: ModelParams = DEFAULT_PARAMS) -> T:
     async def wrapper() -> T:
-        handle = await start_server()
+        handle = await start_server(params=params)
         try:
             return await main(handle)
         finally:
@@ -127,19 +133,61 @@ def _scenario(api: str) -> Scenario:
     )
 
 
-def test_chat_messages_and_responses_runs_on_the_reference_endpoint_agree(tmp_path: Path) -> None:
-    points = {}
-    for api in ("chat", "messages", "responses"):
+def test_messages_and_responses_runs_on_the_reference_endpoint(tmp_path: Path) -> None:
+    for api in ("messages", "responses"):
         outcome = asyncio.run(run_benchmark(_scenario(api), out_root=tmp_path))
         lines = [json.loads(x) for x in (outcome.run_dir / "requests.jsonl").read_text().splitlines()]
-        assert all(x["error"] is None for x in lines), api
+        assert len(lines) == 28 and all(x["error"] is None for x in lines), api
         assert all(x["output_tokens"] == 48 and x["token_source"] == "usage" for x in lines), api
-        assert statistics.median(x["input_tokens"] for x in lines) >= 64
+        assert all(x["input_tokens"] >= 64 for x in lines)  # the server's count (the prompt plus its nonce)
         meta = json.loads((outcome.run_dir / "metadata.json").read_text())
-        assert meta["endpoint"]["api"] == api
-        points[api] = outcome.summary["points"][0]
-    chat = points["chat"]
+        assert meta["endpoint"]["api"] == api and outcome.summary["points"][0]["ok"] == 24
+
+
+@dataclass
+class _Prompt:
+    messages: list[dict[str, str]]
+    prompt: str | None = None
+    input_tokens: int = 64
+    max_tokens: int = 48
+
+
+def test_chat_messages_and_responses_users_on_one_engine_measure_the_same() -> None:
+    """Four users per API at once on one reference engine: they share every engine step, so the three
+    decoders must agree on TTFT and TPS/user up to the cost of reading their own format."""
+
+    async def main(h: ServerHandle) -> dict[str, list[RequestRecord]]:
+        out: dict[str, list[RequestRecord]] = {}
+        transports = []
+
+        async def user(client: Client, api: str, u: int) -> None:
+            for i in range(8):
+                prompt = _Prompt([{"role": "user", "content": f"user {api} {u} turn {i} " + "x" * 200}])
+                reply = await client.send(prompt, request_id=u * 100 + i, level=0, workload=Workload())
+                out.setdefault(api, []).append(reply.record)
+
+        tasks = []
+        for api in ("chat", "messages", "responses"):
+            transport = make_transport("h11")
+            transports.append(transport)
+            client = Client(Endpoint(api=api), h.url, MODEL_NAME, transport)
+            tasks += [user(client, api, u) for u in range(4)]
+        await asyncio.gather(*tasks)
+        for t in transports:
+            await t.aclose()
+        return out
+
+    records = with_server(main, params=DEFAULT_PARAMS.with_overrides({"draft_len": 0}))
+    medians = {}
+    for api, recs in records.items():
+        assert all(r.ok and r.output_tokens == 48 for r in recs), api
+        ttft = statistics.median(metrics.ttft_s(r) or 0.0 for r in recs)
+        tps = statistics.median(metrics.tps_user(r) or 0.0 for r in recs)
+        medians[api] = (ttft, tps)
+    chat_ttft, chat_tps = medians["chat"]
     for api in ("messages", "responses"):
-        # the same simulated engine: TPS/user within a few percent, TTFT within a few ms (one noisy core)
-        assert points[api]["tps_user"]["p50"] == pytest.approx(chat["tps_user"]["p50"], rel=0.05), api
-        assert points[api]["ttft_s"]["p50"] == pytest.approx(chat["ttft_s"]["p50"], abs=0.02), api
+        ttft, tps = medians[api]
+        # TTFT waits for the engine step in progress to end (0 to one step, ~15 ms here): medians of 32
+        # such waits differ by a few ms between groups on a busy host
+        assert ttft == pytest.approx(chat_ttft, abs=0.010), (api, medians)
+        assert tps == pytest.approx(chat_tps, rel=0.03), (api, medians)
