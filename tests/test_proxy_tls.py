@@ -20,11 +20,11 @@ import pytest
 from tpsbench.client.client import Client, list_models
 from tpsbench.client.network import network_for
 from tpsbench.client.proxy import ProxyError, ProxySettings, no_proxy_matches
-from tpsbench.client.tls import TLSConfigError, tls_context
 from tpsbench.client.transport import make_transport
 from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import Endpoint, Scenario, ScenarioError, Workload
 from tpsbench.core.record import ErrorKind, RequestRecord
+from tpsbench.core.tls import TLSConfigError, tls_context
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.reference.api import MODEL_NAME
 from tpsbench.reference.server import ServerHandle, start_server

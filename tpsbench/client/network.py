@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tpsbench.client.proxy import ProxySettings
-from tpsbench.client.tls import INSECURE_WARNING, tls_context
+from tpsbench.core.tls import INSECURE_WARNING, tls_context
 
 if TYPE_CHECKING:
     from tpsbench.config.scenario import Endpoint

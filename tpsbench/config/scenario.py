@@ -82,7 +82,7 @@ class Timeouts(_Strict):
 
 
 class Tls(_Strict):
-    """``endpoint.tls``: how https connections are checked (tpsbench/client/tls.py). Paths are relative to
+    """``endpoint.tls``: how https connections are checked (tpsbench/core/tls.py). Paths are relative to
     the scenario file."""
 
     ca_bundle: Path | None = None  # PEM certificates to trust instead of the system store

@@ -29,7 +29,7 @@ def make_transport(
     """The transport named by ``Endpoint.transport``; ``max_connections=None`` means unlimited.
 
     ``proxies``: the environment's proxy settings (:mod:`tpsbench.client.proxy`; None: always direct);
-    ``tls``: the context of https connections (:mod:`tpsbench.client.tls`; None: the system default).
+    ``tls``: the context of https connections (:mod:`tpsbench.core.tls`; None: the system default).
     Every transport honours both."""
     if kind == "aiohttp":
         from tpsbench.client.transport.aiohttp import AiohttpTransport
