@@ -412,6 +412,13 @@ def test_a_run_through_a_proxy_over_tls_records_both_redacted(
     assert any(m.startswith("via proxy http://REDACTED@127.0.0.1:") for m in messages)
 
 
+def test_the_bundled_reference_endpoint_is_never_proxied(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("http_proxy", "http://corp-proxy:3128")
+    assert network_for(Endpoint()).proxies.for_url("http://127.0.0.1:8000/v1") is None
+    given = network_for(Endpoint(base_url="http://127.0.0.1:8000/v1"))
+    assert given.proxies.for_url("http://127.0.0.1:8000/v1") is not None  # as curl would, unless no_proxy
+
+
 def test_verify_false_warns_loudly_in_the_header(certs: Certs) -> None:
     net = network_for(Endpoint.model_validate({"tls": {"verify": False}}))
     (line,) = net.header_lines("https://h/v1")

@@ -56,14 +56,17 @@ class Network:
 
 
 def network_for(endpoint: Endpoint) -> Network:
-    """Read the proxy variables and build the TLS context ``endpoint.tls`` asks for."""
+    """Read the proxy variables and build the TLS context ``endpoint.tls`` asks for.
+
+    With no ``base_url`` the run measures the bundled reference endpoint, which tpsbench starts on this
+    host's loopback: no proxy applies to it (a corporate ``http_proxy`` would otherwise carry it away)."""
     t = endpoint.tls
     default = t.verify and t.ca_bundle is None and t.client_cert is None
     ctx = None if default else tls_context(
         ca_bundle=t.ca_bundle, client_cert=t.client_cert, client_key=t.client_key, verify=t.verify
     )  # fmt: skip
     return Network(
-        ProxySettings.from_env(),
+        ProxySettings.from_env() if endpoint.base_url is not None else ProxySettings(),
         ctx,
         verify=t.verify,
         ca_bundle=str(t.ca_bundle) if t.ca_bundle else None,

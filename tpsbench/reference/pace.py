@@ -1,4 +1,9 @@
-"""A minimal OpenAI-compatible streaming server with a known pace, that logs its own send times.
+"""A minimal streaming server with a known pace, that logs its own send times.
+
+It speaks OpenAI chat and completions, Anthropic Messages (``/v1/messages``) and OpenAI Responses
+(``/v1/responses``): for the typed-event APIs it writes the opening events (``message_start`` ...,
+``response.created`` ...) with the headers, long before the first token, as real servers do, so a client that
+took them for the first token would show it.
 
 It is the ground truth for measuring tpsbench itself (tests, benchmarks/): after ``ttft_ms`` it sends a
 chunk of ``tokens`` tokens every ``interval_ms`` until ``max_tokens`` are sent, on absolute deadlines (a
@@ -62,9 +67,43 @@ class SendLog:
     entries: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _typed(kind: str, **data: Any) -> bytes:
+    return b"event: %b\ndata: %b\n\n" % (kind.encode(), json.dumps({"type": kind, **data}).encode())
+
+
+_USAGE0 = {"input_tokens": 1, "output_tokens": 1}
+_OPENING = {
+    "messages": _typed("message_start", message={"id": "pace", "usage": _USAGE0})
+    + _typed("content_block_start", index=0, content_block={"type": "text", "text": ""})
+    + _typed("ping"),
+    "responses": _typed("response.created", response={"id": "pace", "status": "in_progress"})
+    + _typed("response.in_progress", response={"id": "pace", "status": "in_progress"})
+    + _typed("response.output_item.added", output_index=0, item={"type": "message", "content": []})
+    + _typed("response.content_part.added", output_index=0, content_index=0, part={"type": "output_text"}),
+}
+
+
+def _closing(api: str, sent: int) -> bytes:
+    """The end of a typed-event stream: the usage and the end event (no ``[DONE]``)."""
+    if api == "messages":
+        return (
+            _typed("content_block_stop", index=0)
+            + _typed("message_delta", delta={"stop_reason": "max_tokens"}, usage={"output_tokens": sent})
+            + _typed("message_stop")
+        )
+    usage = {"input_tokens": 1, "output_tokens": sent, "total_tokens": 1 + sent}
+    return _typed("response.completed", response={"id": "pace", "status": "completed", "usage": usage})
+
+
 @functools.lru_cache(maxsize=64)
 def _chunk(api: str, text: str, usage: tuple[int, int] | None = None) -> bytes:
     """One SSE event (cached: the pace server's CPU per chunk is what lets it keep its pace under load)."""
+    if api == "messages":
+        return _typed("content_block_delta", index=0, delta={"type": "text_delta", "text": text})
+    if api == "responses":
+        return _typed(
+            "response.output_text.delta", item_id="pace", output_index=0, content_index=0, delta=text
+        )
     if api == "chat":
         choices = [{"index": 0, "delta": {"content": text}, "finish_reason": None}] if text else []
         obj: dict[str, Any] = {"id": "pace", "object": "chat.completion.chunk", "choices": choices}
@@ -202,12 +241,21 @@ def make_app(pace: Pace) -> web.Application:
     async def stream(request: web.Request) -> web.StreamResponse:
         received = time.perf_counter_ns()
         body = await request.json()
-        api = "chat" if request.path.endswith("/chat/completions") else "completions"
-        n = int(body.get("max_tokens") or body.get("max_completion_tokens") or 100)
+        api = request.path.rsplit("/", 1)[-1]  # completions, messages, responses
+        if request.path.endswith("/chat/completions"):
+            api = "chat"
+        n = int(
+            body.get("max_tokens")
+            or body.get("max_completion_tokens")
+            or body.get("max_output_tokens")
+            or 100
+        )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
+        if api in _OPENING:
+            await resp.write(_OPENING[api])  # with the headers: long before the first token
         # Absolute deadlines on the log's own clock: a late chunk does not delay the next ones.
         interval = round(pace.interval_ms * 1e6)
         due = time.perf_counter_ns() + round(pace.ttft_ms * 1e6)
@@ -223,9 +271,12 @@ def make_app(pace: Pace) -> web.Application:
         assert request.transport is not None
         sender = _Sender(request.transport, api, n, due, interval, pace, rng, entry)
         await sender.done
-        if include_usage:
-            await resp.write(_chunk(api, "", (1, sender.sent)))
-        await resp.write(b"data: [DONE]\n\n")
+        if api in _OPENING:
+            await resp.write(_closing(api, sender.sent))
+        else:
+            if include_usage:
+                await resp.write(_chunk(api, "", (1, sender.sent)))
+            await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 
@@ -242,6 +293,8 @@ def make_app(pace: Pace) -> web.Application:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", stream)
     app.router.add_post("/v1/completions", stream)
+    app.router.add_post("/v1/messages", stream)
+    app.router.add_post("/v1/responses", stream)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/log", get_log)
     app.router.add_post("/log/reset", reset_log)
