@@ -1,7 +1,8 @@
 """How right is tpsbench's client? Each transport at 1 to 2,048 streams against a pace server's own send log.
 
     /work/venv/bin/python benchmarks/client_accuracy.py [--quick] [--transports h11,aiohttp,httpx]
-        [--concurrency 1,16,64,256,1024,2048] [--loop asyncio|uvloop] [--out FILE]
+        [--concurrency 1,16,64,256,1024,2048] [--loop asyncio|uvloop] [--api chat|messages|responses]
+        [--out FILE]
 
 The pace server (:mod:`tpsbench.reference.pace`: 50 ms to the first token, then a chunk of 1-4 tokens every
 10 ms, 100 tokens per request) runs in its own process pinned to CPU 0. Each point (transport,
@@ -86,7 +87,9 @@ def _rel(a: float, b: float) -> float:
 # --- one point, in its own process ------------------------------------------------------------------------
 
 
-def run_point(url: str, transport: str, concurrency: int, requests: int, loop: str) -> dict[str, Any]:
+def run_point(
+    url: str, transport: str, concurrency: int, requests: int, loop: str, api: str = "chat"
+) -> dict[str, Any]:
     """Run one closed-loop level through run_benchmark and compare it with the server's log."""
     _pin(CLIENT_CPU)
     root = url.removesuffix("/v1")
@@ -94,7 +97,7 @@ def run_point(url: str, transport: str, concurrency: int, requests: int, loop: s
     scenario = Scenario.model_validate(
         {
             "name": f"accuracy-{transport}-c{concurrency}",
-            "endpoint": {"base_url": url, "model": "pace", "transport": transport},
+            "endpoint": {"base_url": url, "model": "pace", "transport": transport, "api": api},
             "workload": {"input_tokens": 16, "output_tokens": OUTPUT_TOKENS},
             "load": [{"concurrency": concurrency, "requests": requests}],
         }
@@ -186,10 +189,10 @@ def _children_cpu_s() -> float:
 
 
 def measure(
-    url: str, server_pid: int, transport: str, concurrency: int, requests: int, loop: str
+    url: str, server_pid: int, transport: str, concurrency: int, requests: int, loop: str, api: str = "chat"
 ) -> dict[str, Any]:
     """Run one point in a fresh process; add what only the driver can see (the rest of the machine)."""
-    args = [sys.executable, __file__, "--point", url, transport, str(concurrency), str(requests), loop]
+    args = [sys.executable, __file__, "--point", url, transport, str(concurrency), str(requests), loop, api]
     busy0, srv0, kids0 = _busy_s(), _proc_cpu_s(server_pid), _children_cpu_s()
     me0, wall0, load0 = _proc_cpu_s(os.getpid()), time.monotonic(), os.getloadavg()[0]
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -262,7 +265,7 @@ def _least_disturbed(
     for attempt in range(1 + a.retries):
         if attempt:
             time.sleep(a.retry_wait)
-        row = measure(url, pid, transport, c, n, a.loop)
+        row = measure(url, pid, transport, c, n, a.loop, a.api)
         row["attempts"] = attempt + 1
         print(
             f"  {transport:8} c={c:<5} done in {row['wall_s']:.0f} s (load {row['load1']:.2f}, "
@@ -286,17 +289,20 @@ def main() -> None:
     ap.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the client's event loop"
     )
+    ap.add_argument(
+        "--api", choices=("chat", "completions", "messages", "responses"), default="chat", help="endpoint.api"
+    )
     ap.add_argument("--out", type=Path, help="also write the table (and the raw rows as JSON) here")
     ap.add_argument("--max-others", type=float, default=25.0, help="retry a point above this others%%")
     ap.add_argument("--retries", type=int, default=3, help="retries of a disturbed point (0: none)")
     ap.add_argument("--retry-wait", type=float, default=20.0, help="seconds before a retry")
     ap.add_argument(
-        "--point", nargs=5, metavar=("URL", "TRANSPORT", "C", "N", "LOOP"), help=argparse.SUPPRESS
+        "--point", nargs=6, metavar=("URL", "TRANSPORT", "C", "N", "LOOP", "API"), help=argparse.SUPPRESS
     )
     a = ap.parse_args()
     if a.point:
-        url, transport, c, n, loop = a.point
-        print(json.dumps(run_point(url, transport, int(c), int(n), loop)))
+        url, transport, c, n, loop, api = a.point
+        print(json.dumps(run_point(url, transport, int(c), int(n), loop, api)))
         return
 
     counts = QUICK if a.quick else MEASURED
@@ -305,7 +311,7 @@ def main() -> None:
     _pin(SERVER_CPU)  # the driver only waits; it shares the server's core, not the client's
     header = [
         f"# tpsbench client accuracy ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
-        f"python {sys.version.split()[0]}, client loop: {a.loop})",
+        f"python {sys.version.split()[0]}, client loop: {a.loop}, api: {a.api})",
         f"# pace server on CPU {SERVER_CPU}: 50 ms TTFT, 1-4 tokens every 10 ms, {OUTPUT_TOKENS} tokens per"
         f" request; each point a fresh client process on CPU {CLIENT_CPU}",
         f"# command: {' '.join(['python', 'benchmarks/client_accuracy.py', *sys.argv[1:]])}",
