@@ -11,7 +11,6 @@ Truth per request: TTFT = server's first token write - client's ``send_ns``; TPS
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 from pathlib import Path
 
@@ -20,10 +19,10 @@ import pytest
 from conftest import PACE_INTERVAL_MS, PACE_TOKENS
 
 from tpsbench.config.scenario import Scenario
-from tpsbench.core.record import RequestRecord
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.reference.pace import truth_by_id
-from tpsbench.results import metrics
+from tpsbench.results import files, metrics
+from tpsbench.results.views import open_run
 
 
 def _scenario(url: str, concurrency: int, api: str = "chat") -> Scenario:
@@ -52,8 +51,7 @@ def test_measured_requests_match_the_server_send_log(
 
     point = outcome.summary["points"][0]
     assert point["ok"] == point["measured"] == max(16, 2 * concurrency)
-    lines = [json.loads(x) for x in (outcome.run_dir / "requests.jsonl").read_text().splitlines()]
-    records = [RequestRecord.from_dict(x) for x in lines]
+    records = list(open_run(outcome.run_dir).records)
     assert sorted(truths) == sorted(r.request_id for r in records)  # every request's id reached the server
     measured = [r for r in records if not r.warmup]
     client_ttft = [metrics.ttft_s(r) or 0.0 for r in measured]
@@ -78,14 +76,14 @@ def test_measured_requests_match_the_server_send_log(
     # and the schedule itself: 3 tokens / 10 ms = 300 tokens/s, all 60 tokens counted
     pace_tps = PACE_TOKENS / PACE_INTERVAL_MS * 1000
     assert point["tps_user"]["p50"] == pytest.approx(pace_tps, rel=0.05 + lag / decode_s)
-    assert all(x["output_tokens"] == 60 for x in lines)
+    assert all(r.output_tokens == 60 for r in records)
 
 
 def test_completions_api_and_run_directory_contract(pace_url: str, tmp_path: Path) -> None:
     outcome = asyncio.run(run_benchmark(_scenario(pace_url, 4, api="completions"), out_root=tmp_path))
     names = {p.name for p in outcome.run_dir.iterdir()}
-    assert {"scenario.yaml", "metadata.json", "requests.jsonl", "summary.json", "summary.csv"} <= names
-    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    assert {files.SCENARIO, files.METADATA, files.REQUESTS, files.SUMMARY_JSON, files.SUMMARY_CSV} <= names
+    summary = files.read_summary(outcome.run_dir / files.SUMMARY_JSON)
     assert summary["schema"] == 1
     point = summary["points"][0]
     assert point["concurrency"] == 4

@@ -43,6 +43,7 @@ from tpsbench.client.transport import RawExchange, make_transport
 from tpsbench.config.scenario import Scenario, Timeouts, Workload
 from tpsbench.core.record import RequestRecord
 from tpsbench.load.benchmark import run_benchmark
+from tpsbench.results import files, metrics
 from tpsbench.workload.prompts import build_prompts
 from tpsbench.workload.tokenizer import GGUFTokenizer, ServerTokenizer
 
@@ -152,8 +153,8 @@ def _scenario(llama: LlamaServer, api: str, load: list[dict[str, Any]], **over: 
 
 def _run(scenario: Scenario, tmp_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     outcome = asyncio.run(run_benchmark(scenario, out_root=tmp_path))
-    lines = [json.loads(x) for x in (outcome.run_dir / "requests.jsonl").read_text().splitlines()]
-    return outcome.summary, lines
+    records = files.read_records(outcome.run_dir / files.REQUESTS)  # raw fields win over derived metrics
+    return outcome.summary, [metrics.request_metrics(r) | r.to_dict() for r in records]
 
 
 @dataclass(frozen=True)

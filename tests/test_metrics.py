@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -157,6 +158,30 @@ def test_record_line_keeps_raw_fields_and_round_trips() -> None:
     assert row["ttft_s"] == 0.1 and row["tps_user"] == pytest.approx(35.0)
     assert set(files.LINE_METRICS) <= set(row) and "itl_s" not in row  # lists are stored once
     assert files.record_from_line(json.loads(json.dumps(row)), "line") == r
+
+
+def test_record_format_4_delta_encodes_chunk_times_exactly() -> None:
+    r = RequestRecord(request_id=1, level=0, send_ns=10**13, end_ns=10**13 + 90, chunk_ns=[10**13 + 7,
+                      10**13 + 7, 10**13 + 50, 10**13 + 90], chunk_tokens=[1.0, 2.0, 0.5, 3.0])  # fmt: skip
+    row = files.record_line(r)
+    assert row["format"] == 4 and "chunk_ns" not in row
+    assert row["chunk_dns"] == [7, 0, 43, 40] and row["chunk_tokens"] == [1, 2, 0.5, 3]
+    assert files.record_from_line(json.loads(json.dumps(row)), "line") == r
+    empty = RequestRecord(request_id=2, level=0, send_ns=5, end_ns=9, error=ErrorKind.HTTP_5XX)
+    assert files.record_from_line(files.record_line(empty), "line") == empty
+    for bad in ({"chunk_dns": [1.5]}, {"chunk_dns": None}, {"send_ns": None}):
+        with pytest.raises(files.RunFileError, match=r"^f:3: not a request record \(format 4"):
+            files.record_from_line(row | bad, "f:3")
+    old = {"format": 3, **r.to_dict()}  # formats 1-3 stored chunk_ns as written
+    assert files.record_from_line(old, "line") == r
+
+
+@pytest.mark.parametrize("run", ["reference", "baseline"])
+def test_published_runs_in_old_formats_still_read(run: str) -> None:
+    path = Path(__file__).resolve().parents[1] / "results" / run / files.REQUESTS
+    records = list(files.read_records(path))
+    assert records and all(r.chunk_ns == sorted(r.chunk_ns) for r in records)
+    assert all(files.record_from_line(files.record_line(r), "x") == r for r in records[:50])
 
 
 @settings(max_examples=60, deadline=None)

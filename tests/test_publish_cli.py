@@ -10,6 +10,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tpsbench.cli.app import app
+from tpsbench.results import files
+from tpsbench.results.rundir import RecordWriter
 
 BASELINE = Path(__file__).parent.parent / "results" / "baseline"
 runner = CliRunner()
@@ -19,14 +21,13 @@ def _slower_copy(tmp_path: Path) -> Path:
     """The baseline with every request's chunks stretched by 25% (slower decode): a planted regression."""
     out = tmp_path / "slower"
     shutil.copytree(BASELINE, out)
-    lines = []
-    for raw in (BASELINE / "requests.jsonl").read_text().splitlines():
-        d = json.loads(raw)
-        first = d["chunk_ns"][0] if d["chunk_ns"] else d["send_ns"]
-        d["chunk_ns"] = [first + round((t - first) * 1.25) for t in d["chunk_ns"]]
-        d["end_ns"] = first + round((d["end_ns"] - first) * 1.25)
-        lines.append(json.dumps(d))
-    (out / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    (out / files.REQUESTS).unlink()
+    with RecordWriter(out / files.REQUESTS) as writer:
+        for r in files.read_records(BASELINE / files.REQUESTS):
+            first = r.chunk_ns[0] if r.chunk_ns else r.send_ns
+            r.chunk_ns = [first + round((t - first) * 1.25) for t in r.chunk_ns]
+            r.end_ns = first + round((r.end_ns - first) * 1.25)
+            writer.write(r)
     return out
 
 
@@ -65,7 +66,7 @@ def test_gate_missing_baseline_is_bad_input(tmp_path: Path) -> None:
 def test_gate_against_another_scenario_says_so(tmp_path: Path) -> None:
     cand = tmp_path / "other"
     shutil.copytree(BASELINE, cand)
-    summary = json.loads((cand / "summary.json").read_text())
+    summary = files.read_summary(cand / files.SUMMARY_JSON)
     summary["run"]["scenario_name"] = "maverick-b200"
     summary["run"]["workload"]["output_tokens"] = 1000.0
     (cand / "summary.json").write_text(json.dumps(summary))

@@ -18,12 +18,13 @@ from tpsbench.client.client import Client
 from tpsbench.client.sse import SSEParser
 from tpsbench.client.transport import make_transport
 from tpsbench.config.scenario import Endpoint, Scenario, Workload
-from tpsbench.core.record import RequestRecord
+from tpsbench.core.record import RequestRecord, TokenSource
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.reference.api import MODEL_NAME
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams
 from tpsbench.reference.server import ServerHandle, start_server
 from tpsbench.results import metrics
+from tpsbench.results.views import open_run
 
 T = TypeVar("T")
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 40}]
@@ -136,12 +137,11 @@ def _scenario(api: str) -> Scenario:
 def test_messages_and_responses_runs_on_the_reference_endpoint(tmp_path: Path) -> None:
     for api in ("messages", "responses"):
         outcome = asyncio.run(run_benchmark(_scenario(api), out_root=tmp_path))
-        lines = [json.loads(x) for x in (outcome.run_dir / "requests.jsonl").read_text().splitlines()]
-        assert len(lines) == 28 and all(x["error"] is None for x in lines), api
-        assert all(x["output_tokens"] == 48 and x["token_source"] == "usage" for x in lines), api
-        assert all(x["input_tokens"] >= 64 for x in lines)  # the server's count (the prompt plus its nonce)
-        meta = json.loads((outcome.run_dir / "metadata.json").read_text())
-        assert meta["endpoint"]["api"] == api and outcome.summary["points"][0]["ok"] == 24
+        run = open_run(outcome.run_dir)
+        assert len(run.records) == 28 and all(r.error is None for r in run.records), api
+        assert all(r.output_tokens == 48 and r.token_source is TokenSource.USAGE for r in run.records), api
+        assert all((r.input_tokens or 0) >= 64 for r in run.records)  # the server's count (prompt + nonce)
+        assert run.metadata["endpoint"]["api"] == api and outcome.summary["points"][0]["ok"] == 24
 
 
 @dataclass

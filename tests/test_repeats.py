@@ -61,9 +61,9 @@ def test_pooled_point_and_run_level_estimates_are_exact() -> None:
 def test_records_carry_their_repeat_and_old_formats_read_as_repeat_0() -> None:
     r = _records(10.0, 2)[0]
     line = files.record_line(r)
-    assert line["format"] == 3 and line["repeat"] == 2
+    assert line["format"] == files.RECORD_FORMAT and line["repeat"] == 2
     assert files.record_from_line(line, "x:1").repeat == 2
-    old = {k: v for k, v in line.items() if k != "repeat"} | {"format": 2}
+    old = {k: v for k, v in r.to_dict().items() if k != "repeat"} | {"format": 2}
     assert files.record_from_line(old, "x:1").repeat == 0
 
 

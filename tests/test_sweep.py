@@ -4,7 +4,6 @@ reference endpoint with a known knee (``max_batch: 4``: past 4 streams requests 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from tpsbench.load.benchmark import run_benchmark
 from tpsbench.load.sweep import LevelPlan, capacity, stop_reason
 from tpsbench.reference.model import ModelParams, ReferenceModel
 from tpsbench.report.markdown import to_markdown
+from tpsbench.results import files
 
 
 def _point(
@@ -181,7 +181,7 @@ def test_the_model_gain_threshold_separates_the_steps() -> None:
 
 def test_sweep_stops_at_the_knee_of_the_reference_endpoint(tmp_path: Path) -> None:
     outcome = asyncio.run(run_benchmark(_reference_sweep(), out_root=tmp_path))
-    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    summary = files.read_summary(outcome.run_dir / files.SUMMARY_JSON)
     cap = summary["capacity"]
     loads = [p["concurrency"] for p in summary["points"]]
     # Throughput grows to c=4 (the batch limit), then stops growing: the sweep ends one step past the knee.

@@ -14,7 +14,9 @@ from conftest import PACE_TOKENS
 
 from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import Scenario, ScenarioError
+from tpsbench.core.record import TokenSource
 from tpsbench.load.benchmark import run_benchmark
+from tpsbench.results.views import open_run
 from tpsbench.workload.tokenizer import HFTokenizer, ServerTokenizer, TokenizerError, load_tokenizer
 
 tokenizers = pytest.importorskip("tokenizers", reason="pip install tokenizers (in the llamacpp extra)")
@@ -119,15 +121,14 @@ def test_a_run_without_usage_counts_with_the_tokenizer(
     outcome = asyncio.run(
         run_benchmark(_no_usage_scenario(pace_url, str(tokenizer_json), workers), out_root=tmp_path)
     )
-    lines = [json.loads(x) for x in (outcome.run_dir / "requests.jsonl").read_text().splitlines()]
-    assert len(lines) == 6 and all(x["token_source"] == "tokenizer" for x in lines)
+    run = open_run(outcome.run_dir)
+    assert len(run.records) == 6 and all(r.token_source is TokenSource.TOKENIZER for r in run.records)
     # " tok" pieces, PACE_TOKENS (3) per chunk: 21 tokens in 7 chunks, so counting chunks would say 7
     chunks = -(-21 // PACE_TOKENS)
-    assert chunks != 21 and all(x["output_tokens"] == 21 and x["n_chunks"] == chunks for x in lines)
+    assert chunks != 21 and all(r.output_tokens == 21 and len(r.chunk_ns) == chunks for r in run.records)
     assert outcome.summary["points"][0]["token_sources"] == {"tokenizer": 4}
     assert outcome.summary["run"]["tokenizer"] == str(tokenizer_json)
-    meta = json.loads((outcome.run_dir / "metadata.json").read_text())
-    assert meta["tokenizer"] == str(tokenizer_json)
+    assert run.metadata["tokenizer"] == str(tokenizer_json)
 
 
 def test_a_server_tokenizer_needs_a_route_and_one_process(pace_url: str, tmp_path: Path) -> None:

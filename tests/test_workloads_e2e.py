@@ -5,7 +5,6 @@ each request sent and how long capped requests queued."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import Scenario
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.reference.serve import ReferenceServerProcess
+from tpsbench.results import files
 
 DATA = Path(__file__).parent / "data" / "workloads"
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -27,7 +27,7 @@ def reference_url() -> object:
 
 
 def _records(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
+    return [r.to_dict() for r in files.read_records(run_dir / files.REQUESTS)]
 
 
 def _run(scenario: Scenario, url: str, tmp_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
