@@ -22,7 +22,7 @@ from tpsbench.report.html import Image, compare_to_html, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
 from tpsbench.report.references import ModelPoint, curve_concurrencies, model_curve
 from tpsbench.report.timeline import timeline_figure
-from tpsbench.results.files import REQUESTS, TELEMETRY, read_records, read_samples
+from tpsbench.results.files import TELEMETRY, read_samples
 from tpsbench.results.views import Run, open_run
 
 FORMATS = frozenset({"png", "svg", "html", "md"})
@@ -149,11 +149,11 @@ def build_charts(run: Run, *, reference: bool | None = None) -> tuple[list[Chart
 
 def _timeline(run: Run) -> Chart | None:
     """The load timeline over the server's Prometheus series, when the run directory has both."""
-    if run.path is None or not (run.path / TELEMETRY).is_file() or not (run.path / REQUESTS).is_file():
+    if run.path is None or not (run.path / TELEMETRY).is_file() or not run.has_records:
         return None
     source = run.info.get("source_tool")
     fig = timeline_figure(
-        list(read_records(run.path / REQUESTS)),
+        list(run.records),
         list(read_samples(run.path / TELEMETRY)),
         source=str(source) if source else None,
     )

@@ -586,7 +586,7 @@ def open_run(path: str | Path) -> Run:
             summary=summary,
             path=path,
             metadata=files.read_metadata(path / files.METADATA),
-            records_path=path / files.REQUESTS,
+            records_path=files.requests_path(path),
         )
     if path.exists():
         return Run(summary=files.read_summary(path), path=path)
