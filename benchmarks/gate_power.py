@@ -8,7 +8,9 @@ unless stated) and runs ``tpsbench.gate.evaluate`` with default thresholds. "exi
 trials that fail the gate; the row columns give the fraction of (trial, load point) rows judged regressed.
 The synthetic runs are written through the real pipeline (records, per-request metrics, summarize_level,
 the run-directory writer) by tpsbench.results.synthetic, and the rates measured by tpsbench.gate.power.
-About 3 s per trial on one core (two runs written and summarised, one gate evaluation).
+About 3 s per trial on one core (two runs written and summarised, one gate evaluation), three times that
+with repeats. ``--modes`` runs only the cases of the three modes (per-request, repeats x3, curve rows),
+with and without injected run-to-run drift (``Shape.drift``: one factor per repeat, a single run too).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ class Case:
     loads: tuple[int, ...] = (16,)
     n: int = 200
     baseline: Shape = field(default_factory=Shape)
+    repeats: int = 1  # > 1: both runs repeat the plan; the gate tests on per-repeat values (Welch t)
+
+
+DRIFT = 0.03  # run-to-run: a factor exp(0.03 z) on TPS/user (and 1/factor on TTFT) per repeat, CV ~ 3%
 
 
 CASES = [
@@ -52,18 +58,70 @@ CASES = [
     Case("TTFT p99 +20%, median same", Shape(ttft_tail=0.2), "ttft_s_p99", n=2000),
     Case("errors 0.5% -> 5%", Shape(error_p=0.05), "error_rate"),
 ]
+# Modes: per-request (one run each), repeats (3 runs each) and the curve rows, with and without drift.
+MODE_CASES = [
+    Case("per-request, identical", Shape(), "curve_tps_per_gpu", loads=(4, 16, 64), n=100),
+    Case("repeats x3, identical", Shape(), "tps_user_p50", loads=(4, 16, 64), n=100, repeats=3),
+    Case(
+        "per-request, identical + drift (false alarm)",
+        Shape(drift=DRIFT),
+        "tps_user_p50",
+        loads=(4, 16, 64),
+        n=100,
+        baseline=Shape(drift=DRIFT),
+    ),
+    Case(
+        "repeats x3, identical + drift (false alarm)",
+        Shape(drift=DRIFT),
+        "tps_user_p50",
+        loads=(4, 16, 64),
+        n=100,
+        baseline=Shape(drift=DRIFT),
+        repeats=3,
+    ),
+    Case("per-request, TPS/user -10%", Shape(tps_factor=0.9), "curve_tps_per_gpu", loads=(4, 16, 64), n=100),
+    Case(
+        "repeats x3, TPS/user -10%",
+        Shape(tps_factor=0.9),
+        "curve_tps_per_gpu",
+        loads=(4, 16, 64),
+        n=100,
+        repeats=3,
+    ),
+    Case(
+        "repeats x3, TPS/user -10% + drift",
+        Shape(tps_factor=0.9, drift=DRIFT),
+        "tps_user_p50",
+        loads=(4, 16, 64),
+        n=100,
+        baseline=Shape(drift=DRIFT),
+        repeats=3,
+    ),
+    Case(
+        "repeats x3, TPS/user -10% + drift",
+        Shape(tps_factor=0.9, drift=DRIFT),
+        "curve_tps_per_gpu",
+        loads=(4, 16, 64),
+        n=100,
+        baseline=Shape(drift=DRIFT),
+        repeats=3,
+    ),
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--modes", action="store_true", help="only the per-request/repeats/curve cases")
     args = parser.parse_args()
     print(f"{args.trials} seeded trials per case; alpha = 0.05 with Holm; default thresholds\n")
     print(
-        "| case | load points | requests/point | exit 1 | row | row regressed | other rows regressed | time |"
+        "| case | load points | requests/point | repeats | exit 1 | row | row regressed "
+        "| other rows regressed | time |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for i, case in enumerate(CASES):
+    print("|---|---|---|---|---|---|---|---|---|")
+    cases = MODE_CASES if args.modes else [*CASES, *MODE_CASES]
+    for i, case in enumerate(cases):
         t0 = time.perf_counter()
         exit1, rows = gate_rates(
             args.trials,
@@ -72,10 +130,12 @@ def main() -> None:
             loads=case.loads,
             n=case.n,
             first_seed=10_000 * i,
+            repeats=case.repeats,
         )
         others = ", ".join(f"{m} {r:.1%}" for m, r in rows.items() if r and m != case.row) or "none"
         print(
-            f"| {case.name} | {len(case.loads)} | {case.n} | {exit1:.0%} | {case.row} | {rows[case.row]:.1%} "
+            f"| {case.name} | {len(case.loads)} | {case.n} | {case.repeats} | {exit1:.0%} | {case.row} "
+            f"| {rows[case.row]:.1%} "
             f"| {others} | {time.perf_counter() - t0:.1f} s |",
             flush=True,
         )

@@ -222,7 +222,7 @@ def gate_rates(
             assert result.exit_code in (0, 1), result.reasons
             exits += result.exit_code == 1
             for row in result.regressions:
-                regressed[row.metric] += 1
+                regressed[row.metric] = regressed.get(row.metric, 0) + 1
     return exits / trials, {m: k / (trials * len(loads)) for m, k in regressed.items()}
 
 
@@ -567,7 +567,7 @@ def test_markdown_junit_and_terminal_reports(tmp_path: Path) -> None:
     suite = root.find("testsuite")
     assert suite is not None
     cases = suite.findall("testcase")
-    assert len(cases) == len(result.rows) == int(suite.get("tests", "0"))
+    assert len(cases) == len(result.all_rows) == int(suite.get("tests", "0"))
     failed = [tc for tc in cases if tc.find("failure") is not None]
     assert len(failed) == len(result.regressions) == int(suite.get("failures", "0")) > 0
     assert {tc.get("name") for tc in failed} >= {"tps_user_p50"}

@@ -3,7 +3,8 @@ and the parsing of thresholds. Scenario validation (``gate.thresholds``), ``tpsb
 the gate's verdicts and ``tpsbench compare`` all read them here, so ``validate`` rejects exactly what the
 gate rejects.
 
-A gated metric is ``output_tps``, ``error_rate`` or ``<metric>_<stat>`` with metric in ``ttft_s``,
+A gated metric is ``output_tps``, ``error_rate``, a curve-level one (``curve_tps_per_gpu``,
+``curve_tps_user``: :mod:`tpsbench.gate.curve`) or ``<metric>_<stat>`` with metric in ``ttft_s``,
 ``tps_user``, ``tpot_s``, ``e2e_s``, ``e2e_tps`` (and the other TPS/user definitions: ``tps_user_aiperf``,
 ``tps_user_inferencex``, ``tps_user_guidellm``, ``tpot_inferencex_s``) and stat in p1, p5, p10, p50, p90,
 p95, p99.
@@ -64,7 +65,7 @@ class MetricSpec:
     name: str
     title: str
     better: Better
-    kind: Literal["quantile", "output_tps", "error_rate"]
+    kind: Literal["quantile", "output_tps", "error_rate", "curve"]
     default_threshold: float  # percent (percentage points for the error rate)
     unit: str
     block: str = ""  # summary block and per-request metric of a quantile metric
@@ -76,8 +77,19 @@ class MetricSpec:
         return self.better == "higher"
 
 
+# Curve-level verdicts (tpsbench.gate.curve): the candidate's throughput-interactivity curve read at the
+# baseline's points. Judged once per baseline point, not per load; their own default floor (percent).
+CURVE_METRICS: dict[str, str] = {
+    "curve_tps_per_gpu": "TPS/GPU at TPS/user",  # output TPS per GPU at the baseline's TPS/user
+    "curve_tps_user": "TPS/user at TPS/GPU",  # TPS/user at the baseline's output TPS per GPU
+}
+CURVE_THRESHOLD = 5.0
+
+
 def metric_spec(name: str) -> MetricSpec:
     """The spec of a metric name; raises ``ValueError`` naming the known metrics."""
+    if name in CURVE_METRICS:
+        return MetricSpec(name, CURVE_METRICS[name], "higher", "curve", CURVE_THRESHOLD, "tok/s")
     if name == "output_tps":
         return MetricSpec(name, "output TPS", "higher", "output_tps", 10.0, "tok/s")
     if name == "error_rate":
@@ -90,7 +102,8 @@ def metric_spec(name: str) -> MetricSpec:
             name, f"{title} {stat}", better, "quantile", floor, unit, block, stat, QUANTILES[stat]
         )
     raise ValueError(
-        f"unknown metric {name!r}: use output_tps, error_rate or <metric>_<stat> with metric in "
+        f"unknown metric {name!r}: use output_tps, error_rate, {', '.join(CURVE_METRICS)} or "
+        "<metric>_<stat> with metric in "
         f"{', '.join(SAMPLE_METRICS)} and stat in {', '.join(QUANTILES)}"
     )
 

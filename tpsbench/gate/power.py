@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tpsbench.core.metricspec import DEFAULT_METRICS
+from tpsbench.core.metricspec import CURVE_METRICS, DEFAULT_METRICS
 from tpsbench.gate.verdicts import evaluate
 from tpsbench.results.synthetic import Shape, write_synthetic_run
 
@@ -24,20 +24,27 @@ def gate_rates(
     loads: Sequence[int] = (4, 16, 64),
     n: int = 200,
     first_seed: int = 0,
+    repeats: int = 1,
 ) -> tuple[float, dict[str, float]]:
     """Over seeded trials (a fresh baseline and candidate each): the fraction that exit 1, and per metric
-    the fraction of (trial, load point) rows judged regressed. ``baseline`` defaults to ``Shape()``."""
+    the fraction of (trial, load point) rows judged regressed (curve rows: per baseline point).
+    ``baseline`` defaults to ``Shape()``; ``repeats`` > 1 writes both runs with that many repeats (the
+    gate then tests on per-repeat values)."""
     baseline = baseline or Shape()
     exits = 0
-    regressed: dict[str, int] = dict.fromkeys(DEFAULT_METRICS, 0)
+    regressed: dict[str, int] = dict.fromkeys([*DEFAULT_METRICS, *CURVE_METRICS], 0)
     with tempfile.TemporaryDirectory() as tmp:
         for t in range(first_seed, first_seed + trials):
-            b = write_synthetic_run(Path(tmp, f"b{t}"), seed=2 * t, loads=loads, n=n, shape=baseline)
-            c = write_synthetic_run(Path(tmp, f"c{t}"), seed=2 * t + 1, loads=loads, n=n, shape=candidate)
+            b, c = (
+                write_synthetic_run(
+                    Path(tmp, f"{side}{t}"), seed=2 * t + k, loads=loads, n=n, shape=shape, repeats=repeats
+                )
+                for k, (side, shape) in enumerate((("b", baseline), ("c", candidate)))
+            )
             result = evaluate(b, c, seed=t)
             if result.exit_code not in (0, 1):
                 raise RuntimeError(f"trial {t}: the gate could not compare: {result.reasons}")
             exits += result.exit_code == 1
             for row in result.regressions:
-                regressed[row.metric] += 1
+                regressed[row.metric] = regressed.get(row.metric, 0) + 1
     return exits / trials, {m: k / (trials * len(loads)) for m, k in regressed.items()}

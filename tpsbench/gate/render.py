@@ -46,7 +46,7 @@ def to_markdown(result: GateResult) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    tested = sum(1 for r in result.rows if r.p_value is not None)
+    tested = sum(1 for r in result.all_rows if r.p_value is not None)
     out = [
         f"### tpsbench gate: {_headline(result)} (exit {result.exit_code})",
         "",
@@ -56,9 +56,9 @@ def to_markdown(result: GateResult) -> str:
     ]
     if result.reasons:
         out += [*(f"- {esc(r)}" for r in result.reasons), ""]
-    if result.rows:
+    if result.all_rows:
         out += ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
-        for row in result.rows:
+        for row in result.all_rows:
             verdict = _BADGE[row.verdict] + (f" ({row.note})" if row.note else "")
             out.append("| " + " | ".join(esc(c) for c in (*_cells(row), verdict)) + " |")
         out.append("")
@@ -83,10 +83,10 @@ def to_markdown(result: GateResult) -> str:
 def to_junit(result: GateResult) -> str:
     """JUnit XML: one testcase per row; regressed rows fail, not comparable rows are skipped. When the
     runs could not be compared at all (exit 2), one ``comparability`` testcase carries an error."""
-    failures = sum(1 for r in result.rows if r.verdict is Verdict.REGRESSED)
-    skipped = sum(1 for r in result.rows if r.verdict is Verdict.NOT_COMPARABLE)
+    failures = sum(1 for r in result.all_rows if r.verdict is Verdict.REGRESSED)
+    skipped = sum(1 for r in result.all_rows if r.verdict is Verdict.NOT_COMPARABLE)
     errors = 1 if result.exit_code == EXIT_NOT_COMPARABLE else 0
-    tests = len(result.rows) + errors
+    tests = len(result.all_rows) + errors
     counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors), "skipped": str(skipped)}
     root = ET.Element("testsuites", {"name": "tpsbench gate", **counts})
     suite = ET.SubElement(root, "testsuite", {"name": "tpsbench gate", **counts})
@@ -100,7 +100,7 @@ def to_junit(result: GateResult) -> str:
     if errors:
         case = ET.SubElement(suite, "testcase", {"classname": "tpsbench.gate", "name": "comparability"})
         ET.SubElement(case, "error", {"message": "; ".join(result.reasons), "type": "not_comparable"})
-    for row in result.rows:
+    for row in result.all_rows:
         case = ET.SubElement(
             suite, "testcase", {"classname": f"tpsbench.gate.{row.point}", "name": row.metric}
         )
@@ -130,7 +130,7 @@ def rich_table(result: GateResult) -> Table:
     table = Table(title=f"tpsbench gate: {result.status} (exit {result.exit_code})", title_justify="left")
     for h in _HEADER:
         table.add_column(h, justify="right" if h in {"baseline", "candidate", "change", "p"} else "left")
-    for row in result.rows:
+    for row in result.all_rows:
         style = _STYLE[row.verdict]
         verdict = f"[{style}]{row.verdict}[/]" if style else str(row.verdict)
         note = f" [dim]{escape(row.note)}[/]" if row.note else ""
@@ -166,17 +166,21 @@ def verdict_lines(result: GateResult, width: int = 80) -> list[str]:
     A line reads ``FAIL c=8 TPS/user p50 ↑  412 -> 371 tok/s  -10.0% worse  p=0.001``."""
     n_reg = len(result.regressions)
     head = f"tpsbench gate: {result.status} (exit {result.exit_code})"
-    if result.rows:
-        head += f", {len(result.rows)} rows, {n_reg} regressed, α={result.alpha:g} ({result.mode})"
+    if result.all_rows:
+        head += f", {len(result.all_rows)} rows, {n_reg} regressed, α={result.alpha:g} ({result.mode})"
     lines = [_fit(head, width)]
-    rows = sorted(result.rows, key=lambda r: (_ORDER[r.verdict], -(r.worse or 0.0)))
+    rows = sorted(result.all_rows, key=lambda r: (_ORDER[r.verdict], -(r.worse or 0.0)))
     for row in rows:
         arrow = "↑" if row.spec.better == "higher" else "↓"
-        values = f"{text.value(row.spec, row.baseline)} -> {text.value(row.spec, row.candidate)}"
+        b, c = text.value(row.spec, row.baseline), text.value(row.spec, row.candidate)
+        unit = f" {row.spec.unit}"
+        if b.endswith(unit) and c.endswith(unit) and row.spec.unit != "%":
+            b = b.removesuffix(unit)  # the unit once: "1036.5 -> 990.7 tok/s"
+        values = f"{b} -> {c}"
         p = text.p_value(row)
         p = "" if p == "—" else (f"p{p}" if p.startswith("<") else f"p={p}" if p[0].isdigit() else p)
         change = text.change(row).replace(" worse", "").replace(" better", "")
         metric = f"{row.spec.title} {arrow}"
-        line = f"{_MARK[row.verdict]:<4} {row.point:<6} {metric:<15} {values:>27} {change:>7}  {p}"
+        line = f"{_MARK[row.verdict]:<4} {row.point:<8} {metric:<21} {values:>24} {change:>8}  {p}"
         lines.append(_fit(line.rstrip(), width))
     return lines

@@ -33,6 +33,8 @@ class Method(StrEnum):
     FISHER = "fisher"
     CI_OVERLAP = "ci-overlap"  # summary-only: do the two p50_ci intervals overlap?
     RATIO = "ratio"  # output TPS: z test on sum(tokens) / sum(latency) (Little's law), delta method
+    WELCH = "welch-t"  # repeats: Welch t test on the per-repeat values (run-to-run variance)
+    CURVE_Z = "curve-z"  # curve row of one run: delta-method z test of the value read on the curve
     NONE = "none"  # not tested (too few samples, no samples, no interval): never significant
 
 
@@ -84,11 +86,17 @@ class GateResult:
     alpha: float = 0.05
     thresholds: Mapping[str, float] = field(default_factory=dict)  # the effective noise floors
     bad_input: bool = False  # exit 2 because an input is missing or malformed (not a comparability reason)
+    curve: tuple[Row, ...] = ()  # curve-level rows (tpsbench.gate.curve), one per baseline point and metric
     mode: str = "per-request"  # where the significance of quantile rows comes from: "per-request", "repeats"
 
     @property
+    def all_rows(self) -> tuple[Row, ...]:
+        """The per-load-point rows, then the curve-level rows."""
+        return self.rows + self.curve
+
+    @property
     def regressions(self) -> tuple[Row, ...]:
-        return tuple(r for r in self.rows if r.verdict is Verdict.REGRESSED)
+        return tuple(r for r in self.all_rows if r.verdict is Verdict.REGRESSED)
 
     @property
     def status(self) -> str:

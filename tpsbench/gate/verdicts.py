@@ -14,8 +14,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from tpsbench.core.metricspec import DEFAULT_METRICS, MetricSpec, check_thresholds, metric_spec
-from tpsbench.gate import text
+from tpsbench.core.metricspec import (
+    CURVE_METRICS,
+    DEFAULT_METRICS,
+    MetricSpec,
+    check_thresholds,
+    metric_spec,
+)
+from tpsbench.gate import curve, text
 from tpsbench.gate.result import (
     EXIT_NOT_COMPARABLE,
     EXIT_PASS,
@@ -73,13 +79,8 @@ class _Side:
         return (round(rate * p.measured), p.measured) if rate is not None else None
 
     def throughput_samples(self) -> tuple[Floats, Floats]:
-        """(output tokens, latency s) of each measured request but ``cancelled`` ones; failed requests count
-        0 tokens, as in the summary's output_tps, but their latency (they occupied a user)."""
-        tokens, latency = [], []
-        for r in self.point.counted_records() or ():
-            tokens.append(float(r.output_tokens or 0) if r.ok else 0.0)
-            latency.append((r.end_ns - r.send_ns) / 1e9)
-        return np.asarray(tokens, dtype=np.float64), np.asarray(latency, dtype=np.float64)
+        """:func:`tpsbench.gate.curve.throughput_samples` of the point."""
+        return curve.throughput_samples(self.point)
 
     def measured(self) -> int | None:
         if self.records:
@@ -217,6 +218,70 @@ def _quantile_cell(
         cell.note = f"summary only: {spec.stat}_ci {'do not ' if cell.significant else ''}overlap"
 
 
+def _repeat_cell(cell: _Cell, pb: _Side, pc: _Side) -> bool:
+    """Judge a quantile or output TPS row on the per-repeat values (Welch t); False when a side has no
+    run-level estimate of it (the caller falls back to the per-request test)."""
+    spec = cell.spec
+    eb, ec = pb.point.repeat_estimate(spec.name), pc.point.repeat_estimate(spec.name)
+    if eb is None or ec is None or min(len(eb.values), len(ec.values)) < 2:
+        return False
+    lags = [lag for lag in (pb.point.loop_lag_p99_s, pc.point.loop_lag_p99_s) if lag is not None]
+    if spec.block in _CLIENT_TIMED and lags:
+        cell.abs_floor = max(lags)
+    cell.baseline, cell.candidate = eb.mean, ec.mean
+    cell.n_baseline, cell.n_candidate = len(eb.values), len(ec.values)
+    cell.change = _relative(cell.baseline, cell.candidate)
+    tested = stats.welch_t(eb.values, ec.values)
+    interval = stats.welch_interval(eb.values, ec.values)
+    assert tested is not None and interval is not None
+    cell.test, (cell.p_value, cell.effect_sign) = Method.WELCH, tested
+    lo, hi = interval
+    cell.note = (
+        f"{len(eb.values)} vs {len(ec.values)} repeats; 95% CI of difference "
+        f"[{text.delta(spec, lo)}, {text.delta(spec, hi)}]"
+    )
+    return True
+
+
+def _curve_cells(
+    baseline: RunData,
+    candidate: RunData,
+    effective: Mapping[str, float],
+    names: list[str],
+    *,
+    min_samples: int,
+) -> tuple[list[_Cell], list[str]]:
+    """The curve-level rows (:mod:`tpsbench.gate.curve`) as cells, and its warnings."""
+    checks, warnings = curve.curve_checks(
+        list(baseline.points.values()), list(candidate.points.values()), names, min_samples=min_samples
+    )
+    cells = []
+    outside = [c.point for c in checks if c.candidate is None]
+    if outside:
+        warnings.append(
+            f"curve: {', '.join(outside)} lie outside the candidate's curve (it did not measure there): "
+            "not judged"
+        )
+    for c in checks:
+        if c.candidate is None:
+            continue
+        spec = metric_spec(c.metric)
+        cell = _Cell(c.point, spec, effective.get(c.metric, spec.default_threshold))
+        cell.baseline, cell.candidate = c.baseline, c.candidate
+        cell.n_baseline, cell.n_candidate = c.n_baseline, c.n_candidate
+        cell.change = _relative(c.baseline, c.candidate)
+        if c.test == "welch-t":
+            cell.test, cell.p_value, cell.effect_sign = Method.WELCH, c.p_value, c.effect_sign
+            cell.note = c.sentence
+        elif c.test == "curve-z":
+            cell.test, cell.p_value, cell.effect_sign = Method.CURVE_Z, c.p_value, c.effect_sign
+            cell.note = c.sentence
+        else:
+            cell.note = c.sentence
+        cells.append(cell)
+    return cells, warnings
+
+
 def _error_cell(cell: _Cell, pb: _Side, pc: _Side, *, min_samples: int) -> None:
     if pb.records != pc.records:  # count the same way on both sides
         pb, pc = pb.summary_only(), pc.summary_only()
@@ -320,9 +385,11 @@ def compare(
     except ValueError as e:
         return GateResult(*names, (), EXIT_NOT_COMPARABLE, (str(e),), tuple(warnings), alpha)
     floors = {**candidate.thresholds, **explicit}
-    names_ = [*DEFAULT_METRICS, *(m for m in floors if m not in DEFAULT_METRICS)]
+    names_ = [*DEFAULT_METRICS, *(m for m in floors if m not in DEFAULT_METRICS and m not in CURVE_METRICS)]
     specs = [metric_spec(m) for m in names_]
     effective = {s.name: floors.get(s.name, s.default_threshold) for s in specs}
+    effective |= {m: floors.get(m, metric_spec(m).default_threshold) for m in CURVE_METRICS}
+    repeated = baseline.run.repeat_count > 1 and candidate.run.repeat_count > 1
 
     reasons = [
         f"candidate differs from baseline: {why}"
@@ -352,6 +419,14 @@ def compare(
             "other percentiles and output TPS not tested"
         )
     warnings += _client_warnings(baseline, candidate)
+    if not repeated:
+        single = " and ".join(
+            n for n, r in (("baseline", baseline), ("candidate", candidate)) if r.run.repeat_count < 2
+        )
+        warnings.append(
+            f"one run for the {single}: significance comes from per-request samples (within-run "
+            "variance), which misses run-to-run differences; run both with --repeat 3 to test on them"
+        )
 
     ordered = [*baseline.points, *(k for k in candidate.points if k not in baseline.points)]
     cells: list[_Cell] = []
@@ -365,6 +440,8 @@ def compare(
             cells.append(cell)
             if pb is None or pc is None:
                 cell.note = f"load point only in the {'baseline' if pc is None else 'candidate'}"
+            elif repeated and spec.kind != "error_rate" and _repeat_cell(cell, pb, pc):
+                pass
             elif spec.kind == "quantile":
                 _quantile_cell(
                     cell, pb, pc, alpha=alpha, seed=seed, min_samples=min_samples, resamples=resamples
@@ -374,6 +451,12 @@ def compare(
             else:
                 _output_tps_cell(cell, pb, pc, min_samples=min_samples)
 
+    curve_cells, curve_warnings = _curve_cells(
+        baseline, candidate, effective, list(CURVE_METRICS), min_samples=min_samples
+    )
+    n_point_rows = len(cells)
+    cells += curve_cells
+    warnings += curve_warnings
     tested = [i for i, c in enumerate(cells) if c.p_value is not None]
     adjusted: dict[int, float] = dict(
         zip(tested, stats.holm([cells[i].p_value or 0.0 for i in tested]), strict=True)
@@ -385,10 +468,18 @@ def compare(
         )
         for i, c in enumerate(cells)
     )  # fmt: skip
-    regressions = [r for r in rows if r.verdict is Verdict.REGRESSED]
+    rows, curve_rows = rows[:n_point_rows], rows[n_point_rows:]
+    regressions = [r for r in rows + curve_rows if r.verdict is Verdict.REGRESSED]
     code = EXIT_REGRESSION if regressions else EXIT_PASS
+    reasons_ = tuple(
+        f"{r.note} ({text.change(r)}, threshold {text.threshold(r)})"
+        if r.spec.kind == "curve"
+        else text.reason(r)
+        for r in regressions
+    )
+    mode = "repeats" if repeated else "per-request"
     return GateResult(
-        *names, rows, code, tuple(text.reason(r) for r in regressions), tuple(warnings), alpha, effective
+        *names, rows, code, reasons_, tuple(warnings), alpha, effective, curve=curve_rows, mode=mode
     )
 
 

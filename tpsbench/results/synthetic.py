@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -26,6 +27,7 @@ from scipy import stats as sps
 from tpsbench.config.scenario import Level
 from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
 from tpsbench.results import files
+from tpsbench.results import repeats as repeats_
 from tpsbench.results.rundir import RecordWriter, write_bytes_atomic
 from tpsbench.results.summary import summarize_level, summarize_run, to_csv, to_json
 
@@ -46,6 +48,7 @@ class Shape:
     input_tokens: int = 1000
     model: str = "maverick"
     api: str = "chat"
+    drift: float = 0.0  # run-to-run: lognormal sigma of a factor on TPS/user and TTFT drawn once per repeat
 
 
 def _medians(concurrency: float) -> tuple[float, float]:
@@ -106,32 +109,52 @@ def write_synthetic_run(
     shape: Shape = Shape(),
     gate_thresholds: Mapping[str, float] | None = None,
     gpus: int = 8,
+    repeats: int = 1,
 ) -> Path:
     """Write a run directory (summary.json/csv, requests.jsonl, scenario.yaml) of seeded synthetic
-    requests, one closed-loop load point per concurrency of ``loads``, and return its path."""
+    requests, one closed-loop load point per concurrency of ``loads``, and return its path.
+
+    ``repeats`` > 1 runs the plan that many times and writes the summary a run of repeats writes (records
+    stamped with their repeat, points pooled by :func:`tpsbench.results.repeats.pool`). ``shape.drift``
+    draws one factor per repeat (a single run too): run-to-run differences the requests of one run
+    cannot show."""
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True)
-    points = []
+    per_level: dict[int, list[dict[str, Any]]] = {}
+    by_level: dict[int, list[RequestRecord]] = {}
     next_id = 0
+    self_check = {"loop_lag_p99_s": 0.0005, "cpu_percent": 10.0}
     with RecordWriter(path / files.REQUESTS) as writer:
-        for index, c in enumerate(loads):
-            records = synthetic_records(rng, index, c, n, warmup, shape, first_id=next_id)
-            next_id += len(records)
-            for record in records:
-                writer.write(record)
-            level = Level(concurrency=c, requests=n, warmup=warmup)
-            self_check = {"loop_lag_p99_s": 0.0005, "cpu_percent": 10.0}
-            points.append(
-                summarize_level(
-                    records,
-                    level_index=index,
-                    level=level,
-                    slo={},
-                    gpus=gpus,
-                    self_check=self_check,
+        for k in range(repeats):
+            this = shape
+            if shape.drift:
+                f = float(np.exp(shape.drift * rng.standard_normal()))
+                this = replace(shape, tps_factor=shape.tps_factor * f, ttft_factor=shape.ttft_factor / f)
+            for index, c in enumerate(loads):
+                records = synthetic_records(rng, index, c, n, warmup, this, first_id=next_id)
+                next_id += len(records)
+                for record in records:
+                    record.repeat = k
+                    writer.write(record)
+                level = Level(concurrency=c, requests=n, warmup=warmup)
+                by_level.setdefault(index, []).extend(records)
+                point = summarize_level(
+                    records, level_index=index, level=level, slo={}, gpus=gpus, self_check=dict(self_check),
                     seed=seed,
-                )
-            )
+                )  # fmt: skip
+                point["repeat"] = k
+                per_level.setdefault(index, []).append(point)
+    points = []
+    for index, per in per_level.items():
+        if repeats == 1:
+            points.append(per[0])
+            continue
+        level = Level(concurrency=loads[index], requests=n, warmup=warmup)
+        whole = summarize_level(
+            by_level[index], level_index=index, level=level, slo={}, gpus=gpus,
+            self_check=repeats_.merged_self_check(per), seed=seed,
+        )  # fmt: skip
+        points.append(repeats_.pool(whole, per))
     run_info = {
         "name": path.name,
         "scenario_name": "synthetic",
@@ -141,7 +164,11 @@ def write_synthetic_run(
         "gpus": gpus,
         "workload": {"input_tokens": shape.input_tokens, "output_tokens": shape.output_tokens},
     }
-    summary = summarize_run(points, run_info=run_info, slo={})
+    block = None
+    if repeats > 1:
+        runs = [{"repeat": k} for k in range(repeats)]
+        block = repeats_.run_block(runs, points, count=repeats, cooldown_s=0.0)
+    summary = summarize_run(points, run_info=run_info, slo={}, repeats=block)
     write_bytes_atomic(path / files.SUMMARY_JSON, to_json(summary))
     write_bytes_atomic(path / files.SUMMARY_CSV, to_csv(summary))
     scenario = "name: synthetic\nload:\n" + "".join(
