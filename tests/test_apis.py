@@ -346,3 +346,17 @@ def test_scenario_accepts_the_new_apis_and_rejects_others() -> None:
         )
     with pytest.raises(ValueError):
         api_for("anthropic")
+
+
+def test_chat_only_options_are_refused_for_the_typed_apis() -> None:
+    load = [{"concurrency": 1, "requests": 1}]
+    with pytest.raises(ValueError, match="api 'responses' always sends 'max_output_tokens'"):
+        Scenario.model_validate(
+            {
+                "endpoint": {"api": "responses"},
+                "workload": {"max_tokens_field": "max_completion_tokens"},
+                "load": load,
+            }
+        )
+    with pytest.raises(ValueError, match=r"continuous_usage .* not to api 'messages'"):
+        Scenario.model_validate({"endpoint": {"api": "messages", "continuous_usage": True}, "load": load})

@@ -462,6 +462,24 @@ class Scenario(_Strict):
             raise ValueError("set 'load' (fixed levels) or 'sweep' (levels grown until the knee), not both")
         return self
 
+    @model_validator(mode="after")
+    def _api_options(self) -> Scenario:
+        api = self.endpoint.api
+        if api not in ("messages", "responses"):
+            return self
+        sent = "max_tokens" if api == "messages" else "max_output_tokens"
+        if self.workload.max_tokens_field != "max_tokens":
+            raise ValueError(
+                f"workload.max_tokens_field applies to the chat and completions APIs; api '{api}' always "
+                f"sends '{sent}'"
+            )
+        if self.endpoint.continuous_usage:
+            raise ValueError(
+                f"endpoint.continuous_usage (vLLM's stream_options) applies to the chat and completions APIs "
+                f"only, not to api '{api}'"
+            )
+        return self
+
     @property
     def fixed_levels(self) -> list[Level]:
         """The ``load`` levels; empty for a sweep, whose levels are generated while it runs."""
