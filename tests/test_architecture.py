@@ -176,6 +176,15 @@ def test_known_long_modules_are_still_long() -> None:
         assert name in MODULES and len(MODULES[name].read_text().splitlines()) > MAX_LINES, name
 
 
+def test_the_transport_contract_imports_nothing_concrete_and_no_transport_reads_config() -> None:
+    base = GRAPH["tpsbench.client.transport.base"]
+    concrete = {"h11", "aiohttp", "httpx"}
+    assert not {t for t in base if t.split(".")[0] in concrete or t.startswith("tpsbench.client.transport.")}
+    for name, targets in GRAPH.items():
+        if name.startswith("tpsbench.client.transport"):
+            assert not [t for t in targets if t.startswith("tpsbench.config")], name  # Timeouts is in core
+
+
 def test_only_the_cli_imports_typer() -> None:
     bad = [
         f"{name} imports {t}"
