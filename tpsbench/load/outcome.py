@@ -7,9 +7,10 @@
 - **2**: bad input or an unusable endpoint (the scenario or the preflight failed: nothing measured);
 - **130**: interrupted (Ctrl-C); what finished is kept and valid.
 
-:func:`judge` turns a run's points into a :class:`Verdict` whose ``lines`` are what the terminal prints
-last: the outcome, then per failing level the most common error kind and the server's own words (the
-level's first error body, cut short and already redacted by the client).
+:func:`judge` turns a run's points (read through :class:`~tpsbench.results.views.Point`) into a
+:class:`Verdict` whose ``lines`` are what the terminal prints last: the outcome, then per failing level the
+most common error kind and the server's own words (the level's first error body, cut short and already
+redacted by the client).
 
     >>> ok = {"concurrency": 1, "rate": None, "measured": 10, "ok": 10, "errors": {}}
     >>> judge([ok], budget=0.01).lines
@@ -27,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tpsbench.results.views import Point
+
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_OVER_BUDGET", "Verdict", "judge"]
 
 EXIT_OK = 0
@@ -42,25 +45,21 @@ class Verdict:
     lines: list[str]
 
 
-def _label(p: Mapping[str, Any]) -> str:
-    return f"c={p['concurrency']}" if p.get("concurrency") is not None else f"rate={p.get('rate'):g}/s"
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:g}%"
 
 
-def _failing(p: Mapping[str, Any], budget: float) -> str | None:
+def _failing(p: Point, budget: float) -> str | None:
     """Why level ``p`` breaks the contract (None: within budget)."""
-    errors = {k: v for k, v in (p.get("errors") or {}).items() if k != "cancelled"}
-    measured = int(p.get("measured") or 0) - int((p.get("errors") or {}).get("cancelled", 0))
+    errors = {k: v for k, v in p.errors.items() if k != "cancelled"}
+    measured = (p.measured or 0) - p.errors.get("cancelled", 0)
     failed = sum(errors.values())
-    stopped = (p.get("self_check") or {}).get("stopped")
+    stopped = p.self_check.get("stopped")
     if stopped:
         why = str(stopped)
     elif measured <= 0:
-        return None if (p.get("self_check") or {}).get("interrupted") else "no measured request"
-    elif int(p.get("ok") or 0) == 0:
+        return None if p.self_check.get("interrupted") else "no measured request"
+    elif not p.ok:
         why = f"no successful request ({failed} of {measured} failed)"
     elif failed / measured > budget:
         why = f"{failed} of {measured} failed ({_pct(round(failed / measured, 4))})"
@@ -69,8 +68,7 @@ def _failing(p: Mapping[str, Any], budget: float) -> str | None:
     if errors:
         kind, n = max(errors.items(), key=lambda kv: (kv[1], kv[0]))
         why += f"; most common: {kind} ({n})"
-    first = p.get("first_error")
-    if isinstance(first, Mapping):
+    if first := p.first_error:
         status = first.get("status")
         head = f"HTTP {status}" if status else str(first.get("kind"))
         detail = " ".join(str(first.get("detail") or "").split())
@@ -82,8 +80,8 @@ def _failing(p: Mapping[str, Any], budget: float) -> str | None:
 
 def judge(points: Sequence[Mapping[str, Any]], *, budget: float, interrupted: bool = False) -> Verdict:
     """The run's exit code and its closing lines (see the module docstring)."""
-    failing = [(p, why) for p in points if (why := _failing(p, budget)) is not None]
-    detail = [f"  {_label(p)}: {why}" for p, why in failing]
+    failing = [(p, why) for p in map(Point, points) if (why := _failing(p, budget)) is not None]
+    detail = [f"  {p.label}: {why}" for p, why in failing]
     if interrupted:
         head = (
             f"outcome: exit {EXIT_INTERRUPTED}, interrupted after {len(points)} level(s); partial but valid"
