@@ -11,30 +11,25 @@ from typer.testing import CliRunner
 
 from tpsbench.cli.app import app
 from tpsbench.results import files
-from tpsbench.results.rundir import RecordWriter
+from tpsbench.results.synthetic import Shape, write_synthetic_run
 
 BASELINE = Path(__file__).parent.parent / "results" / "baseline"
 runner = CliRunner()
 
 
-def _slower_copy(tmp_path: Path) -> Path:
-    """The baseline with every request's chunks stretched by 25% (slower decode): a planted regression."""
-    out = tmp_path / "slower"
-    shutil.copytree(BASELINE, out)
-    (out / files.REQUESTS).unlink()
-    with RecordWriter(out / files.REQUESTS) as writer:
-        for r in files.read_records(BASELINE / files.REQUESTS):
-            first = r.chunk_ns[0] if r.chunk_ns else r.send_ns
-            r.chunk_ns = [first + round((t - first) * 1.25) for t in r.chunk_ns]
-            r.end_ns = first + round((r.end_ns - first) * 1.25)
-            writer.write(r)
-    return out
+def _pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Synthetic runs of three repeats (the real pipeline), the candidate 20% slower per user."""
+    base = write_synthetic_run(tmp_path / "base", seed=1, loads=(4, 16), n=80, repeats=3)
+    cand = write_synthetic_run(
+        tmp_path / "cand", seed=2, loads=(4, 16), n=80, repeats=3, shape=Shape(tps_factor=0.8)
+    )
+    return base, cand
 
 
 def test_gate_prints_one_line_per_verdict_regressions_first_at_80_columns(tmp_path: Path) -> None:
-    cand = _slower_copy(tmp_path)
+    base, cand = _pair(tmp_path)
     res = runner.invoke(
-        app, ["gate", "--baseline", str(BASELINE), "--candidate", str(cand)], env={"COLUMNS": "80"}
+        app, ["gate", "--baseline", str(base), "--candidate", str(cand)], env={"COLUMNS": "80"}
     )
     assert res.exit_code == 1, res.output
     lines = res.stdout.splitlines()

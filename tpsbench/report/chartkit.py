@@ -56,6 +56,7 @@ STYLE: dict[RcKeyType, Any] = {
     "grid.linewidth": 0.6,
     "axes.axisbelow": True,
     "svg.hashsalt": "tpsbench",  # stable SVG ids: the same run renders the same file
+    "svg.fonttype": "none",  # SVG text stays text: editable, searchable, selectable
 }
 WIDTH_IN = 8.0
 PNG_DPI = 150  # 1200 px wide: sharp when a README or the HTML shows it at 800 px

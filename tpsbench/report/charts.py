@@ -23,6 +23,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocat
 
 from tpsbench.core import fmt
 from tpsbench.reference.published import PUBLISHED, PUBLISHED_SOURCE
+from tpsbench.report import headline as words
 from tpsbench.report.chartkit import (
     BLACK,
     BLUE,
@@ -79,14 +80,18 @@ def _pareto_xy(run: Run) -> list[_XY]:
     for p in run.points:
         x, y = p.stat("tps_user", "p50"), p.output_tps
         if x is not None and y is not None:
-            d = p.dist("tps_user")
-            out.append(_XY(p, x, y, d.p50_ci if d is not None else None))
+            d, est = p.dist("tps_user"), p.repeat_estimate("tps_user_p50")
+            if est is not None and est.ci is not None:  # repeats: the run-level estimate and its interval
+                out.append(_XY(p, est.mean, y, est.ci))
+            else:
+                out.append(_XY(p, x, y, d.p50_ci if d is not None else None))
     return out
 
 
 def _published_top_axis(ax: Axes, xmax: float) -> None:
     """Published speeds as dotted verticals, named on a top axis so their labels never cover data.
-    Labels closer than ~6% of the axis are merged into one tick (Amazon 291 and Groq 276 would collide)."""
+    Labels closer than ~6% of the axis are merged into one tick, written left to right in the order of
+    their lines (``Groq 276 | Amazon 291``)."""
     shown = sorted((p for p in PUBLISHED if p.tps_user <= xmax), key=lambda p: p.tps_user)
     for p in shown:
         ax.axvline(p.tps_user, color=GREY, ls=(0, (1, 2)), lw=1.1, zorder=1)
@@ -94,9 +99,9 @@ def _published_top_axis(ax: Axes, xmax: float) -> None:
     for p in shown:
         text = f"{p.who} {p.tps_user:,.0f}"
         if clusters and p.tps_user - float(clusters[-1][0]) < 0.06 * xmax:
-            last = clusters[-1]
+            last = clusters[-1]  # one line, left to right: the order of the lines under it
             last[0] = (float(last[0]) + p.tps_user) / 2
-            last[1] = f"{text}\n{last[1]}"
+            last[1] = f"{last[1]} | {text}"
         else:
             clusters.append([p.tps_user, text])
     top = ax.secondary_xaxis("top")
@@ -111,6 +116,15 @@ def _draw_series(
     """One run: CI bars, its frontier as a line (dashed when flagged), dominated levels hollow. Returns
     the point labels to place, the frontier line and whether any level is dominated."""
     colour, marker = SERIES_COLOURS[k % len(SERIES_COLOURS)], SERIES_MARKERS[k % len(SERIES_MARKERS)]
+    spread = [
+        (ex.values, ey.values)
+        for d in pts
+        if (ex := d.point.repeat_estimate("tps_user_p50")) is not None
+        and (ey := d.point.repeat_estimate("output_tps")) is not None
+        and len(ex.values) == len(ey.values)
+    ]
+    for xs_, ys_ in spread:  # run-to-run spread: each repeat's point, small and faint
+        ax.plot(xs_, ys_, ls="none", marker=marker, ms=3.5, color=colour, alpha=0.45, zorder=3)
     bars = [(d.x, d.y, d.x - d.ci[0], d.ci[1] - d.x) for d in pts if d.ci is not None]
     if bars:
         bx, by, left, right = (list(v) for v in zip(*bars, strict=True))
@@ -179,6 +193,9 @@ class Overlays:
     model: Sequence[ModelPoint] | None = None
     model_label: str = MODEL_LABEL
     published: bool = False
+    # Where the curve changes regime: (the last concurrency of the first regime, what changes after it),
+    # e.g. (8, "speculative decoding off above batch 8") for the reference model.
+    regime: tuple[int, str] | None = None
 
 
 def pareto_figure(
@@ -247,26 +264,37 @@ def pareto_figure(
         if slo := series[0].run.slo.get("tps_user", {}):
             # The x axis is the median, so a p50 floor is the one to shade; else the strictest floor.
             stat, thr = ("p50", slo["p50"]) if "p50" in slo else max(slo.items(), key=lambda kv: kv[1])
-            label = f"SLO met: TPS/user {stat} ≥ {thr:g}"
-            ax.axvspan(thr, xmax, color=GREEN, alpha=0.09, lw=0, zorder=0, label=label)
-            ax.axvline(thr, color=GREEN, lw=1, alpha=0.7, zorder=1)
+            # The side that misses is shaded: it is the narrow one on a chart worth publishing.
+            label = f"misses the SLO: TPS/user {stat} < {thr:g}"
+            ax.axvspan(0, thr, color=VERMILLION, alpha=0.07, lw=0, zorder=0, label=label)
+            ax.axvline(thr, color=VERMILLION, lw=1, alpha=0.6, zorder=1)
         if published:
             _published_top_axis(ax, xmax)
-        ax.set_xlabel("TPS/user: median output speed per request (tokens/s) · bars: confidence interval")
+        if overlays.regime is not None and data[0]:
+            _regime(ax, data[0], *overlays.regime)
+        repeats = max(s.run.repeat_count for s in series)
+        bars = (
+            f"bars: 95% CI of the mean over {repeats} repeats · small marks: each repeat"
+            if repeats > 1
+            else "bars: 95% CI of the median (bootstrap over requests)"
+        )
+        ax.set_xlabel(f"TPS/user: median output speed per request (tokens/s) · {bars}")
         ax.set_ylabel("output TPS per server (tokens/s)")
         gpus = {s.run.gpus for s in series}
         if len(gpus) == 1 and (g := gpus.pop()) is not None:
             _per_gpu_axis(ax, g, log_y)
         run0 = series[0].run
-        title = title or f"Throughput vs interactivity: {run0.name}"
-        if len(title) > 80:  # many or long run labels: the legend names them anyway
+        title = title or words.title(run0, "Throughput vs interactivity")
+        if len(title) > 90:  # many or long run labels: the legend names them anyway
             title = f"Throughput vs interactivity: {len(series)} runs"
-        fig.suptitle(title, fontweight="bold", fontsize=12)
+        fig.suptitle(title, fontweight="bold", fontsize=11.5)
         if len(series) == 1:
-            subtitle(ax, run_line(run0))
+            head = words.headline(run0)
+            subtitle(ax, f"{head}\n{words.identity(run0)}" if head else words.identity(run0))
         else:
             first = " (first run)" if any(s.flag for s in series) else ""
-            subtitle(ax, f"{len(series)} runs · {run_line(run0)}{first}")
+            names = ", ".join(s.run.name for s in series)
+            subtitle(ax, f"{len(series)} runs: {names} · {run_line(run0)}{first}")
         ax.legend(loc="best")
         if any(lab.text.endswith(WARN) for lab in labels):
             notes.append(
@@ -277,6 +305,23 @@ def pareto_figure(
             fig.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=8, color=GREY)
         place_labels(fig, ax, labels, lines)
     return fig
+
+
+def _regime(ax: Axes, pts: Sequence[_XY], last: int, text: str) -> None:
+    """Mark where the curve changes regime: between the point at concurrency ``last`` and the next one."""
+    by_c = sorted((d for d in pts if d.point.concurrency is not None), key=lambda d: d.point.concurrency or 0)
+    before = [d for d in by_c if (d.point.concurrency or 0) <= last]
+    after = [d for d in by_c if (d.point.concurrency or 0) > last]
+    if not before or not after:
+        return
+    a, b = before[-1], after[0]
+    mid = ((a.x + b.x) / 2, (a.y + b.y) / 2)
+    ax.annotate(
+        text, xy=mid, xytext=(0.70, 0.88), textcoords="axes fraction", fontsize=8.5, color=INK, ha="center",
+        arrowprops={"arrowstyle": "->", "color": GREY, "lw": 1},
+        bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": GREY, "lw": 0.6},
+        zorder=6,
+    )  # fmt: skip
 
 
 # --- load axis shared by the per-level charts ---------------------------------------------------------------
@@ -358,9 +403,9 @@ def ttft_figure(run: Run) -> Figure:
         else:
             ax.set_ylim(0, top * scale * 1.2)
         ax.set_ylabel(f"time to first token ({unit})")
-        fig.suptitle("Time to first token against load", fontweight="bold", fontsize=12)
+        fig.suptitle(words.title(run, "Time to first token against load"), fontweight="bold", fontsize=11.5)
         far_note = "".join(f" · {t}, above the chart" for t in far)
-        subtitle(ax, f"{run_line(run)} · bars: CI of the median{far_note}")
+        subtitle(ax, f"{words.identity(run)} · bars: 95% CI of the median{far_note}")
         ax.legend(loc="upper left", ncols=4)
     return fig
 
@@ -368,7 +413,7 @@ def ttft_figure(run: Run) -> Figure:
 def _empty(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
     ax.set_axis_off()
     ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color=GREY)
-    fig.suptitle(title, fontweight="bold", fontsize=12)
+    fig.suptitle(title, fontweight="bold", fontsize=11.5)
     return fig
 
 
@@ -428,9 +473,10 @@ def tps_user_figure(run: Run) -> Figure:
             ax.axhline(limit, color=GREEN, ls="--", lw=1.2, label=f"SLO: TPS/user {stat} ≥ {limit:g}")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right")
-        fig.suptitle("Per-user speed by load level", fontweight="bold", fontsize=12)
+        fig.suptitle(words.title(run, "Per-user speed by load level"), fontweight="bold", fontsize=11.5)
         how = "box p10–p90 · whiskers p1–p99 · line: median · ◇ mean"
-        subtitle(ax, f"{how} · dots: one per request" if dots else how)
+        how = f"{how} · dots: one per request" if dots else how
+        subtitle(ax, f"{words.identity(run)} · {how}")
     return fig
 
 
@@ -463,6 +509,14 @@ def itl_figure(run: Run) -> Figure:
         # they would stretch it over decades, so the axis starts at 1/20 of the smallest median and the
         # curves enter from its left edge at the share of gaps below it.
         left = min(float(np.interp(0.5, qs, vals)) for _, vals, qs in curves) / 20
+        below = [(p.label, float(np.interp(left, vals, qs))) for p, vals, qs in curves if vals[0] < left]
+        below = [(label, share) for label, share in below if share >= 0.005]
+        off_scale = (
+            f" · left edge {left * 1000:.3g} ms: shorter gaps (chunks read together) start the curves there: "
+            + ", ".join(f"{label} {share:.0%}" for label, share in below)
+            if below
+            else ""
+        )
         for (p, vals, qs), colour in zip(curves, _level_colours(len(curves)), strict=True):
             ax.plot(np.maximum(vals, left / 10) * 1000, qs * 100, color=colour, lw=1.8, label=p.label)
         if left > 0 and use_log(float(v) for _, vals, _ in curves for v in vals if v >= left):
@@ -475,8 +529,9 @@ def itl_figure(run: Run) -> Figure:
         ax.set_xlabel("gap between consecutive streamed chunks (ms)")
         ax.set_ylabel("share of gaps ≤ x (%)")
         ax.legend(title="load", loc="lower right", ncols=2 if len(curves) > 8 else 1)
-        fig.suptitle("Inter-chunk latency", fontweight="bold", fontsize=12)
-        subtitle(ax, "cumulative share of gaps, one line per load level · one gap may deliver several tokens")
+        fig.suptitle(words.title(run, "Inter-chunk latency"), fontweight="bold", fontsize=11.5)
+        how = "cumulative share of gaps, one line per load level · one gap may deliver several tokens"
+        subtitle(ax, f"{words.identity(run)} · {how}{off_scale}")
     return fig
 
 
@@ -522,5 +577,6 @@ def tokens_per_chunk_figure(run: Run) -> Figure | None:
             ncols=len(used),
             frameon=False,
         )
-        fig.suptitle("Tokens per streamed chunk", fontweight="bold", fontsize=12)
+        fig.suptitle(words.title(run, "Tokens per streamed chunk"), fontweight="bold", fontsize=11.5)
+        subtitle(ax, words.identity(run), width=110)
     return fig

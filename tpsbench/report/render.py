@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from tpsbench.config.errors import ScenarioError
 from tpsbench.config.loader import load_scenario
+from tpsbench.reference.model import ModelParams
 from tpsbench.report import chartkit, charts
 from tpsbench.report.compare import CompareResult, compare
 from tpsbench.report.html import Image, compare_to_html, to_html
@@ -79,7 +80,20 @@ def overlays_for(run: Run, notes: list[str], reference: bool | None = None) -> c
     if not (run.info.get("reference_endpoint") is True if reference is None else reference):
         return charts.Overlays()
     model, label = _model(run, notes)
-    return charts.Overlays(model, label or charts.MODEL_LABEL, published=True)
+    return charts.Overlays(model, label or charts.MODEL_LABEL, published=True, regime=_regime(run))
+
+
+def _regime(run: Run) -> tuple[int, str] | None:
+    """Where the reference model changes regime: speculative decoding (draft_len > 0) runs only while the
+    batch is at most spec_max_batch (reference/model.py), so the curve kinks after that concurrency."""
+    try:
+        params = ModelParams().with_overrides(_model_overrides(run))
+    except (ScenarioError, ValueError):
+        return None
+    if params.draft_len == 0:
+        return None
+    b = params.spec_max_batch
+    return b, f"speculative decoding (draft {params.draft_len}) off above batch {b}"
 
 
 def _pareto_caption(overlays: charts.Overlays) -> str:

@@ -1,0 +1,73 @@
+"""What a published chart says about its run, in words: the title (what was measured), the identity line
+(which run) and the headline (the result against the published marks). Every chart of
+:mod:`tpsbench.report.charts` is titled and identified by these, so a chart cut out of the report still
+says what it shows.
+
+    >>> from tpsbench.results.views import Run
+    >>> run = Run.from_summary({"schema": 1, "run": {"name": "r1", "scenario_name": "maverick-b200",
+    ...     "reference_endpoint": True, "gpus": 8, "workload": {"input_tokens": 1000, "output_tokens": 1000}},
+    ...     "points": [{"concurrency": 1, "tps_user": {"p50": 1042.0}, "output_tps": 1000.0},
+    ...                {"concurrency": 64, "tps_user": {"p50": 300.0}, "output_tps": 70000.0}]})
+    >>> title(run, "Throughput vs interactivity")
+    'Throughput vs interactivity · maverick-b200 (reference endpoint, ISL/OSL 1k/1k)'
+    >>> headline(run)
+    'best TPS/user 1,042 (c=1) = 100.4% of the 1,038 record · peak output TPS 70,000 (c=64) = 97.2% of 72,000'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tpsbench.core.fmt import tokens_short
+from tpsbench.reference.published import RECORD_SERVER_TPS, RECORD_TPS_USER
+from tpsbench.report.tables import run_line
+from tpsbench.results.views import Run
+
+__all__ = ["headline", "identity", "title"]
+
+
+def title(run: Run, what: str) -> str:
+    """``<what> · <scenario or model> (<endpoint kind>, ISL/OSL i/o)``."""
+    name = run.scenario_name or run.model or run.name
+    kind = "reference endpoint" if run.reference_endpoint else f"{run.api or 'HTTP'} endpoint"
+    if source := run.info.get("source_tool"):
+        kind = f"measured by {source}"
+    isl, osl = run.isl_osl
+    shape = (
+        f", ISL/OSL {tokens_short(isl)}/{tokens_short(osl)}" if isl is not None and osl is not None else ""
+    )
+    return f"{what} · {name} ({kind}{shape})"
+
+
+def identity(run: Run) -> str:
+    """Which run a chart shows: its directory name, then :func:`tpsbench.report.tables.run_line`, and the
+    repeats when there were several."""
+    repeats = f" · {run.repeat_count} repeats" if run.repeat_count > 1 else ""
+    return f"run {run.name} · {run_line(run)}{repeats}"
+
+
+def headline(run: Run, marks: Mapping[str, float] | None = None) -> str | None:
+    """The run's result in one line: the best TPS/user (p50) and the peak output TPS with their loads,
+    each against a mark: the published record (1,038 TPS/user) and NVIDIA's 72,000 TPS per server for a
+    run of the reference endpoint, else ``marks`` (``{"tps_user": .., "output_tps": ..}``) when given.
+    None when no point has either number."""
+    speeds = [(v, p) for p in run.points if (v := p.stat("tps_user", "p50")) is not None]
+    peaks = [(v, p) for p in run.points if (v := p.output_tps) is not None]
+    if not speeds and not peaks:
+        return None
+    ref = {"tps_user": RECORD_TPS_USER, "output_tps": RECORD_SERVER_TPS} if run.reference_endpoint else {}
+    marks = dict(marks or ref)
+    parts = []
+    if speeds:
+        v, p = max(speeds, key=lambda vp: vp[0])
+        text = f"best TPS/user {v:,.0f} ({p.label})"
+        if m := marks.get("tps_user"):
+            text += f" = {v / m:.1%} of the {m:,.0f} record" if ref else f" = {v / m:.1%} of {m:,.0f}"
+        parts.append(text)
+    if peaks:
+        v, p = max(peaks, key=lambda vp: vp[0])
+        text = f"peak output TPS {v:,.0f} ({p.label})"
+        if m := marks.get("output_tps"):
+            text += f" = {v / m:.1%} of {m:,.0f}"
+        parts.append(text)
+    return " · ".join(parts)
