@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tpsbench.exporters import llmd
 from tpsbench.results.files import METADATA, SUMMARY_JSON, read_metadata, read_summary
+from tpsbench.results.views import Run
 
 __all__ = ["EXPORTERS", "export_run"]
 
@@ -22,6 +23,6 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None) -> Path:
     metadata = read_metadata(run_dir / METADATA)
     target = out or run_dir / fmt
     target.mkdir(parents=True, exist_ok=True)
-    for p in summary["points"]:
-        (target / f"level-{p['level']}.json").write_bytes(llmd.serialize(summary, p["level"], metadata))
+    for p in Run.from_summary(summary).points:
+        (target / f"level-{p.level}.json").write_bytes(llmd.serialize(summary, p.level, metadata))
     return target

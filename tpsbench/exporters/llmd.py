@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import tpsbench
+from tpsbench.results.views import Distribution, Point, Run
 
 VERSION = "0.2"
 _STATS = ("min", "p1", "p5", "p10", "p50", "p90", "p95", "p99", "max")
@@ -33,16 +34,14 @@ def _hash(*parts: object) -> str:
     return hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()[:32]
 
 
-def _stats(block: object, units: str, scale: float = 1.0) -> dict[str, Any] | None:
-    """A Statistics block from a tpsbench ``describe`` block (None when it has no mean)."""
-    if not isinstance(block, Mapping) or not isinstance(block.get("mean"), int | float):
+def _stats(d: Distribution | None, units: str, scale: float = 1.0) -> dict[str, Any] | None:
+    """A Statistics block from a point's metric block (None when it has no mean)."""
+    if d is None or d.mean is None:
         return None
-    out: dict[str, Any] = {"units": units, "mean": block["mean"] * scale}
-    if isinstance(block.get("std"), int | float):
-        out["stddev"] = block["std"] * scale
-    for k in _STATS:
-        if isinstance(block.get(k), int | float):
-            out[k] = block[k] * scale
+    out: dict[str, Any] = {"units": units, "mean": d.mean * scale}
+    if (sd := d.get("std")) is not None:
+        out["stddev"] = sd * scale
+    out.update({k: v * scale for k in _STATS if (v := d.get(k)) is not None})
     return out
 
 
@@ -56,49 +55,45 @@ def _iso(wall: object) -> str | None:
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _seq(mean: object) -> dict[str, Any]:
-    return {"distribution": "other", "value": float(mean) if isinstance(mean, int | float) else 0}
+def _seq(mean: float | None) -> dict[str, Any]:
+    return {"distribution": "other", "value": mean if mean is not None else 0}
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def report(
-    summary: Mapping[str, Any], point: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The Benchmark Report (a dict) of one summary point."""
-    run = summary.get("run") or {}
+def report(run: Run, point: Point, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Benchmark Report (a dict) of one load point of a run (both read through the views)."""
     meta = metadata or {}
-    name = str(run.get("name") or "run")
-    workload = run.get("workload") or {}
-    tool = str(run.get("source_tool") or "tpsbench")
-    tool_version = str((summary.get("tool") or {}).get("version") or tpsbench.__version__)
+    name = str(run.info.get("name") or "run")
+    tool = str(run.info.get("source_tool") or "tpsbench")
+    tool_version = run.tool_version or tpsbench.__version__
+    isl, osl = run.isl_osl
     start, end = _iso(meta.get("start_wall")), _iso(meta.get("end_wall"))
     time_block = _drop_none({"start": start, "end": end})
-    measured = point.get("measured") or 0
-    failures = sum((point.get("errors") or {}).values())
+    measured, failures = point.measured or 0, point.n_errors
     aggregate = {
         "requests": _drop_none(
             {
                 "total": int(measured),
                 "failures": int(failures),
                 "input_length": None,
-                "output_length": _stats(point.get("output_tokens"), "count"),
+                "output_length": _stats(point.dist("output_tokens"), "count"),
             }
         ),
         "latency": _drop_none(
             {
-                "time_to_first_token": _stats(point.get("ttft_s"), "s"),
-                "time_per_output_token": _stats(point.get("tpot_s"), "s/token"),
-                "inter_token_latency": _stats(point.get("itl_s"), "s"),
-                "request_latency": _stats(point.get("e2e_s"), "s"),
+                "time_to_first_token": _stats(point.dist("ttft_s"), "s"),
+                "time_per_output_token": _stats(point.dist("tpot_s"), "s/token"),
+                "inter_token_latency": _stats(point.dist("itl_s"), "s"),
+                "request_latency": _stats(point.dist("e2e_s"), "s"),
             }
         ),
         "throughput": _drop_none(
             {
-                "output_token_rate": _scalar(point.get("output_tps"), "tokens/s"),
-                "request_rate": _scalar(point.get("request_rate"), "queries/s"),
+                "output_token_rate": _scalar(point.output_tps, "tokens/s"),
+                "request_rate": _scalar(point.request_rate, "queries/s"),
             }
         ),
     }
@@ -107,20 +102,20 @@ def report(
             "tool": tool,
             "tool_version": tool_version if tool == "tpsbench" else "unknown",
             "source": "random",
-            "input_seq_len": _seq(workload.get("input_tokens")),
-            "output_seq_len": _seq(workload.get("output_tokens")),
-            "concurrency": point.get("concurrency"),
-            "rate_qps": point.get("rate"),
+            "input_seq_len": _seq(isl),
+            "output_seq_len": _seq(osl),
+            "concurrency": point.concurrency,
+            "rate_qps": point.rate,
         }
     )
     return {
         "version": VERSION,
         "run": _drop_none(
             {
-                "uid": _hash(name, point.get("level")),
+                "uid": _hash(name, point.level),
                 "eid": _hash(name),
                 "time": time_block or None,
-                "description": f"tpsbench run {name}, level {point.get('level')}",
+                "description": f"tpsbench run {name}, level {point.level}",
                 "keywords": ["tpsbench", tool],
             }
         ),
@@ -128,10 +123,10 @@ def report(
             "load": {
                 "metadata": {
                     "schema_version": "0.0.1",
-                    "cfg_id": _hash(json.dumps(workload, sort_keys=True)),
+                    "cfg_id": _hash(json.dumps(dict(run.workload), sort_keys=True)),
                 },
                 "standardized": standardized,
-                "native": {"config": {"run": dict(run), "level": point.get("level")}},
+                "native": {"config": {"run": dict(run.info), "level": point.level}},
             }
         },
         "results": {"request_performance": {"aggregate": aggregate}},
@@ -140,7 +135,8 @@ def report(
 
 def serialize(summary: Mapping[str, Any], level: int, metadata: Mapping[str, Any] | None = None) -> bytes:
     """One load point's Benchmark Report v0.2 as indented JSON bytes; ValueError for an unknown level."""
-    for p in summary.get("points") or []:
-        if p.get("level") == level:
-            return (json.dumps(report(summary, p, metadata), indent=2, allow_nan=False) + "\n").encode()
+    run = Run.from_summary(summary)
+    for p in run.points:
+        if p.level == level:
+            return (json.dumps(report(run, p, metadata), indent=2, allow_nan=False) + "\n").encode()
     raise ValueError(f"no load point with level {level} in this summary")

@@ -456,6 +456,12 @@ class Run:
         return self._text("name") or (self.path.name if self.path is not None else "run")
 
     @property
+    def tool_version(self) -> str | None:
+        """The version of the tool that wrote the summary (``tool.version``)."""
+        tool = self.summary.get("tool")
+        return str(tool["version"]) if isinstance(tool, Mapping) and tool.get("version") else None
+
+    @property
     def scenario_name(self) -> str | None:
         return self._text("scenario_name")
 
