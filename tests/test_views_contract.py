@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tpsbench.results import files, repeats, stats, summary, views
+from tpsbench.results import files, stats, summary, views
 from tpsbench.results.synthetic import write_synthetic_run
 
 BLOCK_KEYS = {"n", *views.STATS, "p50_ci", "mean_ci"}  # what Distribution.from_block reads
@@ -25,10 +25,12 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def pooled(real: dict[str, Any]) -> dict[str, Any]:
-    """A point of a run of two repeats, as the benchmark builds it (summary schema 2)."""
-    a = real["points"][0]
-    return repeats.pool(dict(a), [a, {**a, "output_tps": (a["output_tps"] or 0) * 1.1}])
+def pooled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A point of a run of two repeats, pooled as the benchmark pools it (summary schema 2)."""
+    run = write_synthetic_run(tmp_path_factory.mktemp("contract") / "r2", seed=4, loads=(2,), n=20, repeats=2)
+    summary = files.read_summary(run / files.SUMMARY_JSON)
+    assert summary["schema"] == 2
+    return dict(summary["points"][0])
 
 
 def test_every_key_the_view_reads_is_written(real: dict[str, Any], pooled: dict[str, Any]) -> None:

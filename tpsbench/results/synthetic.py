@@ -142,7 +142,8 @@ def write_synthetic_run(
                     records, level_index=index, level=level, slo={}, gpus=gpus, self_check=dict(self_check),
                     seed=seed,
                 )  # fmt: skip
-                point["repeat"] = k
+                if repeats > 1:  # as load/benchmark.py: a single run's point carries no repeat
+                    point["repeat"] = k
                 per_level.setdefault(index, []).append(point)
     points = []
     for index, per in per_level.items():
