@@ -16,14 +16,14 @@ says what it shows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from tpsbench.core.fmt import tokens_short
 from tpsbench.reference.published import RECORD_SERVER_TPS, RECORD_TPS_USER
 from tpsbench.report.tables import run_line
 from tpsbench.results.views import Run
 
-__all__ = ["headline", "identity", "title"]
+__all__ = ["compare_title", "headline", "identity", "title"]
 
 
 def title(run: Run, what: str) -> str:
@@ -37,6 +37,15 @@ def title(run: Run, what: str) -> str:
         f", ISL/OSL {tokens_short(isl)}/{tokens_short(osl)}" if isl is not None and osl is not None else ""
     )
     return f"{what} · {name} ({kind}{shape})"
+
+
+def compare_title(runs: Sequence[Run], labels: Sequence[str], what: str) -> str:
+    """A comparison's title: ``<what> · A vs B (<endpoint kind of the first>, ISL/OSL i/o)``; ``N runs``
+    instead of the labels when they would not fit (the legend names them)."""
+    first = title(runs[0], what)
+    shape = first[first.rindex("(") :] if first.endswith(")") else ""
+    text = f"{what} · {' vs '.join(labels)} {shape}".rstrip()
+    return text if len(text) <= 90 else f"{what} · {len(labels)} runs {shape}".rstrip()
 
 
 def identity(run: Run) -> str:

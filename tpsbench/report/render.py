@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from tpsbench.config.errors import ScenarioError
 from tpsbench.config.loader import load_scenario
 from tpsbench.reference.model import ModelParams
 from tpsbench.report import chartkit, charts
+from tpsbench.report import headline as words
 from tpsbench.report.compare import CompareResult, compare
 from tpsbench.report.html import Image, compare_to_html, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
@@ -243,7 +245,8 @@ def write_comparison(
     if wanted - {"md"}:
         base = result.runs[0]
         notes: list[str] = []
-        overlays = overlays_for(base, notes, reference)  # the first run decides
+        # the first run decides; the model's curve is one run's prediction, so a comparison leaves it out
+        overlays = dataclasses.replace(overlays_for(base, notes, reference), model=None)
         series = [
             charts.Series(label, run, result.flags.get(label))
             for label, run in zip(result.labels, result.runs, strict=True)
@@ -256,7 +259,7 @@ def write_comparison(
             charts.pareto_figure(
                 series,
                 overlays=overlays,
-                title=f"Throughput vs interactivity: {' vs '.join(result.labels)}",
+                title=words.compare_title(result.runs, result.labels, "Throughput vs interactivity"),
             ),
         )
         chart_files, images = _write_charts([chart], out_dir, wanted)
