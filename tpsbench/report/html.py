@@ -122,11 +122,6 @@ def _page(title: str, body: Sequence[str], version: str | None) -> str:
     )
 
 
-def _version(summary: Mapping[str, Any]) -> str | None:
-    tool = summary.get("tool")
-    return str(tool.get("version")) if isinstance(tool, Mapping) and tool.get("version") else None
-
-
 def headline(run: Run) -> str:
     """The result first: the best per-user speed (TPS/user p50) and the peak output TPS of the run, each
     with its load level, per GPU when the GPU count is known.
@@ -208,7 +203,7 @@ def to_html(
     meta_rows = list(_flatten(redact(dict(metadata) if metadata else {"run": dict(run.info)})))
     if meta_rows:
         body += ["<h2>Run metadata</h2>", _table(["field", "value"], meta_rows, "meta")]
-    return _page(f"tpsbench report: {run.name}", body, _version(summary))
+    return _page(f"tpsbench report: {run.name}", body, run.tool_version)
 
 
 def compare_to_html(result: CompareResult, images: Sequence[Image]) -> str:
@@ -233,5 +228,5 @@ def compare_to_html(result: CompareResult, images: Sequence[Image]) -> str:
         "the medians overlap, so the difference may be noise. For TTFT lower is better; for TPS higher "
         "is better.</p>",
     ]
-    version = _version(result.runs[0].summary) if result.runs else None
+    version = result.runs[0].tool_version if result.runs else None
     return _page(f"tpsbench compare: {' vs '.join(result.labels)}", body, version)

@@ -61,8 +61,8 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
     lines = [f"### tpsbench · {run.name}", "", run_line(run, endpoint=redact(endpoint) if endpoint else None)]
     if slo := slo_text(run):
         lines += ["", f"SLO: {slo}"]
-    if isinstance(capacity := summary.get("capacity"), Mapping):
-        lines += ["", _capacity(capacity)]
+    if run.capacity is not None:
+        lines += ["", _capacity(run.capacity)]
     lines.append("")
     if run.points:
         lines.append(table(*level_table(run, COMPACT)))
