@@ -8,7 +8,7 @@ the run states no GPU count), joined by straight lines in x. For each baseline p
   candidate points around it), against the baseline's y;
 - ``curve_tps_user``: the candidate's x read at the baseline's y, against the baseline's x.
 
-A baseline point outside the candidate's curve (beyond 5% of its span on either end) is not judged
+A baseline point outside the candidate's curve (beyond 2% of its span on either end) is not judged
 there: the candidate did not measure that part of the curve. Change: relative, percent; threshold: its own
 (``curve_tps_per_gpu`` / ``curve_tps_user``, default 5%).
 
@@ -58,7 +58,7 @@ __all__ = [
     "throughput_samples",
 ]
 
-EDGE = 0.05  # a baseline point may lie this fraction of the candidate's span beyond its ends
+EDGE = 0.02  # a baseline point may lie this fraction of the candidate's span beyond its ends
 _Z95 = 1.959963984540054  # a 95% interval is +-1.96 standard errors
 Floats = npt.NDArray[np.float64]
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tpsbench.core import fmt
 from tpsbench.core.redact import redact
 from tpsbench.report.tables import (
     DEFINITION_HEADERS,
@@ -49,7 +51,7 @@ class Image:
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1d;
        margin: 0; background: #fff; }
-main { max-width: 960px; margin: 0 auto; padding: 24px 20px 48px; }
+main { max-width: 1280px; margin: 0 auto; padding: 24px 16px 48px; box-sizing: border-box; }
 h1 { font-size: 1.6em; margin: 0 0 4px; }
 h2 { font-size: 1.2em; margin: 32px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 .sub { color: #555; margin: 0 0 16px; }
@@ -58,8 +60,9 @@ h2 { font-size: 1.2em; margin: 32px 0 8px; border-bottom: 1px solid #ddd; paddin
 .warnings ul { margin: 4px 0; padding-left: 20px; }
 .flag { background: #fde9e0; border-left: 4px solid #D55E00; padding: 8px 14px; margin: 16px 0; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #e6e6e6; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; font-size: 11.5px; font-variant-numeric: tabular-nums; }
+th, td { padding: 4px 5px; border-bottom: 1px solid #e6e6e6; text-align: right; white-space: nowrap; }
+td small { color: #666; font-size: 11px; }
 th { background: #f4f4f4; vertical-align: bottom; white-space: normal; }
 td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
@@ -75,9 +78,19 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _cell(text: str) -> str:
+    """A table cell, its interval (``[lo–hi]``) or aside (``(..)``) on a second line, so the per-level
+    table of 18 columns fits 1,280 px."""
+    out = _e(text)
+    if not text.startswith(("[", "(")):
+        out = out.replace(" [", "<br><small>[", 1).replace(" (", "<br><small>(", 1)
+        out += "</small>" if "<small>" in out else ""
+    return out
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     attr = f' class="{cls}"' if cls else ""
     return (
         f'<div class="scroll"><table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -101,6 +114,10 @@ def _flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
     elif isinstance(obj, list):
         yield prefix, json.dumps(obj)
+    elif prefix.endswith("_wall") and isinstance(obj, int | float) and not isinstance(obj, bool):
+        yield prefix, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(obj))  # a wall-clock time, read
+    elif prefix.endswith("_s") and isinstance(obj, float):
+        yield prefix, fmt.seconds(obj)
     else:
         yield prefix, "" if obj is None else str(obj)
 
@@ -165,7 +182,8 @@ def to_html(
     metadata: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
 ) -> str:
-    """The report page: the headline (:func:`headline`), then warnings, the per-level table (medians with
+    """The report page: the headline (:func:`headline`) and the first chart (the Pareto chart), then
+    warnings, the per-level table (medians with
     CIs, tails, N), the charts, the SLO and the run's metadata with anything secret-looking redacted.
     ``notes`` are shown under the charts (e.g. a chart that could not be drawn and why)."""
     run = Run.from_summary(summary)
@@ -174,6 +192,7 @@ def to_html(
         f"<h1>tpsbench report: {_e(run.name)}</h1>",
         f'<p class="sub">{_e(run_line(run, endpoint=redact(endpoint) if endpoint else None))}</p>',
         headline(run),
+        _figures(images[:1]),  # the Pareto chart (render.build_charts puts it first), under the headline
         _warnings_box(run_warnings(run)),
     ]
     if slo := slo_text(run):
@@ -196,8 +215,8 @@ def to_html(
         body.append("<h2>Multi-turn sessions: by turn</h2>")
         for label, rows in turns:
             body += [f"<h3>{_e(label)}</h3>", _table(TURN_HEADERS, rows)]
-    if images or notes:
-        body += ["<h2>Charts</h2>", _figures(images)]
+    if images[1:] or notes:
+        body += ["<h2>Charts</h2>", _figures(images[1:])]
         body += [f'<p class="note">{_e(n)}</p>' for n in notes]
     # metadata.json when the run has one (it is the fuller record), else what the summary says of the run.
     meta_rows = list(_flatten(redact(dict(metadata) if metadata else {"run": dict(run.info)})))
