@@ -36,11 +36,7 @@ RANKS: dict[str, int] = {
 MAX_LINES = 600
 # Modules over the limit that their owners are splitting (``"tpsbench.x.y"``, with a TODO naming the owner);
 # the owner removes the entry when the split lands (gate/gate.py and reference/server.py were split).
-KNOWN_LONG: set[str] = {
-    # TODO(E, issue 11): h11.py grew past 600 lines with the keep-alive retry; split it (e.g. the chunked
-    # decoder and the connection pool into modules of their own) and remove this entry.
-    "tpsbench.client.transport.h11",
-}
+KNOWN_LONG: set[str] = set()  # modules past 600 lines whose owner is splitting them (none now)
 CLI_ONLY = {"typer"}  # third-party modules only the cli package may import
 
 

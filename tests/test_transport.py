@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from tpsbench.client.transport import MAX_ERROR_BODY, RawExchange, classify_status, make_transport
 from tpsbench.client.transport.aiohttp import AiohttpTransport
-from tpsbench.client.transport.h11 import H11Transport, _ChunkedBody, _Turns
+from tpsbench.client.transport.chunked import ChunkedBody
+from tpsbench.client.transport.h11 import H11Transport, _Turns
 from tpsbench.client.transport.httpx import HttpxTransport
 from tpsbench.config.scenario import Timeouts
 from tpsbench.core.record import ErrorKind
@@ -660,7 +661,7 @@ def test_chunked_framing_gives_the_payload_however_the_reads_split(
     wire = b"".join(b"%X%b\r\n%b\r\n" % (len(p), b";a=b" if ext else b"", p) for p in payloads)
     wire += b"0\r\nTrailer: x\r\n\r\n" if ext else b"0\r\n\r\n"
     bounds = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
-    body, got, ended = _ChunkedBody(keep_alive=True), b"", False
+    body, got, ended = ChunkedBody(keep_alive=True), b"", False
     for a, b in itertools.pairwise(bounds):
         assert not ended
         data, ended = body.feed(wire[a:b])
@@ -673,7 +674,7 @@ def test_chunked_framing_gives_the_payload_however_the_reads_split(
 )
 def test_chunked_framing_rejects_what_is_not_chunked(wire: bytes) -> None:
     with pytest.raises(ValueError):
-        _ChunkedBody(keep_alive=True).feed(wire)
+        ChunkedBody(keep_alive=True).feed(wire)
 
 
 # --- the resend rule: a reused connection that closes before any response byte ----------------------------

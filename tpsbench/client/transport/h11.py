@@ -64,6 +64,7 @@ from tpsbench.client.transport.base import (
     decode_error_body,
     record_failure,
 )
+from tpsbench.client.transport.chunked import ChunkedBody
 from tpsbench.client.transport.connect import Origin as _Origin
 from tpsbench.client.transport.connect import open_connection, origin_for
 from tpsbench.core.record import ErrorKind, default_clock
@@ -152,7 +153,7 @@ class _Connection(asyncio.Protocol):
         self._got_first = False
         self._heard = False  # a byte of the current exchange's response arrived
         self._error_body = bytearray()
-        self._chunk: _ChunkedBody | None = None  # a 2xx chunked body, framed here instead of by h11
+        self._chunk: ChunkedBody | None = None  # a 2xx chunked body, framed here instead of by h11
 
     # --- asyncio.Protocol ---------------------------------------------------------------------------------
 
@@ -297,7 +298,7 @@ class _Connection(asyncio.Protocol):
                         self._got_first = True  # an error's body is not a first token
                         assert self._first is not None
                         self._first.set_result(None)
-                    elif ex.error is None and (chunked := _ChunkedBody.for_response(resp)) is not None:
+                    elif ex.error is None and (chunked := ChunkedBody.for_response(resp)) is not None:
                         # From here the body is framed by _body; h11 is replaced by a fresh one at its end.
                         self._chunk = chunked
                         rest = conn.trailing_data[0]
@@ -318,7 +319,7 @@ class _Connection(asyncio.Protocol):
             ex.error_detail = decode_error_body(bytes(self._error_body[:MAX_ERROR_BODY]), ex.status)
         self._error_body = bytearray()
 
-    def _body(self, t: int, chunk: _ChunkedBody, data: bytes) -> None:
+    def _body(self, t: int, chunk: ChunkedBody, data: bytes) -> None:
         """Body bytes of a chunked 2xx response: keep the payload with its stamp, end at the last chunk."""
         ex = self._ex
         assert ex is not None
@@ -358,90 +359,6 @@ class _Connection(asyncio.Protocol):
             self._pool.release(self)
         else:
             self.close()
-
-
-class _ChunkedBody:
-    """Incremental ``Transfer-Encoding: chunked`` decoding of a response body (RFC 9112 section 7.1).
-
-    h11 does the same, but through an event object and several calls per read; a stream of thousands of
-    one-frame reads per second is the client's hottest path, so the usual read (whole frames) costs a
-    ``find`` and an ``int`` per frame here.
-
-        >>> b = _ChunkedBody(keep_alive=True)
-        >>> b.feed(b"5\\r\\nhello\\r\\n3;x=y\\r\\nabc")
-        (b'helloabc', False)
-        >>> b.feed(b"\\r\\n0\\r\\n\\r\\n")
-        (b'', True)
-    """
-
-    __slots__ = ("_buf", "_crlf", "_left", "_trailers", "extra", "keep_alive")
-
-    def __init__(self, *, keep_alive: bool) -> None:
-        self.keep_alive = keep_alive
-        self.extra = False  # bytes after the last chunk: the connection's state is unknown
-        self._buf = b""  # an incomplete size line (or CRLF) kept for the next read
-        self._left = 0  # payload bytes still due in the current chunk
-        self._crlf = False  # the CRLF that ends a chunk's payload is still due
-        self._trailers = False  # after the last chunk: trailer lines until an empty one
-
-    @classmethod
-    def for_response(cls, resp: h11.Response) -> _ChunkedBody | None:
-        chunked, keep_alive = False, resp.http_version == b"1.1"
-        for name, value in resp.headers:
-            if name == b"transfer-encoding":
-                chunked = value.lower().endswith(b"chunked")
-            elif name == b"connection":
-                tokens = {v.strip() for v in value.lower().split(b",")}
-                keep_alive = b"close" not in tokens and (keep_alive or b"keep-alive" in tokens)
-        return cls(keep_alive=keep_alive) if chunked else None
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """The payload in ``data`` and whether the body ended; raises ``ValueError`` on bad framing."""
-        if self._buf:
-            data = self._buf + data
-            self._buf = b""
-        out: list[bytes] = []
-        pos, n = 0, len(data)
-        while pos < n:
-            if self._left:
-                take = min(self._left, n - pos)
-                out.append(data[pos : pos + take] if take < n else data)
-                self._left -= take
-                pos += take
-                if not self._left:
-                    self._crlf = True
-                continue
-            if self._crlf:
-                if n - pos < 2:
-                    self._buf = data[pos:]
-                    break
-                if data[pos : pos + 2] != b"\r\n":
-                    raise ValueError("chunk not followed by CRLF")
-                self._crlf = False
-                pos += 2
-                continue
-            eol = data.find(b"\r\n", pos)
-            if eol < 0:
-                if n - pos > 4096:
-                    raise ValueError("chunk size line too long")
-                self._buf = data[pos:]
-                break
-            line = data[pos:eol]
-            pos = eol + 2
-            if self._trailers:
-                if not line:  # the empty line after the trailers: the end
-                    self.extra = pos < n
-                    return b"".join(out), True
-                continue
-            digits = line.split(b";", 1)[0].strip()
-            if not digits or digits.strip(b"0123456789abcdefABCDEF"):  # int() would take "0x", "_", "-"
-                raise ValueError(f"bad chunk size line {line[:40]!r}")
-            size = int(digits, 16)
-            if size == 0:
-                self._trailers = True
-            else:
-                self._left = size
-        return (out[0] if len(out) == 1 else b"".join(out)), False
 
 
 class _Turns:
