@@ -278,7 +278,8 @@ def pareto_figure(
             if repeats > 1
             else "bars: 95% CI of the median (bootstrap over requests)"
         )
-        ax.set_xlabel(f"TPS/user: median output speed per request (tokens/s) · {bars}")
+        ax.set_xlabel("TPS/user: median output speed per request (tokens/s)")
+        notes.insert(0, bars)
         ax.set_ylabel("output TPS per server (tokens/s)")
         gpus = {s.run.gpus for s in series}
         if len(gpus) == 1 and (g := gpus.pop()) is not None:

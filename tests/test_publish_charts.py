@@ -1,0 +1,58 @@
+"""Charts fit to publish, on the committed runs (real summaries and records): titled by what was measured,
+identified, headline against the published marks, the speculative-decoding switch annotated, CI level
+stated, SVG text kept as text, merged published marks named in the order of their lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tpsbench.report import charts
+from tpsbench.report import headline as words
+from tpsbench.report.chartkit import figure_bytes
+from tpsbench.report.render import build_charts, overlays_for
+from tpsbench.results.views import open_run
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def _texts(fig: object) -> str:
+    return figure_bytes(fig, "svg").decode()  # type: ignore[arg-type]
+
+
+def test_reference_pareto_states_what_which_and_how_good() -> None:
+    run = open_run(RESULTS / "reference")
+    svg = _texts(charts.pareto_figure([charts.Series(run.name, run)], overlays=overlays_for(run, [])))
+    assert "<text" in svg and "glyph" not in svg  # text kept as text (svg.fonttype none)
+    assert "Throughput vs interactivity · maverick-b200 (reference endpoint, ISL/OSL 1k/1k)" in svg
+    assert f"run {run.name}" in svg
+    assert "of the 1,038 record" in svg and "of 72,000" in svg
+    assert "speculative decoding (draft 3) off above batch 8" in svg
+    assert "95% CI of the median" in svg
+    assert "Groq 276 | Amazon 291" in svg  # left to right, as the lines
+
+
+def test_every_chart_of_a_run_names_the_run_and_what_was_measured() -> None:
+    run = open_run(RESULTS / "reference")
+    built, _ = build_charts(run)
+    assert len(built) >= 4
+    for chart in built:
+        if chart.name == "timeline":
+            continue
+        svg = _texts(chart.figure)
+        assert "maverick-b200" in svg and "ISL/OSL" in svg, chart.name
+
+
+def test_repeats_draw_the_run_to_run_spread_and_say_so() -> None:
+    run = open_run(RESULTS / "baseline")
+    assert run.repeat_count == 3
+    svg = _texts(charts.pareto_figure([charts.Series(run.name, run)]))
+    assert "95% CI of the mean over 3 repeats" in svg and "3 repeats" in words.identity(run)
+
+
+def test_headline_against_user_marks_for_another_endpoint() -> None:
+    run = open_run(RESULTS / "spec-decoding-off")
+    assert words.headline(run) is not None
+    other = open_run(RESULTS / "baseline")
+    line = words.headline(other, {"tps_user": 2000.0})
+    assert line is not None and "= 53.0% of 2,000" in line and "record" not in line  # the user's mark
+    assert "of the 1,038 record" in (words.headline(other) or "")
