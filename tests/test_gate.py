@@ -12,7 +12,7 @@ import json
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -23,31 +23,23 @@ from rich.console import Console
 from scipy import stats
 
 from tpsbench import gate
+from tpsbench.config.scenario import Level
 from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
 from tpsbench.gate import Method, Verdict
 from tpsbench.gate.verdicts import _Cell, _verdict
 from tpsbench.results import stats as rstats
+from tpsbench.results.summary import summarize_level
+from tpsbench.results.synthetic import Shape, write_synthetic_run
 
 # --------------------------------------------------------------------------------------------------
-# Synthetic runs
+# Synthetic runs. The verdict tests use the package's runs (tpsbench.results.synthetic: simulated requests
+# through the real summarize_level and writer). The power tests below need hundreds of runs, so they use
+# `_fast_run`, whose summary blocks are cheap (no bootstrap);
+# `test_fast_runs_summarise_like_the_real_pipeline` keeps those blocks equal to what summarize_level
+# makes of the same records, so they cannot drift.
 
-
-@dataclass(frozen=True)
-class Shape:
-    """How one run's requests are drawn. The candidate of a trial differs from the baseline by a plant."""
-
-    ttft_sigma: float = 0.35  # lognormal sigma of TTFT at a load point (CV ~ 36%: queueing behind prefills)
-    tps_sigma: float = 0.10  # lognormal sigma of TPS/user (CV ~ 10%: batch composition varies)
-    error_p: float = 0.005
-    tps_factor: float = 1.0  # every request's TPS/user x factor
-    ttft_factor: float = 1.0  # every request's TTFT x factor
-    ttft_tail: float = (
-        0.0  # TTFT above its p90 stretched up to (1 + tail) at p97+: p99 +tail, median unchanged
-    )
-    output_tokens: int = 256
-    input_tokens: int = 1000
-    model: str = "maverick"
-    api: str = "chat"
+write_run = write_synthetic_run
+DEFAULT_SHAPE = Shape()
 
 
 def _medians(concurrency: float) -> tuple[float, float]:
@@ -156,14 +148,14 @@ def _summary_point(level: int, concurrency: int, records: list[dict[str, Any]]) 
     }  # fmt: skip
 
 
-def write_run(
+def _fast_run(
     path: Path,
     *,
     seed: int,
     loads: Sequence[int] = (4, 16, 64),
     n: int = 200,
     warmup: int = 8,
-    shape: Shape = Shape(),
+    shape: Shape = DEFAULT_SHAPE,
     gate_thresholds: dict[str, float] | None = None,
 ) -> Path:
     """Write a run directory (summary.json, requests.jsonl, scenario.yaml) of seeded synthetic requests."""
@@ -205,7 +197,7 @@ def gate_rates(
     trials: int,
     candidate: Shape,
     *,
-    baseline: Shape = Shape(),
+    baseline: Shape = DEFAULT_SHAPE,
     loads: Sequence[int] = (4, 16, 64),
     n: int = 200,
     first_seed: int = 0,
@@ -216,8 +208,8 @@ def gate_rates(
     regressed: dict[str, int] = dict.fromkeys(gate.DEFAULT_METRICS, 0)
     with tempfile.TemporaryDirectory() as tmp:
         for t in range(first_seed, first_seed + trials):
-            b = write_run(Path(tmp, f"b{t}"), seed=2 * t, loads=loads, n=n, shape=baseline)
-            c = write_run(Path(tmp, f"c{t}"), seed=2 * t + 1, loads=loads, n=n, shape=candidate)
+            b = _fast_run(Path(tmp, f"b{t}"), seed=2 * t, loads=loads, n=n, shape=baseline)
+            c = _fast_run(Path(tmp, f"c{t}"), seed=2 * t + 1, loads=loads, n=n, shape=candidate)
             result = gate.evaluate(b, c, seed=t)
             assert result.exit_code in (0, 1), result.reasons
             exits += result.exit_code == 1
@@ -235,13 +227,39 @@ def _row(result: gate.GateResult, point: str, metric: str) -> gate.Row:
 
 
 def test_synthetic_records_follow_the_contract(tmp_path: Path) -> None:
-    run = write_run(tmp_path / "run", seed=0, loads=(2,), n=40, shape=Shape(error_p=0.2))
+    run = _fast_run(tmp_path / "run", seed=0, loads=(2,), n=40, shape=Shape(error_p=0.2))
     lines = [json.loads(line) for line in (run / "requests.jsonl").read_text().splitlines()]
     fields = set(RequestRecord(request_id=0, level=0, send_ns=0, end_ns=0).to_dict())
     assert {r["error"] for r in lines} == {None, "http_5xx"}
     for line in lines:
         assert fields | {*_METRICS, "itl_s"} == set(line)
         assert RequestRecord.from_dict(line).to_dict() == {k: line[k] for k in fields}
+
+
+def test_fast_runs_summarise_like_the_real_pipeline(tmp_path: Path) -> None:
+    """Every summary value the gate reads from a `_fast_run` point equals what summarize_level makes of
+    the same records (CIs aside: the fast blocks use order statistics, the summary a bootstrap)."""
+    run = _fast_run(tmp_path / "run", seed=3, loads=(4, 16), n=60, shape=Shape(error_p=0.05))
+    summary = json.loads((run / "summary.json").read_text())
+    lines = [json.loads(line) for line in (run / "requests.jsonl").read_text().splitlines()]
+    for fast in summary["points"]:
+        records = [RequestRecord.from_dict(ln) for ln in lines if ln["level"] == fast["level"]]
+        real = summarize_level(
+            records,
+            level_index=fast["level"],
+            level=Level(concurrency=fast["concurrency"], requests=60, warmup=8),
+            slo={},
+            gpus=8,
+        )
+        for key in ("measured", "ok", "errors", "window_s", "error_rate"):
+            assert fast[key] == pytest.approx(real[key], rel=1e-9), key
+        # output TPS: the real summary counts tokens by arrival inside the window (warmup included), the
+        # fast one measured requests' tokens; the gate tests output TPS on its per-request ratio anyway
+        for key in ("output_tps", "output_tps_per_gpu"):
+            assert fast[key] == pytest.approx(real[key], rel=0.15), key
+        for metric in ("ttft_s", "tps_user", "tpot_s", "e2e_s"):
+            for stat in ("n", "mean", "min", "max", "p10", "p50", "p90", "p99"):
+                assert fast[metric][stat] == pytest.approx(real[metric][stat], rel=1e-6), (metric, stat)
 
 
 def test_holm_adjusts_step_down() -> None:
