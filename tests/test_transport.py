@@ -776,3 +776,33 @@ def test_h11_does_not_resend_once_a_response_byte_arrived_or_on_a_fresh_connecti
     raw, log = run(fresh())
     assert (raw.status, raw.error, raw.resent) == (None, ErrorKind.CONNECT, False)
     assert len(log) == 1
+
+
+def test_a_response_ending_after_its_task_was_cancelled_does_not_raise_in_the_protocol() -> None:
+    """Ctrl-C cancels a request's task, which cancels the future it awaits at once; the task's finally (which
+    detaches the exchange) runs a loop iteration later, and bytes arriving in between must not raise."""
+    from tpsbench.client.transport.connect import origin_for
+    from tpsbench.client.transport.h11 import _Connection, _Pool
+
+    class Wire:
+        def write(self, data: bytes) -> None: ...
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None: ...
+        def get_extra_info(self, name: str) -> None:
+            return None
+
+    async def main() -> RawExchange:
+        origin = origin_for("http://127.0.0.1:1/v1/completions")
+        conn = _Connection(_Pool(), origin.key, time.perf_counter_ns)
+        conn.connection_made(Wire())  # type: ignore[arg-type]
+        ex = RawExchange(send_ns=1, end_ns=0)
+        _, first, done = conn.attach(ex, origin, {}, b"{}")
+        first.cancel()
+        done.cancel()
+        conn.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        return ex
+
+    ex = asyncio.run(main())
+    assert ex.reads[0][1] == b"hello" and ex.body_complete

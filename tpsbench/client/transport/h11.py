@@ -275,7 +275,8 @@ class _Connection(asyncio.Protocol):
                         if not self._got_first:
                             self._got_first = True
                             assert self._first is not None
-                            self._first.set_result(None)
+                            if not self._first.done():  # cancelled with its task: nobody waits
+                                self._first.set_result(None)
                     else:  # a non-2xx body: kept (bounded) for error_detail
                         self._error_body += data
                         if len(self._error_body) >= MAX_ERROR_BODY:
@@ -297,7 +298,8 @@ class _Connection(asyncio.Protocol):
                     if ex.error is not None and not self._got_first:
                         self._got_first = True  # an error's body is not a first token
                         assert self._first is not None
-                        self._first.set_result(None)
+                        if not self._first.done():  # cancelled with its task: nobody waits
+                            self._first.set_result(None)
                     elif ex.error is None and (chunked := ChunkedBody.for_response(resp)) is not None:
                         # From here the body is framed by _body; h11 is replaced by a fresh one at its end.
                         self._chunk = chunked
@@ -333,7 +335,8 @@ class _Connection(asyncio.Protocol):
             if not self._got_first:
                 self._got_first = True
                 assert self._first is not None
-                self._first.set_result(None)
+                if not self._first.done():  # cancelled with its task: nobody waits
+                    self._first.set_result(None)
         if ended:
             ex.end_ns = t
             ex.body_complete = True
@@ -350,7 +353,10 @@ class _Connection(asyncio.Protocol):
             ex.end_ns = self._clock()
         if not first.done():
             first.set_result(None)
-        done.set_result(exc)  # a result, not set_exception: no "exception never retrieved" if nobody waits
+        if not done.done():  # cancelled with its task (Ctrl-C) before the task's finally abandoned us
+            done.set_result(
+                exc
+            )  # a result, not set_exception: no "exception never retrieved" if nobody waits
         if reusable:
             if fresh:  # h11 saw only the headers: a new state machine is its next cycle
                 self.h11 = h11.Connection(h11.CLIENT)
