@@ -50,7 +50,7 @@ def test_pooled_point_and_run_level_estimates_are_exact() -> None:
     sd = math.sqrt(2 * 25.0**2)  # sample sd of {100, 50}
     assert est["sd"] == pytest.approx(sd)
     half = 12.706204736174707 * sd / math.sqrt(2)  # t_{0.975, 1}
-    assert est["ci"] == pytest.approx([75.0 - half, 75.0 + half])
+    assert est["ci"] == pytest.approx([max(0.0, 75.0 - half), 75.0 + half])  # a speed is never negative
     # throughputs are the mean over repeats, not tokens over a window spanning both repeats
     assert point["output_tps"] == pytest.approx((per[0]["output_tps"] + per[1]["output_tps"]) / 2)
     assert point["output_tps_per_gpu"] == pytest.approx(point["output_tps"] / 2)
@@ -105,3 +105,16 @@ def test_two_repeats_end_to_end(pace_url: str, tmp_path: Path) -> None:
     assert all(250 < v < 330 for v in est.values)
     assert p.dist("tps_user") is not None and p.dist("tps_user").n == 16  # type: ignore[union-attr]
     assert any("TPS/user p50" in d for d in run.repeat_differences)
+
+
+def test_reports_show_both_estimates_and_what_differed() -> None:
+    from tpsbench.report.html import to_html
+    from tpsbench.report.markdown import to_markdown
+
+    run = open_run(Path(__file__).resolve().parents[1] / "results" / "baseline")
+    md = to_markdown(run.summary)
+    assert "**Run to run (3 repeats)**" in md and "run level: mean of repeats [95% t CI]" in md
+    assert "across repeats (CV" in md
+    assert "Run to run (3 repeats)" in to_html(run.summary, [])
+    est = run.points[0].repeat_estimate("ttft_s_p99")
+    assert est is not None and est.ci is not None and est.ci[0] >= 0

@@ -22,10 +22,12 @@ from tpsbench.report.tables import (
     DEFINITION_HEADERS,
     DETAILED,
     LEGEND,
+    REPEAT_HEADERS,
     SERVER_HEADERS,
     TURN_HEADERS,
     definitions_table,
     level_table,
+    repeats_table,
     run_line,
     run_warnings,
     server_notes,
@@ -202,6 +204,9 @@ def to_html(
         body += [_table(*level_table(run, DETAILED)), f'<p class="note">{_e(LEGEND)}</p>']
     else:
         body.append("<p>No load points in this summary.</p>")
+    if repeats := repeats_table(run):
+        body += [f"<h2>Run to run ({run.repeat_count} repeats)</h2>", _table(REPEAT_HEADERS, repeats)]
+        body += [f'<p class="note">{_e(d)}</p>' for d in run.repeat_differences]
     if server := server_table(run):
         body += ["<h2>What the server reported (Prometheus)</h2>", _table(SERVER_HEADERS, server)]
         body += [f'<p class="note">{_e(label)}: {_e(note)}</p>' for label, note in server_notes(run)]

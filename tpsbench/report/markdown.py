@@ -16,9 +16,11 @@ from tpsbench.report.tables import (
     COMPACT,
     DEFINITION_HEADERS,
     LEGEND,
+    REPEAT_HEADERS,
     TURN_HEADERS,
     definitions_table,
     level_table,
+    repeats_table,
     run_line,
     run_warnings,
     slo_text,
@@ -70,9 +72,19 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
     else:
         lines.append("_No load points in this summary._")
     lines += _warnings(run_warnings(run))
+    lines += _repeats(run)
     lines += _definitions(run)
     lines += _turns(run)
     return "\n".join(lines) + "\n"
+
+
+def _repeats(run: Run) -> list[str]:
+    """A run of several repeats: the per-request and run-level estimates side by side, and what differed."""
+    rows = repeats_table(run)
+    if not rows:
+        return []
+    out = ["", f"**Run to run ({run.repeat_count} repeats)**", "", table(REPEAT_HEADERS, rows, right_from=2)]
+    return out + [""] + [f"- {_cell(d)}" for d in run.repeat_differences]
 
 
 def _turns(run: Run) -> list[str]:

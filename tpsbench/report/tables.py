@@ -270,3 +270,43 @@ LEGEND = (
     "chunk per second of streaming, per request; p10 is the speed the slowest 10% of users get or worse. "
     "Output TPS: output tokens of the measured requests per second of the measured window."
 )
+
+
+REPEAT_HEADERS = [
+    "level",
+    "metric",
+    "per request (pooled) [95% CI]",
+    "run level: mean of repeats [95% t CI]",
+    "CV",
+]
+_REPEAT_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("tps_user_p50", "TPS/user p50", "tps"),
+    ("tps_user_p10", "TPS/user p10", "tps"),
+    ("ttft_s_p50", "TTFT p50", "s"),
+    ("ttft_s_p99", "TTFT p99", "s"),
+    ("output_tps", "output TPS", "tps"),
+)
+
+
+def repeats_table(run: Run) -> list[list[str]]:
+    """For a run of several repeats: each headline metric per level, the per-request estimate over every
+    repeat's requests (its bootstrap CI) beside the run-level one (the mean of the per-repeat values, its
+    Student-t CI) and the run-to-run CV. Empty for a single run."""
+    if run.repeat_count < 2:
+        return []
+    rows = []
+    for p in run.points:
+        for name, title, kind in _REPEAT_METRICS:
+            est = p.repeat_estimate(name)
+            if est is None:
+                continue
+            show = fmt.seconds_with_ci if kind == "s" else fmt.with_ci
+            if name == "output_tps":
+                pooled = fmt.tps(p.output_tps)
+            else:
+                block, stat = name.rsplit("_", 1)
+                d = p.dist(block)
+                pooled = show(d.get(stat), d.ci(stat)) if d is not None else fmt.DASH
+            cv = fmt.percent(est.cv) if est.cv is not None else fmt.DASH
+            rows.append([p.label, title, pooled, show(est.mean, est.ci), cv])
+    return rows

@@ -7,7 +7,8 @@ Why repeats: on a real server the run-to-run differences (server state, neighbou
 are larger than the spread within one run, so an interval computed from one run's requests is too
 narrow to gate on (pyperf and asv gate on repeated runs for this reason). Each repeat gives one value
 per metric (its median TTFT, its output TPS, ...); the run-level estimate is the mean of those N values
-with a Student-t interval (:func:`tpsbench.results.stats.mean_t_interval`), beside the per-request
+with a Student-t interval (:func:`tpsbench.results.stats.mean_t_interval`; its lower end clipped at 0 for
+metrics that cannot be negative), beside the per-request
 estimate of the pooled point (every repeat's requests in one distribution, bootstrap CI).
 
     >>> a = {"output_tps": 100.0, "tps_user": {"p50": 10.0, "p50_ci": [9.9, 10.1]}, "window_s": 2.0}
@@ -143,6 +144,8 @@ def _estimate(values: list[float], level: float) -> dict[str, Any]:
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     ci = mean_t_interval(values, level)
+    if ci is not None and min(values) >= 0:  # a latency or a rate is never negative: neither is its bound
+        ci = (max(ci[0], 0.0), ci[1])
     return {
         "values": values,
         "mean": mean,
