@@ -33,6 +33,7 @@ class AiohttpTransport(StreamingTransport):
     ``ServerDisconnectedError``): aiohttp says neither whether the connection was reused nor whether part
     of a status line had arrived when it raises, so a resend could repeat a request the server had begun
     to answer. aiohttp itself retries on a reused connection only for idempotent methods, never a POST.
+    Measured against llama-server -np 4 at c=4, 120 short requests: 60 lost (h11: none, 22 resent).
     """
 
     def __init__(

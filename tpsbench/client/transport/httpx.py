@@ -32,7 +32,8 @@ class HttpxTransport(StreamingTransport):
     The resend rule of :mod:`.h11` is not applied here, and this transport can lose a request to a pooled
     connection the server closed (``CONNECT``, "Server disconnected without sending a response"): httpcore
     drops an idle connection it sees readable, but does not say whether the one a request failed on was
-    reused, and raises the same error when part of a status line had arrived.
+    reused, and raises the same error when part of a status line had arrived. Measured against
+    llama-server -np 4 at c=4, 120 short requests: 3 lost (h11: none, 22 resent).
     """
 
     def __init__(
