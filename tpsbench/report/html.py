@@ -90,9 +90,13 @@ def _cell(text: str) -> str:
     return out
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "", *, wrap: bool = False
+) -> str:
+    """A table; ``wrap``: intervals and asides on a second line (:func:`_cell`, the wide level table)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    cell = _cell if wrap else _e
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     attr = f' class="{cls}"' if cls else ""
     return (
         f'<div class="scroll"><table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -201,7 +205,7 @@ def to_html(
         body.append(f"<p><b>SLO</b>: {_e(slo)}</p>")
     body.append("<h2>Results by load level</h2>")
     if run.points:
-        body += [_table(*level_table(run, DETAILED)), f'<p class="note">{_e(LEGEND)}</p>']
+        body += [_table(*level_table(run, DETAILED), wrap=True), f'<p class="note">{_e(LEGEND)}</p>']
     else:
         body.append("<p>No load points in this summary.</p>")
     if repeats := repeats_table(run):
