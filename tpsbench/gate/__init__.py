@@ -67,6 +67,15 @@ Statistics, per row (x = baseline samples, y = candidate samples):
   the two runs) cannot be told from the client falling behind, and is ``unchanged`` whatever its p-value.
   (Measured: two identical reference runs on a loaded 2-core machine differed by +9.4 ms in TTFT p99 at
   c=4, p = 0.01, while the candidate's client lagged 11.2 ms at p99 against 3.0 ms.)
+- repeats (both runs with 2 or more repeats of the plan, :mod:`tpsbench.results.repeats`): every quantile
+  and output TPS row compares the per-repeat values (``test = "welch-t"``: Welch's two-sample t test,
+  pyperf's ``is_significant`` way), so significance comes from the run-to-run variance; the shown values
+  are the means over repeats. The error rate stays a Fisher test on the pooled counts. With one run on
+  either side the per-request tests above are used and a warning says so (``GateResult.mode``).
+- curve rows (``GateResult.curve``, :mod:`tpsbench.gate.curve`): output TPS per GPU read on the
+  candidate's curve at each baseline point's TPS/user, and TPS/user at its throughput, with their own
+  thresholds (``curve_tps_per_gpu``, ``curve_tps_user``, 5%); Welch t on per-repeat curves, or a
+  delta-method z test for one run. They join the Holm family and the exit code.
 - fewer than ``min_samples`` (default 8) samples on either side: never significant, never a failure.
 - a significant test counts only when its effect points the same way as the change (a rank test can,
   rarely, disagree with the median).
