@@ -579,5 +579,6 @@ def tokens_per_chunk_figure(run: Run) -> Figure | None:
             frameon=False,
         )
         fig.suptitle(words.title(run, "Tokens per streamed chunk"), fontweight="bold", fontsize=11.5)
-        subtitle(ax, words.identity(run), width=110)
+        # the legend sits over the axes, so the run is named under them
+        fig.supxlabel(words.identity(run), x=0.01, ha="left", fontsize=8, color=GREY)
     return fig
