@@ -135,6 +135,10 @@ def test_no_request_lost_at_full_slots(slots: int, request: pytest.FixtureReques
     # none: the server had closed that connection without a byte).
     predicted = after["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"]
     assert predicted == sum(x["output_tokens"] for x in lines)
+    # tpsbench's own telemetry (on by default) scraped the same counters while the level ran
+    telemetry = point["server"]
+    assert telemetry is not None and "llama.cpp" in telemetry["engines"], telemetry
+    assert telemetry["tokens_ratio"] == pytest.approx(1.0, abs=0.02), telemetry
     print(
         f"\nllama-server -np {slots}, c={slots}: {point['ok']}/{point['measured']} ok, "
         f"{point['resent']} resent; TTFT p50 {1000 * point['ttft_s']['p50']:.0f} ms, "
