@@ -162,7 +162,7 @@ def test_max_completion_tokens_is_ignored_and_reported_as_short_outputs(
     summary, lines = _run(scenario, tmp_path)
     point = summary["points"][0]
     assert point["errors"] == {} and point["short_outputs"] == 2
-    assert any("fewer tokens than requested" in w for w in point["warnings"])
+    assert any(c["cause"] == "short_outputs" for c in point["warning_causes"]), point["warnings"]
     assert all(x["output_tokens"] < 24 and x["requested_output_tokens"] == 24 for x in lines)
     assert all(x["finish_reason"] == "length" and x["n_chunks"] == 16 for x in lines)
 

@@ -427,3 +427,21 @@ def test_a_late_loop_that_used_little_cpu_is_said_to_be_the_hosts() -> None:
     busy = client_bound_reasons({"loop_lag_p99_s": 0.075, "cpu_percent": 95.0})
     assert not any("other processes" in r for r in busy)
     assert client_bound_reasons({"loop_lag_p99_s": 0.001, "cpu_percent": 5.0}) == []
+
+
+def test_queue_wait_under_a_cap_is_not_the_clients_lateness() -> None:
+    # Each request waited 5 s for a free slot (max_concurrency), then left 1 ms after its slot freed: the
+    # scheduling lag (5.001 s) shows the coordinated omission, the client itself was 1 ms late.
+    records = []
+    for i in range(3):
+        r = rec(
+            i, 1000 * i + 5001, [(1000 * i + 5100, 1), (1000 * i + 5200, 9)], usage=10, scheduled_ms=1000 * i
+        )
+        r.level, r.queue_ns = 1, 5000 * MS
+        records.append(r)
+    assert metrics.sched_lag_s(records[0]) == pytest.approx(5.001)
+    assert metrics.dispatch_lag_s(records[0]) == pytest.approx(0.001)
+    p = summarize_level(records, level_index=1, level=OPEN, slo={}, gpus=None)
+    assert p["sched_lag_s"]["p50"] == pytest.approx(5.001) and p["queue_s"]["p50"] == pytest.approx(5.0)
+    assert p["self_check"]["sched_lag_p99_s"] == pytest.approx(0.001)
+    assert p["self_check"]["client_bound"] is False

@@ -263,6 +263,17 @@ def sched_lag_s(r: RequestRecord) -> float | None:
     return _s(r.send_ns - r.scheduled_ns) if r.scheduled_ns is not None else None
 
 
+def dispatch_lag_s(r: RequestRecord) -> float | None:
+    """Client dispatch lag [s]: t_send - t_scheduled - queue wait, i.e. :func:`sched_lag_s` without the
+    time spent waiting for a free slot under ``max_concurrency`` (:func:`queue_s`). How late the client
+    itself was: the client-bound self-check uses it, so a capped level that queues (coordinated omission,
+    shown by ``sched_lag_s`` and ``queue_s``) is not mistaken for a slow client. None in closed loop.
+    """
+    if r.scheduled_ns is None:
+        return None
+    return _s(r.send_ns - r.scheduled_ns - (r.queue_ns or 0))
+
+
 def request_metrics(r: RequestRecord) -> dict[str, MetricValue]:
     """All per-request metrics of ``r``, keyed by :data:`METRIC_KEYS` (see each function for the formula)."""
     _chunks(r)  # validate once, so a malformed record fails with one clear message

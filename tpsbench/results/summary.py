@@ -339,7 +339,8 @@ def summarize_level(
       :class:`TokenSource`; ``short_outputs`` = ok requests with fewer output tokens than requested;
       ``resent`` = measured requests sent a second time because their reused connection closed unanswered
       (``RequestRecord.resent``).
-    - ``self_check`` = the runner's ``self_check`` dict (event-loop lag, CPU, ...) plus ``sched_lag_p99_s``,
+    - ``self_check`` = the runner's ``self_check`` dict (event-loop lag, CPU, ...) plus ``sched_lag_p99_s``
+      (p99 of :func:`.metrics.dispatch_lag_s`: queue waits under ``max_concurrency`` left out),
       ``achieved_concurrency`` = sum(end_ns - send_ns) / 1e9 / window_s (mean measured requests in flight,
       Little's law), ``cpu_percent_ok`` = ``cpu_percent`` x ok records / records of the level (CPU spent
       on successful streams) and ``client_bound`` (see :func:`client_bound_reasons`); caller values win.
@@ -437,7 +438,9 @@ def summarize_level(
     # The runner reports what only it can see (event-loop lag, CPU); the record-derived health figures and
     # the verdict are added here so every point carries the contract's self_check fields.
     check: dict[str, Any] = dict(self_check or {})
-    check.setdefault("sched_lag_p99_s", blocks["sched_lag_s"]["p99"])
+    # the client's own lateness, queue waits under max_concurrency left out (metrics.dispatch_lag_s)
+    dispatch = [lag for r in measured if (lag := metrics.dispatch_lag_s(r)) is not None]
+    check.setdefault("sched_lag_p99_s", statistic(dispatch, "p99") if dispatch else None)
     busy_s = sum(r.end_ns - r.send_ns for r in measured) / NS_PER_S
     check.setdefault("achieved_concurrency", busy_s / window_s if window_s else None)
     cpu = check.get("cpu_percent")
