@@ -71,8 +71,12 @@ def test_measured_requests_match_the_server_send_log(
             assert check["client_bound"] and abs(got - want) <= allowed, (stat.__name__, got, want, check)
     # the request itself leaves at once: received by the server within 5 ms of send_ns (issue 6's TTFT bound;
     # a transport that writes the body from another task fails this, not the checks above)
-    send_to_received = [truths[r.request_id].received_ns - r.send_ns for r in measured]
-    assert statistics.median(send_to_received) < 5_000_000
+    # (or, on a host where other processes take the CPU, within that plus the loop lag the client reported,
+    # with the level flagged: the same rule as above)
+    send_to_received = statistics.median(truths[r.request_id].received_ns - r.send_ns for r in measured)
+    assert send_to_received < 5_000_000 or (
+        check["client_bound"] and send_to_received < 5_000_000 + lag * 1e9
+    ), (send_to_received, check)
     # and the schedule itself: 3 tokens / 10 ms = 300 tokens/s, all 60 tokens counted
     pace_tps = PACE_TOKENS / PACE_INTERVAL_MS * 1000
     assert point["tps_user"]["p50"] == pytest.approx(pace_tps, rel=0.05 + lag / decode_s)
