@@ -7,7 +7,9 @@ A gated metric is ``output_tps``, ``error_rate``, a curve-level one (``curve_tps
 ``curve_tps_user``: :mod:`tpsbench.gate.curve`) or ``<metric>_<stat>`` with metric in ``ttft_s``,
 ``tps_user``, ``tpot_s``, ``e2e_s``, ``e2e_tps`` (and the other TPS/user definitions: ``tps_user_aiperf``,
 ``tps_user_inferencex``, ``tps_user_guidellm``, ``tpot_inferencex_s``) and stat in p1, p5, p10, p50, p90,
-p95, p99.
+p95, p99; or a point-level TPS/user definition (:mod:`tpsbench.results.definitions`): ``tps_user_mlperf``
+(1 / the p90 of ``tpot_inferencex_s``: kind ``inverse_quantile``, tested like that quantile) and
+``tps_user_vllm`` (output TPS / concurrency: kind ``per_user_throughput``, tested like output TPS).
 
     >>> s = metric_spec("ttft_s_p99")
     >>> (s.title, s.better, s.default_threshold, s.block, s.q)
@@ -65,10 +67,10 @@ class MetricSpec:
     name: str
     title: str
     better: Better
-    kind: Literal["quantile", "output_tps", "error_rate", "curve"]
+    kind: Literal["quantile", "inverse_quantile", "output_tps", "per_user_throughput", "error_rate", "curve"]
     default_threshold: float  # percent (percentage points for the error rate)
     unit: str
-    block: str = ""  # summary block and per-request metric of a quantile metric
+    block: str = ""  # summary block and per-request metric of a (inverse) quantile metric
     stat: str = ""  # p50, p99, ...
     q: float = 0.5
 
@@ -85,6 +87,13 @@ CURVE_METRICS: dict[str, str] = {
 }
 CURVE_THRESHOLD = 5.0
 
+# Point-level TPS/user definitions (tpsbench.results.definitions): one number per load point, each judged
+# by the test of the quantity it is a function of.
+POINT_METRICS: dict[str, str] = {
+    "tps_user_mlperf": "TPS/user (MLPerf)",  # 1 / p90 of tpot_inferencex_s
+    "tps_user_vllm": "TPS/user (vLLM)",  # output TPS / concurrency
+}
+
 
 def metric_spec(name: str) -> MetricSpec:
     """The spec of a metric name; raises ``ValueError`` naming the known metrics."""
@@ -94,6 +103,13 @@ def metric_spec(name: str) -> MetricSpec:
         return MetricSpec(name, "output TPS", "higher", "output_tps", 10.0, "tok/s")
     if name == "error_rate":
         return MetricSpec(name, "error rate", "lower", "error_rate", 1.0, "%")
+    if name == "tps_user_mlperf":  # a p90 of the per-request TPOT, inverted: a tail's floor
+        title = POINT_METRICS[name]
+        return MetricSpec(
+            name, title, "higher", "inverse_quantile", 10.0, "tok/s", "tpot_inferencex_s", "p90", 0.9
+        )
+    if name == "tps_user_vllm":  # a throughput over a set concurrency: output TPS's floor
+        return MetricSpec(name, POINT_METRICS[name], "higher", "per_user_throughput", 10.0, "tok/s")
     block, _, stat = name.rpartition("_")
     if block in SAMPLE_METRICS and stat in QUANTILES:
         title, better, unit = SAMPLE_METRICS[block]
@@ -102,7 +118,8 @@ def metric_spec(name: str) -> MetricSpec:
             name, f"{title} {stat}", better, "quantile", floor, unit, block, stat, QUANTILES[stat]
         )
     raise ValueError(
-        f"unknown metric {name!r}: use output_tps, error_rate, {', '.join(CURVE_METRICS)} or "
+        f"unknown metric {name!r}: use output_tps, error_rate, {', '.join(CURVE_METRICS)}, "
+        f"{', '.join(POINT_METRICS)} or "
         "<metric>_<stat> with metric in "
         f"{', '.join(SAMPLE_METRICS)} and stat in {', '.join(QUANTILES)}"
     )

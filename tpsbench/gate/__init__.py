@@ -31,7 +31,10 @@ otherwise both sides use their summary values, so one row always compares like w
 
 Rows. By default, per load point: TPS/user p50 and p10 (higher is better), TTFT p50 and p99 (lower is
 better), output TPS (higher) and error rate (lower). Any ``<metric>_<pNN>`` of ``ttft_s``, ``tps_user``,
-``tpot_s``, ``e2e_s``, ``e2e_tps`` (pNN in p1, p5, p10, p50, p90, p95, p99) given a threshold is added.
+``tpot_s``, ``e2e_s``, ``e2e_tps`` and the per-request TPS/user definitions (``tps_user_aiperf``,
+``tps_user_inferencex``, ``tps_user_guidellm``, ``tpot_inferencex_s``; pNN in p1, p5, p10, p50, p90, p95,
+p99) given a threshold is added, and so are the point-level TPS/user definitions ``tps_user_mlperf`` and
+``tps_user_vllm`` (:mod:`tpsbench.results.definitions`).
 
 Statistics, per row (x = baseline samples, y = candidate samples):
 
@@ -54,10 +57,17 @@ Statistics, per row (x = baseline samples, y = candidate samples):
   sqrt(V_b + V_c), two-sided normal p (``test = "ratio"``). R is free of the window's drain noise (the
   last, partly idle wave): judged on the window alone, 1.7% of the output TPS rows of identical
   wide-spread synthetic runs moved by more than 10%.
+- ``tps_user_mlperf`` (MLPerf: 1 / p90 of the per-request InferenceX TPOT) is tested as the
+  ``tpot_inferencex_s_p90`` row it inverts (the bootstrap above, same p-value: x -> 1/x is monotone, so the
+  quantile differs significantly exactly when its reciprocal does); value, change and threshold are the
+  reciprocal's (higher is better, 10%).
+- ``tps_user_vllm`` (vLLM: output TPS / concurrency) is tested as output TPS is, on R: at a closed-loop
+  point both runs have the same concurrency, so its change is output TPS's; in open loop the concurrency
+  is the achieved one, sum(latency) / window, so the value is R itself (10%).
 - summary-only comparisons: medians are significant when the two summaries' ``p50_ci`` intervals do not
   overlap (asv's rule; conservative, about p < 0.006 for two 95% intervals); other percentiles (no
-  interval in the summary) and output TPS (no samples) are reported as not tested. Error counts are in
-  the summary, so the Fisher test still runs.
+  interval in the summary), output TPS and the two point-level definitions are reported as not tested.
+  Error counts are in the summary, so the Fisher test still runs.
 - multiplicity: one gate tests many rows, so the p-values of all tested rows are Holm-adjusted
   (family-wise error rate <= alpha for the whole run, under any dependence between rows). Without it,
   3 load points x 6 rows at alpha = 0.05 failed 12% of identical synthetic runs; with it, 0-1%
@@ -67,11 +77,12 @@ Statistics, per row (x = baseline samples, y = candidate samples):
   the two runs) cannot be told from the client falling behind, and is ``unchanged`` whatever its p-value.
   (Measured: two identical reference runs on a loaded 2-core machine differed by +9.4 ms in TTFT p99 at
   c=4, p = 0.01, while the candidate's client lagged 11.2 ms at p99 against 3.0 ms.)
-- repeats (both runs with 2 or more repeats of the plan, :mod:`tpsbench.results.repeats`): every quantile
-  and output TPS row compares the per-repeat values (``test = "welch-t"``: Welch's two-sample t test,
-  pyperf's ``is_significant`` way), so significance comes from the run-to-run variance; the shown values
-  are the means over repeats. The error rate stays a Fisher test on the pooled counts. With one run on
-  either side the per-request tests above are used and a warning says so (``GateResult.mode``).
+- repeats (both runs with 2 or more repeats of the plan, :mod:`tpsbench.results.repeats`): every quantile,
+  output TPS and point-level TPS/user row compares the per-repeat values (``test = "welch-t"``: Welch's
+  two-sample t test, pyperf's ``is_significant`` way), so significance comes from the run-to-run
+  variance; the shown values are the means over repeats. The error rate stays a Fisher test on the
+  pooled counts. With one run on either side the per-request tests above are used and a warning says so
+  (``GateResult.mode``).
 - curve rows (``GateResult.curve``, :mod:`tpsbench.gate.curve`): output TPS per GPU read on the
   candidate's curve at each baseline point's TPS/user, and TPS/user at its throughput, with their own
   thresholds (``curve_tps_per_gpu``, ``curve_tps_user``, 5%); Welch t on per-repeat curves, or a

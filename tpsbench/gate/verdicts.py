@@ -218,6 +218,24 @@ def _quantile_cell(
         cell.note = f"summary only: {spec.stat}_ci {'do not ' if cell.significant else ''}overlap"
 
 
+def _inverse_quantile_cell(
+    cell: _Cell, pb: _Side, pc: _Side, *, alpha: float, seed: int, min_samples: int, resamples: int
+) -> None:
+    """A reciprocal of a quantile (``tps_user_mlperf`` = 1 / TPOT p90): judged by the quantile's own row
+    (x -> 1/x is monotone, so a difference of the quantile is significant exactly when its reciprocal's
+    is), shown and thresholded as the reciprocal."""
+    spec = cell.spec
+    inner = _Cell(cell.point, metric_spec(f"{spec.block}_{spec.stat}"), cell.threshold)
+    _quantile_cell(inner, pb, pc, alpha=alpha, seed=seed, min_samples=min_samples, resamples=resamples)
+    cell.baseline = 1 / inner.baseline if inner.baseline else None
+    cell.candidate = 1 / inner.candidate if inner.candidate else None
+    cell.n_baseline, cell.n_candidate = inner.n_baseline, inner.n_candidate
+    cell.change = _relative(cell.baseline, cell.candidate)
+    cell.test, cell.p_value, cell.significant = inner.test, inner.p_value, inner.significant
+    cell.effect_sign = -inner.effect_sign  # the reciprocal moves the other way
+    cell.note = "; ".join(filter(None, [f"tested on {inner.spec.title} ({inner.spec.name})", inner.note]))
+
+
 def _repeat_cell(cell: _Cell, pb: _Side, pc: _Side) -> bool:
     """Judge a quantile or output TPS row on the per-repeat values (Welch t); False when a side has no
     run-level estimate of it (the caller falls back to the per-request test)."""
@@ -301,10 +319,15 @@ def _error_cell(cell: _Cell, pb: _Side, pc: _Side, *, min_samples: int) -> None:
 
 
 def _output_tps_cell(cell: _Cell, pb: _Side, pc: _Side, *, min_samples: int) -> None:
-    cell.baseline, cell.candidate = pb.point.output_tps, pc.point.output_tps
+    """Output TPS, or output TPS per user (``tps_user_vllm`` = output TPS / concurrency, the same
+    concurrency on both sides of a closed-loop key; in open loop the achieved one, sum(latency) / window,
+    so the ratio is sum(tokens) / sum(latency) itself): both tested on R = sum(tokens) / sum(latency)."""
+    spec = cell.spec
+    cell.baseline = matching.summary_value(pb.point, spec)
+    cell.candidate = matching.summary_value(pc.point, spec)
     cell.n_baseline, cell.n_candidate = pb.measured(), pc.measured()
     if cell.baseline is None or cell.candidate is None:
-        cell.note = "output_tps missing from a summary"
+        cell.note = f"{spec.name} missing from a summary"
         return
     cell.change = _relative(cell.baseline, cell.candidate)
     if not (pb.records and pc.records):
@@ -442,10 +465,9 @@ def compare(
                 cell.note = f"load point only in the {'baseline' if pc is None else 'candidate'}"
             elif repeated and spec.kind != "error_rate" and _repeat_cell(cell, pb, pc):
                 pass
-            elif spec.kind == "quantile":
-                _quantile_cell(
-                    cell, pb, pc, alpha=alpha, seed=seed, min_samples=min_samples, resamples=resamples
-                )
+            elif spec.kind in ("quantile", "inverse_quantile"):
+                judge = _quantile_cell if spec.kind == "quantile" else _inverse_quantile_cell
+                judge(cell, pb, pc, alpha=alpha, seed=seed, min_samples=min_samples, resamples=resamples)
             elif spec.kind == "error_rate":
                 _error_cell(cell, pb, pc, min_samples=min_samples)
             else:

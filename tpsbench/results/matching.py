@@ -107,24 +107,35 @@ def comparability_reasons(base: Run, other: Run) -> list[str]:
 
 
 def summary_value(p: Point, spec: MetricSpec) -> float | None:
-    """The summary's value of a gated metric at a point (a block's stat, output TPS or the error rate)."""
+    """The summary's value of a gated metric at a point: a block's stat, its inverse (``tps_user_mlperf``
+    = 1 / ``tpot_inferencex_s`` p90), output TPS, the point's ``tps_user_vllm`` or the error rate."""
     if spec.kind == "output_tps":
         return p.output_tps
+    if spec.kind == "per_user_throughput":
+        return p.tps_user_vllm
     if spec.kind == "error_rate":
         return p.error_rate
-    return p.stat(spec.block, spec.stat) if spec.block in _BLOCKS else None
+    v = p.stat(spec.block, spec.stat) if spec.block in _BLOCKS else None
+    if spec.kind == "inverse_quantile":
+        return 1 / v if v else None
+    return v
 
 
 def summary_n(p: Point, spec: MetricSpec) -> int | None:
-    """How many samples the summary's value of a quantile metric rests on."""
+    """How many samples the summary's value of a (inverse) quantile metric rests on."""
     d = p.dist(spec.block) if spec.block in _BLOCKS else None
     return d.n if d is not None else None
 
 
 def summary_ci(p: Point, spec: MetricSpec) -> tuple[float, float] | None:
-    """The summary's confidence interval of a quantile metric's stat (summaries carry the median's)."""
-    d = p.dist(spec.block) if spec.kind == "quantile" and spec.block in _BLOCKS else None
-    return d.ci(spec.stat) if d is not None else None
+    """The summary's confidence interval of a quantile metric's stat (summaries carry the median's), or
+    of an inverse quantile (the stat's interval inverted)."""
+    quantile = spec.kind in ("quantile", "inverse_quantile")
+    d = p.dist(spec.block) if quantile and spec.block in _BLOCKS else None
+    ci = d.ci(spec.stat) if d is not None else None
+    if ci is None or spec.kind == "quantile":
+        return ci
+    return (1 / ci[1], 1 / ci[0]) if ci[0] > 0 else None
 
 
 def ci_overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool | None:
