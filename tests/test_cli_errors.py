@@ -5,10 +5,13 @@ the terminal output."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,43 @@ def reference() -> Iterator[str]:
         yield server.url
 
 
+class _ModelsOnly(BaseHTTPRequestHandler):
+    """Lists one model at /v1/models and answers 404 to everything else (a server without the API asked)."""
+
+    def do_GET(self) -> None:
+        if self.path == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": "File Not Found", "code": 404}})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._send(404, {"error": {"message": "File Not Found", "code": 404}})
+
+    def _send(self, status: int, obj: object) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def models_only() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelsOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("inputs")
@@ -37,12 +77,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "key.yaml").write_text(
         SCENARIO.replace("name: t\n", "name: t\nendpoint: {api_key_env: TPSB_NOPE}\n")
     )
+    (root / "messages.yaml").write_text(SCENARIO + "endpoint: {api: messages}\n")
     (root / "port.yaml").write_text(SCENARIO + "endpoint: {base_url: 'http://127.0.0.1:99999/v1'}\n")
     (root / "host.yaml").write_text(SCENARIO + "endpoint: {base_url: 'http://local host:8000'}\n")
     return {
         "run": str(run),
         "s": str(root / "s.yaml"),
         "key": str(root / "key.yaml"),
+        "messages": str(root / "messages.yaml"),
         "port": str(root / "port.yaml"),
         "host": str(root / "host.yaml"),
         "out": str(root / "out"),
@@ -71,6 +113,10 @@ CASES = [
     ("run {s} --endpoint {ref_root} --out {out}", "error: no model given and GET"),
     ("run {s} --endpoint {ref_root} --model m --out {out}", "error: preflight request failed: HTTP 404"),
     ("run {s} --endpoint {ref_https} --model m --out {out}", "error: preflight request failed:"),
+    (
+        "run {messages} --endpoint {models_only} --model m --out {out}",
+        "error: preflight request failed: HTTP 404 from POST {models_only}/messages",
+    ),
     ("compare {run}", "error: compare: got 1 run directory, expected two or more"),
     ("compare {run} {run} --label a", "error: --label: 1 labels for 2 runs"),
     ("compare {run} nosuchdir", "error: compare nosuchdir: no such run directory"),
@@ -89,12 +135,13 @@ HINTS = {  # what the message must also say (the server's words, the hint)
     "run {s} --endpoint {ref_root} --out {out}": "the base URL is missing /v1",
     "run {s} --endpoint {ref_root} --model m --out {out}": "the base URL is missing /v1",
     "run {s} --endpoint {key} --out {out}": "",
+    "run {messages} --endpoint {models_only} --model m --out {out}": "no endpoint.api: messages route",
 }
 
 
 @pytest.mark.parametrize(("command", "expected"), CASES, ids=[c for c, _ in CASES])
 def test_bad_input_is_one_line_and_exit_2(
-    command: str, expected: str, files: dict[str, str], reference: str, tmp_path: Path
+    command: str, expected: str, files: dict[str, str], reference: str, models_only: str, tmp_path: Path
 ) -> None:
     Path(files["out"]).mkdir(exist_ok=True)
     busy = socket.socket()
@@ -103,6 +150,7 @@ def test_bad_input_is_one_line_and_exit_2(
     closed = _closed_port()
     names = files | {
         "ref": reference,
+        "models_only": models_only,
         "ref_root": reference.removesuffix("/v1"),
         "ref_https": reference.replace("http://", "https://"),
         "closed": f"http://127.0.0.1:{closed}/v1",

@@ -36,8 +36,9 @@ from llama_fixtures import MODEL, LlamaServer, assemble_gguf, missing, start_lla
 from tpsbench.client.client import Client
 from tpsbench.client.sse import SSEParser
 from tpsbench.client.transport import RawExchange, make_transport
+from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import Scenario, Timeouts, Workload
-from tpsbench.core.record import RequestRecord
+from tpsbench.core.record import RequestRecord, TokenSource
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.results import files, metrics
 from tpsbench.workload.prompts import build_prompts
@@ -132,10 +133,10 @@ def _events(raw: RawExchange) -> list[dict[str, Any]]:
     return out
 
 
-def _send_all(
+def _exchanges(
     server: LlamaServer, api: str, n: int, concurrency: int, workload: Workload
-) -> list[tuple[RequestRecord, dict[str, Any]]]:
-    """``n`` requests, ``concurrency`` at a time, each with the ``timings`` of its final event."""
+) -> list[tuple[RequestRecord, RawExchange]]:
+    """``n`` requests, ``concurrency`` at a time, each with its raw exchange (every read, as it arrived)."""
     scenario = _scenario(server, api, [{"concurrency": concurrency, "requests": n}])
     prompts = build_prompts(workload, api, n)
 
@@ -155,8 +156,15 @@ def _send_all(
         raw = {x.send_ns: x for x in recording.exchanges}  # a record keeps its exchange's send_ns
         return [(r, raw[r.send_ns]) for r in records]
 
+    return asyncio.run(go())
+
+
+def _send_all(
+    server: LlamaServer, api: str, n: int, concurrency: int, workload: Workload
+) -> list[tuple[RequestRecord, dict[str, Any]]]:
+    """``n`` requests, ``concurrency`` at a time, each with the ``timings`` of its final event."""
     out = []
-    for rec, raw in asyncio.run(go()):
+    for rec, raw in _exchanges(server, api, n, concurrency, workload):
         timings = [e["timings"] for e in _events(raw) if "timings" in e]
         assert rec.error is None and len(timings) == 1, (rec, timings)
         out.append((rec, timings[0]))
@@ -260,3 +268,76 @@ def test_shared_prefix_is_served_from_the_prompt_cache(np4: LlamaServer) -> None
         else:  # unique prompts: at most BOS (and a chance first token) is reused
             assert max(cached) <= 2, cached
     assert ttft[180] < 0.6 * ttft[0], ttft
+
+
+def _arrivals(raw: RawExchange) -> list[tuple[int, dict[str, Any]]]:
+    """Every event's JSON with the arrival of the read that completed it."""
+    parser = SSEParser()
+    return [(t, json.loads(ev.data)) for t, data in raw.reads for ev in parser.feed(data)]
+
+
+def _is_text(api: str, event: dict[str, Any]) -> bool:
+    if api == "messages":
+        return event["type"] == "content_block_delta" and event["delta"]["type"] == "text_delta"
+    return bool(event["type"] == "response.output_text.delta")
+
+
+@pytest.mark.parametrize("api", ["messages", "responses"])
+def test_messages_and_responses_agree_with_the_server_and_with_chat(np4: LlamaServer, api: str) -> None:
+    # llama-server (this build: /v1/messages and /v1/responses, both streamed) turns either request into a
+    # chat completion: the same prompts cost the same prompt tokens as through chat.
+    workload = Workload(input_tokens=24, output_tokens=OSL, seed=6)
+    chat = _exchanges(np4, "chat", 8, 1, workload)
+    before = np4.counters()
+    pairs = _exchanges(np4, api, 8, 1, workload)  # the same prompts: mostly from the prompt cache now
+    predicted = np4.counters()["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"]
+    assert predicted == sum(r.output_tokens or 0 for r, _ in pairs) == 8 * OSL
+    for (rec, raw), (chat_rec, _) in zip(pairs, chat, strict=True):
+        events = _arrivals(raw)
+        texts = [t for t, e in events if _is_text(api, e)]
+        assert rec.error is None and rec.token_source is TokenSource.USAGE, rec
+        # TTFT is the first text delta's arrival (never message_start / response.created); a chunk per delta
+        assert events[0][1]["type"] in ("message_start", "response.created")
+        assert rec.chunk_ns[0] == texts[0] and rec.chunk_ns == texts
+        if api == "messages":  # Anthropic's usage: input_tokens excludes the cached ones
+            start = events[0][1]["message"]["usage"]
+            deltas = [e for _, e in events if e["type"] == "message_delta"]
+            out, prompt = (
+                deltas[-1]["usage"]["output_tokens"],
+                start["input_tokens"] + start["cache_read_input_tokens"],
+            )
+        else:
+            usage = events[-1][1]["response"]["usage"]
+            out, prompt = usage["output_tokens"], usage["input_tokens"]
+        assert rec.output_tokens == out == OSL and rec.input_tokens == prompt
+        assert rec.input_tokens == chat_rec.input_tokens  # one chat template behind all three APIs
+        timings = [e["timings"] for _, e in events if "timings" in e]  # response.completed carries them
+        if timings:
+            (t,) = timings
+            assert t["predicted_n"] == OSL
+            decode, ttft = metrics.decode_s(rec), metrics.ttft_s(rec)
+            assert decode == pytest.approx(t["predicted_ms"] / 1e3, rel=0.1, abs=0.01), (decode, t)
+            assert ttft is not None and ttft >= t["prompt_ms"] / 1e3 and ttft - t["prompt_ms"] / 1e3 <= 0.1
+    medians = {}
+    for name, run in (("chat", chat), (api, pairs)):
+        tps = statistics.median(metrics.tps_user(r) or 0.0 for r, _ in run)
+        medians[name] = (tps, statistics.median(metrics.ttft_s(r) or 0.0 for r, _ in run))
+    # one server thread, the same tokens: decoding runs at the same speed whichever API asked
+    assert medians[api][0] == pytest.approx(medians["chat"][0], rel=0.15), medians
+    print(f"\n{api} vs chat, c=1 (TPS/user p50, TTFT p50 s): {medians}")
+
+
+@pytest.mark.parametrize("name", ["llamacpp", "llamacpp-messages", "llamacpp-responses"])
+def test_llamacpp_scenarios_run_on_llama_server(np4: LlamaServer, name: str, tmp_path: Path) -> None:
+    """The README's llama-server scenarios, one per API, at c=1 and c=4 on 4 slots."""
+    path = Path(__file__).parent.parent / "scenarios" / f"{name}.yaml"
+    scenario = load_scenario(path).with_overrides(base_url=np4.url, model=MODEL, concurrency=[1, 4])
+    summary, records = _run(scenario, tmp_path)
+    assert all(r["error"] is None and r["output_tokens"] == 32 for r in records), records
+    for point in summary["points"]:
+        assert point["errors"] == {} and point["ok"] == point["measured"], point["warnings"]
+        assert point["token_sources"] == {"usage": point["ok"]}
+        print(
+            f"\n{name} ({scenario.endpoint.api}) c={point['concurrency']}: TTFT p50 "
+            f"{1000 * point['ttft_s']['p50']:.0f} ms, TPS/user p50 {point['tps_user']['p50']:.1f}"
+        )

@@ -9,7 +9,8 @@ through its own fresh connection) and checks that it streams generated text. Eit
 - ``server:`` the server's own message (its JSON ``error.message`` if it sent one, else its body; cut short,
   redacted);
 - ``hint:`` for the usual causes: a base URL missing ``/v1`` (the same server answers under ``/v1``), an
-  unknown model (with what ``/models`` serves), 401/403 (the ``api_key_env`` to set), https against a
+  unknown model (with what ``/models`` serves), an API the server does not serve (404 on its path while
+  ``/models`` answers: names ``endpoint.api``), 401/403 (the ``api_key_env`` to set), https against a
   plain-http server, connection refused ("is anything listening on host:port?"), an unknown host.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from tpsbench.client.apis import APIS, api_for
 from tpsbench.client.client import Client, EndpointError, join_url, list_models
 from tpsbench.client.network import Network, network_for
 from tpsbench.client.transport import make_transport
@@ -79,6 +81,7 @@ class _Target:
     api_key_env: str | None
     timeout_s: float
     net: Network  # the run's proxy and TLS settings
+    api: str = "chat"  # endpoint.api
 
     @property
     def shown(self) -> str:
@@ -152,6 +155,12 @@ async def _http_hint(status: int, words: str | None, model: str, target: _Target
             return (
                 "no such route: the base URL should be the OpenAI-compatible root, e.g. http://host:8000/v1"
             )
+        if status == 404:  # the base URL is right (it serves /models) and so is the model: not this API
+            return (
+                f"this server has no endpoint.api: {target.api} route (POST {api_for(target.api).path} is "
+                f"not found, {target.shown}/models answers): set endpoint.api to an API it serves "
+                f"({' | '.join(APIS)})"
+            )
     if status == 429:
         return "rate limited before the run started: wait, or ask for a higher limit"
     if status >= 500:
@@ -197,7 +206,7 @@ async def preflight(
     """Send one unmeasured request shaped like the scenario's; return what it saw (for metadata.json) or
     raise :class:`EndpointUnusable`."""
     ep = scenario.endpoint
-    target = _Target(base_url, api_key, ep.api_key_env, ep.timeouts.connect_s, network_for(ep))
+    target = _Target(base_url, api_key, ep.api_key_env, ep.timeouts.connect_s, network_for(ep), ep.api)
     prompt = build_prompts(
         scenario.workload,
         ep.api,
