@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tpsbench.config.report import Mark
 from tpsbench.report import charts
 from tpsbench.report import headline as words
 from tpsbench.report.chartkit import figure_bytes
@@ -53,6 +54,6 @@ def test_headline_against_user_marks_for_another_endpoint() -> None:
     run = open_run(RESULTS / "spec-decoding-off")
     assert words.headline(run) is not None
     other = open_run(RESULTS / "baseline")
-    line = words.headline(other, {"tps_user": 2000.0})
-    assert line is not None and "= 53.0% of 2,000" in line and "record" not in line  # the user's mark
+    line = words.headline(other, [Mark(name="X", tps_user=2000.0)])
+    assert line is not None and "53.0% of X (2,000)" in line  # the user's mark, after the record
     assert "of the 1,038 record" in (words.headline(other) or "")

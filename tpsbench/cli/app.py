@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from tpsbench.config.report import Mark
 
 app = typer.Typer(
     help="Measure what a user of an LLM endpoint feels (TTFT, TPS/user) and what the server delivers.",
@@ -232,10 +235,29 @@ def _safe_argv() -> list[str]:
     return [redact_text(a) for a in sys.argv[1:]]
 
 
-def _render(run_dir: Path, console: object, reference: bool | None = None) -> None:
+_MARK_HELP = (
+    "A mark to read the run against (repeatable): NAME:KEY=VALUE[,KEY=VALUE], keys tps_user, output_tps, "
+    "note, e.g. 'vendor X:tps_user=800'. Added to the scenario's report.marks."
+)
+
+
+def _marks(texts: list[str] | None) -> list[Mark]:
+    """``--mark`` values parsed, or exit 2 with the one-line error naming what was expected."""
+    from tpsbench.config.errors import ScenarioError
+    from tpsbench.config.report import parse_mark
+
+    try:
+        return [parse_mark(t) for t in texts or []]
+    except ScenarioError as exc:
+        _fail(str(exc))
+
+
+def _render(
+    run_dir: Path, console: object, reference: bool | None = None, marks: list[Mark] | None = None
+) -> None:
     from tpsbench.report import render_report
 
-    files = render_report(run_dir, reference=reference)
+    files = render_report(run_dir, reference=reference, marks=marks or ())
     html = [f for f in files if f.suffix == ".html"]
     print(f"report: {html[0] if html else run_dir / 'report'}")
 
@@ -251,13 +273,15 @@ def report_cmd(
             "(default: only for runs of the bundled reference endpoint).",
         ),
     ] = None,
+    mark: Annotated[list[str] | None, typer.Option(help=_MARK_HELP)] = None,
 ) -> None:
     """Render charts (PNG, SVG), an HTML report and a Markdown summary for a run."""
     from rich.console import Console
 
     _require_run(run_dir, "report")
+    marks = _marks(mark)
     try:
-        _render(run_dir, Console(), reference)
+        _render(run_dir, Console(), reference, marks)
     except (ValueError, OSError) as exc:  # a summary of an unknown schema, an unwritable report/ ...
         _fail(f"report {run_dir}: {_redacted(exc)}")
 
@@ -278,6 +302,7 @@ def compare(
         list[str] | None,
         typer.Option(help="Rows to compare (repeatable), e.g. tps_user_aiperf_p50 (default: the gate's)."),
     ] = None,
+    mark: Annotated[list[str] | None, typer.Option(help=f"With --chart: {_MARK_HELP}")] = None,
 ) -> None:
     """Several runs side by side: a table of relative differences (terminal and compare.md, fit to paste)
     and, with --chart, one Pareto chart. Each comparison is written to a new directory, never over one."""
@@ -295,6 +320,9 @@ def compare(
         )
     for d in run_dirs:
         _require_run(d, "compare")
+    marks = _marks(mark)
+    if marks and not chart:
+        _fail("--mark: marks are drawn on the comparison chart; add --chart")
     formats = ("png", "svg", "html", "md") if chart else ("md",)
     try:
         from tpsbench.report.compare import compare as compare_loaded
@@ -303,7 +331,15 @@ def compare(
         # refused before a directory is created
         compare_loaded([open_run(d) for d in run_dirs], label, force=force, metrics=metric)
         out_dir = create_run_dir(out, name)
-        result = compare_runs(run_dirs, label, out_dir, force=force, formats=formats, metrics=metric)
+        result = compare_runs(
+            run_dirs,
+            label,
+            out_dir,
+            force=force,
+            formats=formats,
+            metrics=metric,
+            marks=marks,
+        )
     except NotComparable as exc:
         _fail(f"runs are not comparable: {exc} (use --force to plot them anyway, flagged)")
     except (ValueError, OSError) as exc:

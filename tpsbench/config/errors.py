@@ -25,6 +25,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioIssue",
     "SchemaHints",
+    "did_you_mean",
     "issues_from_validation",
     "line_of",
     "mentions",
@@ -252,7 +253,7 @@ def show(v: Any) -> str:
     return repr(v)
 
 
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice by difflib ratio (>= 0.6); ties go to the longest
     common prefix, so 'p51' suggests 'p50' rather than 'p95'."""
 
@@ -309,14 +310,14 @@ def issues_from_validation(
         value = err.get("input")
         key = str(target.path[-1]) if target.path else ""
         if kind == "extra_forbidden":
-            hint = _did_you_mean(key, target.siblings)
+            hint = did_you_mean(key, target.siblings)
             if not hint and len(target.path) == 1:
                 hint = _misplaced_hint(key, schema)
             if not hint:
                 hint = f" (allowed: {', '.join(target.siblings)})"
             msg = f"unknown key {key!r}{hint}"
         elif target.key_choices is not None:  # a dict key outside its Literal set, e.g. slo.ttft
-            hint = _did_you_mean(key, target.key_choices) or f" (allowed: {', '.join(target.key_choices)})"
+            hint = did_you_mean(key, target.key_choices) or f" (allowed: {', '.join(target.key_choices)})"
             msg = f"unknown key {key!r}{hint}" if target.key_choices else f"invalid key {key!r}: {err['msg']}"
         elif kind == "missing":
             msg = f"required key {key!r} is missing"
@@ -327,7 +328,7 @@ def issues_from_validation(
         elif target.expect is not None:  # type and constraint errors: say what the field accepts
             msg = f"expected {_expectation(*target.expect)}, got {show(value)}"
             if kind == "literal_error" and isinstance(value, str):
-                msg += _did_you_mean(value, [str(a) for a in get_args(_split(target.expect[0])[0])])
+                msg += did_you_mean(value, [str(a) for a in get_args(_split(target.expect[0])[0])])
         else:
             msg = f"{err['msg']}, got {show(value)}"
         issue = ScenarioIssue(file, line, field, msg)

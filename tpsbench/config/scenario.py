@@ -31,6 +31,7 @@ from pydantic import (
 from tpsbench.config.base import Distribution, TokenCount
 from tpsbench.config.base import Strict as _Strict
 from tpsbench.config.errors import ScenarioError, ScenarioIssue, SchemaHints, issues_from_validation
+from tpsbench.config.report import Mark, Report
 from tpsbench.config.workloads import Dataset, Sessions, ThinkTime, Trace
 from tpsbench.core.loadlabel import load_label, trace_label
 from tpsbench.core.metricspec import check_thresholds
@@ -45,6 +46,8 @@ __all__ = [
     "Endpoint",
     "Gate",
     "Level",
+    "Mark",
+    "Report",
     "Scenario",
     "ScenarioError",
     "ScenarioIssue",
@@ -446,6 +449,7 @@ class Scenario(_Strict):
     telemetry: Telemetry = Field(default_factory=Telemetry)
     reference: dict[str, Any] = Field(default_factory=dict)  # overrides of the reference model's parameters
     repeat: Repeat = Field(default_factory=Repeat)  # `repeat: 3` or `repeat: {count: 3, cooldown_s: 5}`
+    report: Report = Field(default_factory=Report)  # marks to read the run against (config/report.py)
     # The fraction of a level's measured requests that may fail before `tpsbench run` exits 1.
     error_budget: float = Field(default_factory=lambda: DEFAULT_ERROR_BUDGET, ge=0, le=1)
 
@@ -580,6 +584,7 @@ SCHEMA = SchemaHints(
         "workload.dataset": Dataset,
         "workload.sessions": Sessions,
         "repeat": Repeat,
+        "report": Report,
     },
-    items={"load": Level},
+    items={"load": Level, "report.marks": Mark},
 )

@@ -13,9 +13,10 @@ serializers and the frontier stay cheap to import.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
+from tpsbench.config.report import Mark
 from tpsbench.report.compare import CompareResult, NotComparable, compare
 from tpsbench.report.html import Image, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
@@ -45,12 +46,13 @@ def render_report(
     formats: Collection[str] = ("png", "svg", "html", "md"),
     reference: bool | None = None,
     out_dir: Path | None = None,
+    marks: Sequence[Mark] = (),
 ) -> list[Path]:
     """Render ``RUN_DIR/report/``: PNG and SVG charts, a self-contained ``report.html`` and ``summary.md``.
     Returns the paths written. See :func:`tpsbench.report.render.render_report`."""
     from tpsbench.report.render import render_report as _render
 
-    return _render(run_dir, formats=formats, reference=reference, out_dir=out_dir)
+    return _render(run_dir, formats=formats, reference=reference, out_dir=out_dir, marks=marks)
 
 
 def compare_runs(

@@ -21,9 +21,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
+from tpsbench.config.report import Mark
 from tpsbench.core import fmt
-from tpsbench.reference.published import PUBLISHED, PUBLISHED_SOURCE
 from tpsbench.report import headline as words
+from tpsbench.report import marks as drawn_marks
 from tpsbench.report.chartkit import (
     BLACK,
     BLUE,
@@ -86,28 +87,6 @@ def _pareto_xy(run: Run) -> list[_XY]:
             else:
                 out.append(_XY(p, x, y, d.p50_ci if d is not None else None))
     return out
-
-
-def _published_top_axis(ax: Axes, xmax: float) -> None:
-    """Published speeds as dotted verticals, named on a top axis so their labels never cover data.
-    Labels closer than ~6% of the axis are merged into one tick, written left to right in the order of
-    their lines (``Groq 276 | Amazon 291``)."""
-    shown = sorted((p for p in PUBLISHED if p.tps_user <= xmax), key=lambda p: p.tps_user)
-    for p in shown:
-        ax.axvline(p.tps_user, color=GREY, ls=(0, (1, 2)), lw=1.1, zorder=1)
-    clusters: list[list[float | str]] = []
-    for p in shown:
-        text = f"{p.who} {p.tps_user:,.0f}"
-        if clusters and p.tps_user - float(clusters[-1][0]) < 0.06 * xmax:
-            last = clusters[-1]  # one line, left to right: the order of the lines under it
-            last[0] = (float(last[0]) + p.tps_user) / 2
-            last[1] = f"{last[1]} | {text}"
-        else:
-            clusters.append([p.tps_user, text])
-    top = ax.secondary_xaxis("top")
-    top.set_xticks([float(c[0]) for c in clusters], [str(c[1]) for c in clusters])
-    top.tick_params(axis="x", labelsize=8.5, colors=GREY, length=3)
-    top.set_xlabel(PUBLISHED_SOURCE, fontsize=8.5, color=GREY)
 
 
 def _draw_series(
@@ -188,11 +167,12 @@ def _per_gpu_axis(ax: Axes, gpus: int, log: bool) -> None:
 class Overlays:
     """What a Pareto chart draws besides the runs, chosen by the caller (:mod:`.render` draws them for a
     run of the bundled reference endpoint, or when asked): the reference model's curve and the published
-    per-user speeds (:mod:`tpsbench.reference.published`). Nothing by default."""
+    per-user speeds (:mod:`tpsbench.reference.published`), the user's marks. Nothing by default."""
 
     model: Sequence[ModelPoint] | None = None
     model_label: str = MODEL_LABEL
     published: bool = False
+    marks: Sequence[Mark] = ()  # the user's (report.marks, --mark): report/marks.py draws them
     # Where the curve changes regime: (the last concurrency of the first regime, what changes after it),
     # e.g. (8, "speculative decoding off above batch 8") for the reference model.
     regime: tuple[int, str] | None = None
@@ -228,6 +208,7 @@ def pareto_figure(
                 any_dominated |= dominated
         if any_dominated:
             ax.plot([], [], ls="none", marker="o", mfc="white", mec=GREY, label="dominated level (hollow)")
+        drawn_marks.legend_entry(ax, overlays.marks)
         notes = []
         if model:
             # Markers only at the first run's concurrencies, so its c=8 can be read against the model's.
@@ -248,10 +229,12 @@ def pareto_figure(
             )
             if marks:
                 notes.append("model markers: the concurrencies of the run")
+        verticals = drawn_marks.verticals(published, overlays.marks)
         xs = [d.x for pts in data for d in pts] + [m.tps_user for m in model or ()]
         ys = [d.y for pts in data for d in pts] + [m.output_tps for m in model or ()]
+        ys += drawn_marks.throughputs(overlays.marks)  # the axes hold every mark
         his = [d.ci[1] for pts in data for d in pts if d.ci is not None]
-        xmax = max([*xs, *his, *(p.tps_user for p in PUBLISHED if published)]) * 1.08
+        xmax = max([*xs, *his, *(v.tps_user for v in verticals)]) * 1.08
         ax.set_xlim(0, xmax)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         log_y = use_log(ys) and min(ys) > 0
@@ -268,8 +251,8 @@ def pareto_figure(
             label = f"misses the SLO: TPS/user {stat} < {thr:g}"
             ax.axvspan(0, thr, color=VERMILLION, alpha=0.07, lw=0, zorder=0, label=label)
             ax.axvline(thr, color=VERMILLION, lw=1, alpha=0.6, zorder=1)
-        if published:
-            _published_top_axis(ax, xmax)
+        drawn_marks.draw_top_axis(ax, xmax, verticals)
+        drawn_marks.draw_throughput_marks(ax, overlays.marks)
         if overlays.regime is not None and data[0]:
             _regime(ax, data[0], *overlays.regime)
         repeats = max(s.run.repeat_count for s in series)
@@ -290,7 +273,7 @@ def pareto_figure(
             title = f"Throughput vs interactivity: {len(series)} runs"
         fig.suptitle(title, fontweight="bold", fontsize=11.5)
         if len(series) == 1:
-            head = words.headline(run0)
+            head = words.headline(run0, overlays.marks)
             subtitle(ax, f"{head}\n{words.identity(run0)}" if head else words.identity(run0))
         else:
             first = " (first run)" if any(s.flag for s in series) else ""

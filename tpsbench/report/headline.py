@@ -12,12 +12,16 @@ says what it shows.
     'Throughput vs interactivity · maverick-b200 (reference endpoint, ISL/OSL 1k/1k)'
     >>> headline(run)
     'best TPS/user 1,042 (c=1) = 100.4% of the 1,038 record · peak output TPS 70,000 (c=64) = 97.2% of 72,000'
+    >>> from tpsbench.config.report import Mark
+    >>> headline(run, [Mark(name="vendor X", tps_user=800)]).split(" · ")[0]
+    'best TPS/user 1,042 (c=1) = 100.4% of the 1,038 record, 130.2% of vendor X (800)'
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
+from tpsbench.config.report import Mark
 from tpsbench.core.fmt import tokens_short
 from tpsbench.reference.published import RECORD_SERVER_TPS, RECORD_TPS_USER
 from tpsbench.report.tables import run_line
@@ -55,29 +59,28 @@ def identity(run: Run) -> str:
     return f"run {run.name} · {run_line(run)}{repeats}"
 
 
-def headline(run: Run, marks: Mapping[str, float] | None = None) -> str | None:
+def headline(run: Run, marks: Sequence[Mark] = ()) -> str | None:
     """The run's result in one line: the best TPS/user (p50) and the peak output TPS with their loads,
-    each against a mark: ``marks`` (``{"tps_user": .., "output_tps": ..}``) when given, else the published
-    record (1,038 TPS/user) and NVIDIA's 72,000 TPS per server for a run of the reference endpoint.
-    None when no point has either number."""
+    each read against the marks for that number: the published record (1,038 TPS/user) and NVIDIA's
+    72,000 TPS per server for a run of the reference endpoint, then the user's ``marks`` (the scenario's
+    ``report.marks``, ``--mark``) in their order, as ``130.3% of vendor X (800)``. None when no point has
+    either number."""
     speeds = [(v, p) for p in run.points if (v := p.stat("tps_user", "p50")) is not None]
     peaks = [(v, p) for p in run.points if (v := p.output_tps) is not None]
     if not speeds and not peaks:
         return None
-    ref = {"tps_user": RECORD_TPS_USER, "output_tps": RECORD_SERVER_TPS} if run.reference_endpoint else {}
-    record = not marks and bool(ref)  # the published record, or marks the user supplied
-    marks = dict(marks or ref)
     parts = []
-    if speeds:
-        v, p = max(speeds, key=lambda vp: vp[0])
-        text = f"best TPS/user {v:,.0f} ({p.label})"
-        if m := marks.get("tps_user"):
-            text += f" = {v / m:.1%} of the {m:,.0f} record" if record else f" = {v / m:.1%} of {m:,.0f}"
-        parts.append(text)
-    if peaks:
-        v, p = max(peaks, key=lambda vp: vp[0])
-        text = f"peak output TPS {v:,.0f} ({p.label})"
-        if m := marks.get("output_tps"):
-            text += f" = {v / m:.1%} of {m:,.0f}"
-        parts.append(text)
+    for what, key, found, record in (
+        ("best TPS/user", "tps_user", speeds, f"the {RECORD_TPS_USER:,.0f} record"),
+        ("peak output TPS", "output_tps", peaks, f"{RECORD_SERVER_TPS:,.0f}"),
+    ):
+        if not found:
+            continue
+        v, p = max(found, key=lambda vp: vp[0])
+        against = [(getattr(m, key), f"{m.name} ({getattr(m, key):,.0f})") for m in marks if getattr(m, key)]
+        if run.reference_endpoint:
+            ref = RECORD_TPS_USER if key == "tps_user" else RECORD_SERVER_TPS
+            against.insert(0, (ref, record))
+        shares = ", ".join(f"{v / m:.1%} of {name}" for m, name in against)
+        parts.append(f"{what} {v:,.0f} ({p.label})" + (f" = {shares}" if shares else ""))
     return " · ".join(parts)

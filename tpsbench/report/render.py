@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from pydantic import ValidationError
 
 from tpsbench.config.errors import ScenarioError
 from tpsbench.config.loader import load_scenario
+from tpsbench.config.report import Mark, Report
 from tpsbench.reference.model import ModelParams
 from tpsbench.report import chartkit, charts
 from tpsbench.report import headline as words
@@ -25,7 +27,7 @@ from tpsbench.report.html import Image, compare_to_html, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
 from tpsbench.report.references import ModelPoint, curve_concurrencies, model_curve
 from tpsbench.report.timeline import timeline_figure
-from tpsbench.results.files import TELEMETRY, read_samples
+from tpsbench.results.files import SCENARIO, TELEMETRY, RunFileError, read_samples, read_scenario
 from tpsbench.results.views import Run, open_run
 
 FORMATS = frozenset({"png", "svg", "html", "md"})
@@ -74,15 +76,40 @@ def _model(run: Run, notes: list[str]) -> tuple[list[ModelPoint] | None, str]:
     return curve, charts.MODEL_LABEL + (f"\n{changed}" if changed else "")
 
 
-def overlays_for(run: Run, notes: list[str], reference: bool | None = None) -> charts.Overlays:
+def scenario_marks(run: Run, notes: list[str]) -> list[Mark]:
+    """The marks of the run's scenario (``report.marks`` in its ``scenario.yaml``); none, with a note,
+    when that section cannot be read (a hand-edited file must not cost the whole report)."""
+    if run.path is None:
+        return []
+    try:
+        data = read_scenario(run.path / SCENARIO) or {}
+        return list(Report.model_validate(data.get("report") or {}).marks)
+    except (RunFileError, ValidationError) as e:
+        first = str(e).splitlines()[0]
+        notes.append(f"The scenario's report.marks were left out: {first}")
+        return []
+
+
+def _merged(*groups: Sequence[Mark]) -> list[Mark]:
+    """Marks in order, each once (the scenario's and the command line's may repeat one)."""
+    return list(dict.fromkeys(m for g in groups for m in g))
+
+
+def overlays_for(
+    run: Run, notes: list[str], reference: bool | None = None, marks: Sequence[Mark] = ()
+) -> charts.Overlays:
     """The one rule for what a Pareto chart of ``run`` is drawn next to: the reference model's curve and
     the published Maverick speeds when ``reference`` is True, or, when it is None (the default), only if
     the run measured the bundled reference endpoint; nothing when False. A run of another endpoint is
-    not drawn against Maverick unless the user asks."""
+    not drawn against Maverick unless the user asks. The user's marks (the scenario's, then ``marks``)
+    are drawn in every case."""
+    user = _merged(scenario_marks(run, notes), marks)
     if not (run.info.get("reference_endpoint") is True if reference is None else reference):
-        return charts.Overlays()
+        return charts.Overlays(marks=user)
     model, label = _model(run, notes)
-    return charts.Overlays(model, label or charts.MODEL_LABEL, published=True, regime=_regime(run))
+    return charts.Overlays(
+        model, label or charts.MODEL_LABEL, published=True, regime=_regime(run), marks=user
+    )
 
 
 def _regime(run: Run) -> tuple[int, str] | None:
@@ -108,14 +135,19 @@ def _pareto_caption(overlays: charts.Overlays) -> str:
         text += " Dotted verticals: published single-user speeds on Llama 4 Maverick."
     if overlays.model:
         text += " Dashed grey: the reference model's prediction for the same ISL/OSL."
+    if overlays.marks:
+        names = ", ".join(m.name for m in overlays.marks)
+        text += f" Purple dash-dot: the marks given for this report ({names})."
     return text
 
 
-def build_charts(run: Run, *, reference: bool | None = None) -> tuple[list[Chart], list[str]]:
-    """Every chart the run's data allows, and notes on what was left out and why. ``reference``: see
-    :func:`overlays_for`."""
+def build_charts(
+    run: Run, *, reference: bool | None = None, marks: Sequence[Mark] = ()
+) -> tuple[list[Chart], list[str]]:
+    """Every chart the run's data allows, and notes on what was left out and why. ``reference`` and
+    ``marks``: see :func:`overlays_for`."""
     notes: list[str] = []
-    overlays = overlays_for(run, notes, reference)
+    overlays = overlays_for(run, notes, reference, marks)
     out = [
         Chart(
             "pareto",
@@ -214,18 +246,19 @@ def render_report(
     formats: Collection[str] = ("png", "svg", "html", "md"),
     reference: bool | None = None,
     out_dir: Path | None = None,
+    marks: Sequence[Mark] = (),
 ) -> list[Path]:
     """Render a run directory's report into ``RUN_DIR/report/`` (or ``out_dir``): PNG and SVG charts,
     ``report.html`` (self-contained) and ``summary.md``. ``reference`` chooses the overlays (see
-    :func:`overlays_for`: by default only a run of the reference endpoint gets them). Returns the paths
-    written."""
+    :func:`overlays_for`: by default only a run of the reference endpoint gets them); ``marks`` are
+    read against beside the scenario's ``report.marks``. Returns the paths written."""
     wanted = _check_formats(formats)
     run_dir = Path(run_dir)
     run = open_run(run_dir)  # records are read only if a chart asks for them
     out = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
     files: list[Path] = []
     if wanted - {"md"}:
-        chart_list, notes = build_charts(run, reference=reference)
+        chart_list, notes = build_charts(run, reference=reference, marks=marks)
         chart_files, images = _write_charts(chart_list, out, wanted)
         files += chart_files
         if "html" in wanted:
@@ -237,16 +270,22 @@ def render_report(
 
 
 def write_comparison(
-    result: CompareResult, out_dir: Path, *, formats: Collection[str], reference: bool | None = None
+    result: CompareResult,
+    out_dir: Path,
+    *,
+    formats: Collection[str],
+    reference: bool | None = None,
+    marks: Sequence[Mark] = (),
 ) -> list[Path]:
-    """Write a comparison's chart, page and table into ``out_dir``."""
+    """Write a comparison's chart, page and table into ``out_dir``; the chart draws the first run's
+    scenario marks and ``marks``."""
     wanted = _check_formats(formats)
     files: list[Path] = []
     if wanted - {"md"}:
         base = result.runs[0]
         notes: list[str] = []
         # the first run decides; the model's curve is one run's prediction, so a comparison leaves it out
-        overlays = dataclasses.replace(overlays_for(base, notes, reference), model=None)
+        overlays = dataclasses.replace(overlays_for(base, notes, reference, marks), model=None)
         series = [
             charts.Series(label, run, result.flags.get(label))
             for label, run in zip(result.labels, result.runs, strict=True)
@@ -280,6 +319,7 @@ def compare_runs(
     formats: Collection[str] = ("png", "svg", "html", "md"),
     reference: bool | None = None,
     metrics: Sequence[str] | None = None,
+    marks: Sequence[Mark] = (),
 ) -> CompareResult:
     """Compare run directories: write ``compare_pareto.png/.svg``, ``compare.html`` and ``compare.md`` (as
     ``formats`` asks) into ``out_dir`` and return the result with the paths written.
@@ -288,5 +328,5 @@ def compare_runs(
     """
     runs = [open_run(Path(d)) for d in run_dirs]
     result = compare(runs, labels, force=force, metrics=metrics)
-    files = write_comparison(result, Path(out_dir), formats=formats, reference=reference)
+    files = write_comparison(result, Path(out_dir), formats=formats, reference=reference, marks=marks)
     return CompareResult(result.labels, result.runs, result.rows, result.flags, files)
