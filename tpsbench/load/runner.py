@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tpsbench.config.scenario import Level
+from tpsbench.core import collector
 from tpsbench.core.record import NS_PER_S, ErrorKind, Reply, RequestRecord, default_clock
 from tpsbench.load.arrivals import arrival_offsets, ramp_offsets, ramp_time
 from tpsbench.workload.sessions import SessionSpec
@@ -147,11 +147,10 @@ async def run_level(
     In open loop, a later turn's ``scheduled_ns`` is when its think time ended, so its lag is recorded too.
     """
     stop = stop or asyncio.Event()
-    # The cyclic GC's full passes visit every object of the process (imports, scenario, ...): up to 100 ms
-    # with no chunk stamped, measured at 1,024 streams. Freezing what exists (O(1), unlike a collect, which
-    # would delay a shared open-loop start) makes passes during the level visit only what the level created
-    # (gen2 pauses measured 97 -> 21 ms); unfrozen at the end, so nothing is kept past the level.
-    gc.freeze()
+    # The cyclic GC's full passes visit every object of the process: up to 100 ms with no chunk stamped,
+    # measured at 1,024 streams. Quiet for the level (core/collector.py: frozen, no full pass; a freeze is
+    # O(1), unlike a collect, which would delay a shared open-loop start); the process's own policy after.
+    collector_before = collector.quiet()
     result = LevelResult(level_index, clock(), clock())
     cpu0 = time.process_time()
     probe = asyncio.create_task(_probe_loop_lag(result.loop_lag_s, clock))
@@ -316,7 +315,7 @@ async def run_level(
             await probe
         result.end_ns = clock()
         result.cpu_s = time.process_time() - cpu0
-        gc.unfreeze()
+        collector.restore(collector_before)
     return result
 
 

@@ -42,6 +42,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tpsbench.core import collector
+
 PIECE = " tok"  # 4 characters = 1 token under the ceil(chars/4) estimate
 
 
@@ -328,6 +330,7 @@ def main() -> None:
 
     async def serve() -> None:
         runner, url = await start(pace, a.host, a.port)
+        collector.quiet()  # no full GC pass mid-stream: it would delay every chunk (core/collector.py)
         print(url, flush=True)
         try:
             await asyncio.Event().wait()

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tpsbench.core import collector
 from tpsbench.core.serverprocess import ServerProcess
 from tpsbench.reference.api import MODEL_NAME
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams
@@ -49,6 +50,7 @@ async def _serve_until_stopped(
     host: str, port: int, params: ModelParams, seed: int, precise_s: float, exit_on_stdin_eof: bool = False
 ) -> None:
     handle = await start_server(host, port, params, seed, precise_s=precise_s)
+    collector.quiet()  # a full GC pass mid-step would make the engine late (core/collector.py)
     print(handle.url, flush=True)  # the first stdout line is the contract with ServerProcess
     print(
         f"tpsbench reference endpoint ({MODEL_NAME}) on {handle.url}; Prometheus metrics at "
