@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
-import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -675,107 +673,6 @@ def test_chunked_framing_gives_the_payload_however_the_reads_split(
 def test_chunked_framing_rejects_what_is_not_chunked(wire: bytes) -> None:
     with pytest.raises(ValueError):
         ChunkedBody(keep_alive=True).feed(wire)
-
-
-# --- the resend rule: a reused connection that closes before any response byte ----------------------------
-
-
-@asynccontextmanager
-async def keepalive_server(
-    plan: Callable[[int, int], str],
-) -> AsyncIterator[tuple[str, list[tuple[int, int, int]]]]:
-    """A keep-alive HTTP/1.1 server that does, for request ``r`` of connection ``c``, what ``plan(c, r)``
-    says: "answer" (a complete Content-Length response), "close" (read the request, close: FIN),
-    "reset" (read the request, close with RST) or "partial" (send a first byte of a status line, close).
-    Logs (connection, request on it, perf_counter_ns when the request was read)."""
-    log: list[tuple[int, int, int]] = []
-    conns = 0
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal conns
-        c, conns = conns, conns + 1
-        try:
-            for r in range(100):
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                await reader.readexactly(length)
-                log.append((c, r, time.perf_counter_ns()))
-                action = plan(c, r)
-                if action == "answer":
-                    body = b"data: [DONE]\n\n"
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-                    await writer.drain()
-                    continue
-                if action == "partial":
-                    writer.write(b"H")
-                    await writer.drain()
-                elif action == "reset":
-                    sock = writer.get_extra_info("socket")
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions", log
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-Log = list[tuple[int, int, int]]
-
-
-def _two_requests(plan: Callable[[int, int], str]) -> tuple[RawExchange, RawExchange, Log]:
-    async def go() -> tuple[RawExchange, RawExchange, Log]:
-        transport = H11Transport()
-        try:
-            async with keepalive_server(plan) as (url, log):
-                first = await via_h11(url, transport=transport)
-                second = await via_h11(url, transport=transport)  # on the pooled connection of the first
-                return first, second, log
-        finally:
-            await transport.aclose()
-
-    return run(go())
-
-
-@pytest.mark.parametrize("close", ["close", "reset"])
-def test_h11_resends_once_on_a_fresh_connection_when_a_reused_one_closes_unanswered(close: str) -> None:
-    # Connection 0 answers its first request and closes on the second without a byte: what a server does
-    # when it drops an idle keep-alive connection whose close crosses our request on the wire.
-    first, second, log = _two_requests(lambda c, r: close if (c, r) == (0, 1) else "answer")
-    assert (first.error, first.resent) == (None, False)
-    assert (second.status, second.error, second.body_complete, second.resent) == (200, None, True, True)
-    assert [(c, r) for c, r, _ in log] == [(0, 0), (0, 1), (1, 0)]  # written twice, answered on a new one
-    lost_attempt, answered = log[1][2], log[2][2]
-    assert lost_attempt < second.send_ns < answered  # t_send is the real (second) send
-    assert second.send_ns <= second.headers_ns <= second.end_ns  # type: ignore[operator]
-
-
-def test_h11_resends_only_once() -> None:
-    # The fresh connection closes unanswered too: that is the server's doing, recorded as CONNECT.
-    first, second, log = _two_requests(lambda c, r: "answer" if (c, r) == (0, 0) else "close")
-    assert first.error is None
-    assert (second.status, second.error, second.resent) == (None, ErrorKind.CONNECT, True)
-    assert second.error_detail and "before any byte of the response" in second.error_detail
-    assert [(c, r) for c, r, _ in log] == [(0, 0), (0, 1), (1, 0)]
-
-
-def test_h11_does_not_resend_once_a_response_byte_arrived_or_on_a_fresh_connection() -> None:
-    _, second, log = _two_requests(lambda c, r: "partial" if (c, r) == (0, 1) else "answer")
-    assert (second.status, second.error, second.resent) == (None, ErrorKind.CONNECT, False)
-    assert [(c, r) for c, r, _ in log] == [(0, 0), (0, 1)]  # the server answered (badly): not resent
-
-    async def fresh() -> tuple[RawExchange, list[tuple[int, int, int]]]:
-        async with keepalive_server(lambda c, r: "close") as (url, log):
-            return await via_h11(url), log
-
-    raw, log = run(fresh())
-    assert (raw.status, raw.error, raw.resent) == (None, ErrorKind.CONNECT, False)
-    assert len(log) == 1
 
 
 def test_a_response_ending_after_its_task_was_cancelled_does_not_raise_in_the_protocol() -> None:

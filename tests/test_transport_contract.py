@@ -3,15 +3,18 @@
 Each case is a real loopback server that answers with bytes of our choosing, so the three transports (h11,
 aiohttp, httpx) meet the same wire and must give the same :class:`RawExchange`: the status and its
 classification, the body as read, stamps in order, our own deadlines (first byte, whole request), a stream
-cut with its reads kept, the error body in ``error_detail`` (bounded), connection failures as ``CONNECT``
-and cancellation propagated. What only one transport does (h11 keep-alive, chunked framing, TLS, the httpx
-mock seam) stays in tests/test_transport.py.
+cut with its reads kept, the error body in ``error_detail`` (bounded), connection failures as ``CONNECT``,
+cancellation propagated, and the resend rule (a reused keep-alive connection that closes before any
+response byte: sent once more on a fresh one; never once a response byte came). What only one transport
+does (h11 keep-alive, chunked framing, TLS, the httpx mock seam) stays in tests/test_transport.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -272,3 +275,141 @@ def test_cancellation_propagates(kind: str, phase: str) -> None:
                 await transport.aclose()
 
     asyncio.run(go())
+
+
+# --- the resend rule: a reused connection that closes before any response byte ----------------------------
+
+Log = list[tuple[int, int, int]]
+
+
+@asynccontextmanager
+async def keepalive_server(plan: Callable[[int, int], str]) -> AsyncIterator[tuple[str, Log]]:
+    """A keep-alive HTTP/1.1 server that does, for request ``r`` of connection ``c``, what ``plan(c, r)``
+    says: "answer" (a complete Content-Length response), "answer+close" (that, then close the connection
+    with no ``Connection: close``: a server dropping an idle connection at once), "close" (read the
+    request, close: FIN), "reset" (read the request, close with RST), "partial" (send the first byte of a
+    status line, close) or "head" (send a 200's headers, close). Logs (connection, request on it,
+    perf_counter_ns when the request was read)."""
+    log: Log = []
+    conns = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal conns
+        c, conns = conns, conns + 1
+        try:
+            for r in range(1000):
+                await read_request(reader)
+                log.append((c, r, time.perf_counter_ns()))
+                action = plan(c, r)
+                if action.startswith("answer"):
+                    writer.write(response(200, b"data: [DONE]\n\n", "OK"))
+                    await writer.drain()
+                    if action == "answer":
+                        continue
+                elif action == "partial":
+                    writer.write(b"H")
+                    await writer.drain()
+                elif action == "head":
+                    writer.write(SSE_HEAD)
+                    await writer.drain()
+                elif action == "reset":
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions", log
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _in_turn(kind: str, plan: Callable[[int, int], str], n: int = 2) -> tuple[list[RawExchange], Log]:
+    """``n`` requests one after the other on one transport (each on the pooled connection of the last)."""
+
+    async def go() -> tuple[list[RawExchange], Log]:
+        transport = make_transport(kind)  # type: ignore[arg-type]
+        try:
+            async with keepalive_server(plan) as (url, log):
+                raws = [await transport.stream(url, {}, b"{}", FAST) for _ in range(n)]
+                return raws, log
+        finally:
+            await transport.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("close", ["close", "reset"])
+def test_a_reused_connection_closed_unanswered_resends_once_on_a_fresh_one(kind: str, close: str) -> None:
+    # Connection 0 answers its first request and closes on the second without a byte: what a server does
+    # when it drops an idle keep-alive connection whose close crosses our request on the wire.
+    (first, second), log = _in_turn(kind, lambda c, r: close if (c, r) == (0, 1) else "answer")
+    assert (first.error, first.resent) == (None, False)
+    assert (second.status, second.error, second.body_complete, second.resent) == (200, None, True, True)
+    assert body_of(second) == b"data: [DONE]\n\n"
+    assert [(c, r) for c, r, _ in log] == [(0, 0), (0, 1), (1, 0)]  # written twice, answered on a new one
+    lost_attempt, answered = log[1][2], log[2][2]
+    assert lost_attempt < second.send_ns < answered  # t_send is the real (second) send
+    assert second.send_ns <= second.headers_ns <= second.end_ns  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_is_resent_only_once(kind: str) -> None:
+    # The fresh connection closes unanswered too: that is the server's doing, recorded as CONNECT.
+    (first, second), log = _in_turn(kind, lambda c, r: "answer" if (c, r) == (0, 0) else "close")
+    assert first.error is None
+    assert (second.status, second.error, second.resent) == (None, ErrorKind.CONNECT, True)
+    assert second.error_detail
+    assert [(c, r) for c, r, _ in log] == [(0, 0), (0, 1), (1, 0)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("answer", ["partial", "head"])
+def test_no_resend_once_a_response_byte_arrived(kind: str, answer: str) -> None:
+    # The server began to answer (one byte of a status line; a 200's headers), then closed: resending would
+    # send, and count, a request the server had already taken up.
+    (first, second), log = _in_turn(kind, lambda c, r: answer if (c, r) == (0, 1) else "answer")
+    assert first.error is None
+    assert second.resent is False and second.error is not None
+    if answer == "head":
+        assert (second.status, second.error) == (200, ErrorKind.STREAM_CUT)
+    else:
+        assert second.status is None
+    assert [(c, r) for c, r, _ in log] == [(0, 0), (0, 1)]  # sent once, never again
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_resend_on_a_fresh_connection(kind: str) -> None:
+    (raw,), log = _in_turn(kind, lambda c, r: "close", n=1)
+    assert (raw.status, raw.error, raw.resent) == (None, ErrorKind.CONNECT, False)
+    assert len(log) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_request_is_lost_to_a_server_that_closes_idle_connections(kind: str) -> None:
+    """Every connection answers one request and is closed by the server right after (no ``Connection:
+    close``), so each next request meets a connection whose close is in flight or already seen: it is
+    either sent on a fresh connection or resent; none fails and each is answered once."""
+
+    async def go() -> tuple[list[RawExchange], Log]:
+        transport = make_transport(kind)  # type: ignore[arg-type]
+        try:
+            async with keepalive_server(lambda c, r: "answer+close") as (url, log):
+
+                async def user() -> list[RawExchange]:
+                    return [await transport.stream(url, {}, b"{}", FAST) for _ in range(15)]
+
+                per_user = await asyncio.gather(*(user() for _ in range(4)))
+                return [raw for raws in per_user for raw in raws], log
+        finally:
+            await transport.aclose()
+
+    raws, log = asyncio.run(go())
+    assert [raw.error for raw in raws] == [None] * 60
+    assert all(raw.status == 200 and raw.body_complete for raw in raws)
+    assert len(log) == 60 and {r for _, r, _ in log} == {0}  # one request per connection, each answered

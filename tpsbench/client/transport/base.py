@@ -24,6 +24,15 @@ Other errors: refused / DNS / TLS / dropped before any response -> ``CONNECT``; 
 ``OTHER``) with the start of the body in ``error_detail``. ``stream()`` never raises for these, except
 :class:`asyncio.CancelledError`, which propagates so Ctrl-C works: the *caller* records the request as
 ``ErrorKind.CANCELLED`` (see ``Client.cancelled_record``).
+
+The resend rule (stated, and argued safe for a benchmark, in :mod:`.h11`, which applies it in its own
+protocol): a request whose *reused* keep-alive connection closes before *any* byte of the response goes
+out once more, on a fresh connection, with ``send_ns`` stamped again and ``RawExchange.resent`` set.
+:class:`StreamingTransport` applies it for the library transports: each attempt gets an :class:`Attempt`
+in :data:`current_attempt`, which the subclass's connection hooks fill in (the connection had served a
+request before; a response byte arrived), and an attempt that failed as ``CONNECT`` with the connection
+reused and nothing heard is sent again, once. Nothing else is resent: a timeout, a fresh connection, a
+response with even one byte, a second failure.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,11 +50,13 @@ from tpsbench.core.timeouts import Timeouts
 
 __all__ = [
     "MAX_ERROR_BODY",
+    "Attempt",
     "Deadlines",
     "RawExchange",
     "StreamingTransport",
     "Transport",
     "classify_status",
+    "current_attempt",
     "decode_error_body",
     "record_failure",
 ]
@@ -70,6 +82,26 @@ class RawExchange:
     error_detail: str | None = None
     body_complete: bool = False
     resent: bool = False
+
+
+class Attempt:
+    """What a library transport saw of one attempt of a request (see the resend rule above).
+
+    ``reused``: the connection the request was written to had served a request before (it came from the
+    pool); ``heard``: at least one byte of the response arrived on it; ``connection``: whatever object the
+    subclass knows that connection by. The subclass's connection hooks set them, from the task that sends
+    the request (``current_attempt``) or from the protocol the attempt was bound to.
+    """
+
+    __slots__ = ("connection", "heard", "reused")
+
+    def __init__(self) -> None:
+        self.reused = False
+        self.heard = False
+        self.connection: object = None
+
+
+current_attempt: ContextVar[Attempt | None] = ContextVar("tpsbench_transport_attempt", default=None)
 
 
 class Transport(Protocol):
@@ -158,7 +190,10 @@ class StreamingTransport(ABC):
     def _open(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
     ) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[bytes]]]:
-        """Send the request; enter once the headers arrived, giving the status and the body's reads."""
+        """Send the request; enter once the headers arrived, giving the status and the body's reads.
+
+        The connection it goes out on fills in :data:`current_attempt` (``reused``, ``heard``); a subclass
+        whose connections do not leave it as is (no resend, which is always safe)."""
 
     @abstractmethod
     def _classify(self, exc: Exception, status: int | None) -> ErrorKind:
@@ -171,43 +206,79 @@ class StreamingTransport(ABC):
     async def stream(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
     ) -> RawExchange:
-        """POST ``body`` and record the response as it arrives; never raises except on cancellation."""
-        clock = self._clock
-        reads: list[tuple[int, bytes]] = []
-        ex = RawExchange(send_ns=0, end_ns=0, reads=reads)
+        """POST ``body`` and record the response as it arrives; never raises except on cancellation.
+
+        An attempt that the resend rule (module docstring) covers goes out once more; nothing else is
+        retried."""
+        ex = RawExchange(send_ns=0, end_ns=0)
         deadlines = Deadlines(timeouts)
         scope = asyncio.timeout_at(deadlines.first)
-        first_phase = True  # no body byte yet: the first-token deadline applies
         try:
             async with scope:
-                ex.send_ns = clock()
-                async with self._open(url, headers, body, timeouts) as (status, body_reads):
-                    ex.headers_ns = clock()
-                    ex.status = status
-                    ex.error = classify_status(status)
-                    if ex.error is None:
-                        # The hot loop: a timestamp and the bytes, nothing else.
-                        async for data in body_reads:
-                            reads.append((clock(), data))
-                            if first_phase:
-                                first_phase = False
-                                scope.reschedule(deadlines.request)
-                        ex.body_complete = True
-                    else:
+                while True:
+                    attempt = Attempt()
+                    token = current_attempt.set(attempt)
+                    try:
+                        await self._attempt(ex, url, headers, body, timeouts, deadlines, scope)
+                        break
+                    except Exception as exc:  # CancelledError is a BaseException: it propagates
+                        if ex.resent or not self._unanswered(ex, attempt, exc):
+                            raise
+                        ex.resent = True  # the resend rule: once, on a fresh connection
+                    finally:
+                        current_attempt.reset(token)
+        except Exception as exc:
+            record_failure(
+                ex, exc, expired=scope.expired(), first_phase=not ex.reads,
+                deadlines=deadlines, timeouts=timeouts, classify=self._classify,
+            )  # fmt: skip
+        ex.end_ns = self._clock()
+        return ex
+
+    def _unanswered(self, ex: RawExchange, attempt: Attempt, exc: Exception) -> bool:
+        """Whether a failed attempt is one the resend rule covers: a reused connection, no response byte."""
+        return (
+            attempt.reused
+            and not attempt.heard
+            and ex.status is None
+            and not ex.reads
+            and self._classify(exc, None) is ErrorKind.CONNECT
+        )
+
+    async def _attempt(
+        self,
+        ex: RawExchange,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeouts: Timeouts,
+        deadlines: Deadlines,
+        scope: asyncio.Timeout,
+    ) -> None:
+        """One send of the request, filling ``ex``; raises what the library raised."""
+        clock = self._clock
+        reads = ex.reads
+        ex.send_ns = clock()
+        async with self._open(url, headers, body, timeouts) as (status, body_reads):
+            ex.headers_ns = clock()
+            ex.status = status
+            ex.error = classify_status(status)
+            if ex.error is None:
+                first_phase = True  # no body byte yet: the first-token deadline applies
+                # The hot loop: a timestamp and the bytes, nothing else.
+                async for data in body_reads:
+                    reads.append((clock(), data))
+                    if first_phase:
                         first_phase = False
                         scope.reschedule(deadlines.request)
-                        buf = bytearray()
-                        try:
-                            async for data in body_reads:
-                                buf += data
-                                if len(buf) >= MAX_ERROR_BODY:
-                                    break
-                        finally:  # keep what came even if the body failed or timed out
-                            ex.error_detail = decode_error_body(bytes(buf[:MAX_ERROR_BODY]), status)
-        except Exception as exc:  # CancelledError is a BaseException: it propagates
-            record_failure(
-                ex, exc, expired=scope.expired(), first_phase=first_phase, deadlines=deadlines,
-                timeouts=timeouts, classify=self._classify,
-            )  # fmt: skip
-        ex.end_ns = clock()
-        return ex
+                ex.body_complete = True
+            else:
+                scope.reschedule(deadlines.request)
+                buf = bytearray()
+                try:
+                    async for data in body_reads:
+                        buf += data
+                        if len(buf) >= MAX_ERROR_BODY:
+                            break
+                finally:  # keep what came even if the body failed or timed out
+                    ex.error_detail = decode_error_body(bytes(buf[:MAX_ERROR_BODY]), status)

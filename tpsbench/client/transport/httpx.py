@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
+import httpcore
 import httpx
 
 from tpsbench.client.proxy import Proxy, ProxySettings
-from tpsbench.client.transport.base import StreamingTransport
+from tpsbench.client.transport.base import StreamingTransport, current_attempt
 from tpsbench.core.record import ErrorKind, default_clock
 from tpsbench.core.timeouts import Timeouts
 
@@ -22,6 +24,85 @@ def httpx_proxy(proxy: Proxy | None) -> httpx.Proxy | None:
     return httpx.Proxy(f"http://{proxy.host_port}", headers=auth)
 
 
+class _Stream(httpcore.AsyncNetworkStream):
+    """A connection's stream, telling the request's :class:`~.base.Attempt` what the resend rule needs.
+
+    httpcore reads and writes from the task that sends the request, so :data:`~.base.current_attempt` is
+    that request's: its first write on this stream says whether the stream had carried a request before
+    (``reused``); a read of any byte after it, that the response began (``heard``)."""
+
+    __slots__ = ("_inner", "_requests")
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._requests = 0
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        attempt = current_attempt.get()
+        if attempt is not None and attempt.connection is not self:
+            attempt.connection = self
+            attempt.reused = self._requests > 0
+            attempt.heard = False
+            self._requests += 1
+        await self._inner.write(buffer, timeout)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = await self._inner.read(max_bytes, timeout)
+        if data:
+            attempt = current_attempt.get()
+            if attempt is not None and not attempt.heard:
+                attempt.heard = True
+        return data
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend with every connection's stream a :class:`_Stream`."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _track_connections(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Give the client's connection pools (direct and proxy) a :class:`_Backend`. httpx has no public seam
+    for the network backend; a transport without an httpcore pool (``httpx.MockTransport``) is left
+    alone, and its requests are never resent."""
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        if isinstance(pool, httpcore.AsyncConnectionPool) and not isinstance(pool._network_backend, _Backend):
+            pool._network_backend = _Backend(pool._network_backend)
+    return client
+
+
 class HttpxTransport(StreamingTransport):
     """An httpx-based transport, for comparison and for tests (pass ``transport=httpx.MockTransport(...)``).
 
@@ -29,11 +110,13 @@ class HttpxTransport(StreamingTransport):
     client CPU of one aiohttp session, with TTFT p50 at 4.2 s against a 51 ms server and TPS/user badly
     biased: the client itself became the bottleneck. At low concurrency it measures fine.
 
-    The resend rule of :mod:`.h11` is not applied here, and this transport can lose a request to a pooled
-    connection the server closed (``CONNECT``, "Server disconnected without sending a response"): httpcore
-    drops an idle connection it sees readable, but does not say whether the one a request failed on was
-    reused, and raises the same error when part of a status line had arrived. Measured against
-    llama-server -np 4 at c=4, 120 short requests: 3 lost (h11: none, 22 resent).
+    The resend rule (:mod:`.base`, argued in :mod:`.h11`): httpcore drops an idle connection it sees
+    readable, but one closed while the request crosses it fails as "Server disconnected without sending a
+    response" (``CONNECT``), the same error as when part of a status line had arrived, and it says not
+    whether the connection was reused. So every pooled connection's stream is a :class:`_Stream`, which
+    tells the request's :class:`~.base.Attempt` both; :class:`~.base.StreamingTransport` resends from that.
+    Before it, measured against llama-server -np 4 at c=4, 120 short requests: 3 lost (h11: none, 22
+    resent).
     """
 
     def __init__(
@@ -55,13 +138,15 @@ class HttpxTransport(StreamingTransport):
         self._clients: dict[Proxy, httpx.AsyncClient] = {}  # one more client per proxy in use
 
     def _make_client(self, proxy: Proxy | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=self._transport,
-            limits=self._limits,
-            timeout=httpx.Timeout(None),
-            trust_env=False,
-            proxy=httpx_proxy(proxy),
-            verify=self._tls if self._tls is not None else True,
+        return _track_connections(
+            httpx.AsyncClient(
+                transport=self._transport,
+                limits=self._limits,
+                timeout=httpx.Timeout(None),
+                trust_env=False,
+                proxy=httpx_proxy(proxy),
+                verify=self._tls if self._tls is not None else True,
+            )
         )
 
     def _client_for(self, url: str) -> httpx.AsyncClient:
