@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tpsbench.config.caveats import scenario_warnings
 from tpsbench.config.dump import dump_scenario
 from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import (
@@ -301,7 +302,7 @@ def test_concurrency_override_sizes_each_level() -> None:
     closed = Scenario.model_validate({"load": [{"concurrency": 1, "requests": 8, "warmup": 1}]})
     levels = closed.with_overrides(concurrency=[1, 4, 16]).load or []
     assert [(lv.requests, lv.resolved_warmup) for lv in levels] == [(8, 1), (16, 4), (64, 16)]
-    assert not closed.with_overrides(concurrency=[1, 4, 16]).warnings()
+    assert not scenario_warnings(closed.with_overrides(concurrency=[1, 4, 16]))
 
 
 def test_small_levels_warn_and_measure_at_least_their_concurrency() -> None:
@@ -309,7 +310,8 @@ def test_small_levels_warn_and_measure_at_least_their_concurrency() -> None:
         {"load": [{"concurrency": 64, "requests": 4}, {"concurrency": 4, "requests": 8}]}
     )
     assert s.load is not None and s.load[0].measured_requests == 64 and s.load[1].measured_requests == 8
-    (warning,) = s.warnings()
+    (issue,) = scenario_warnings(s)
+    warning = str(issue)
     assert "c=64 (4 requests)" in warning and "c=64 raised to their concurrency" in warning
     assert "c=4" not in warning
 
@@ -387,9 +389,11 @@ def test_base_urls_are_checked_fully_with_file_and_line(tmp_path: Path, url: str
 
 def test_a_good_base_url_passes_and_one_without_v1_warns() -> None:
     for url in ("http://[::1]:8000/v1", "https://u:p@api.example.com/v1?api-version=1", "http://h.local/v1/"):
-        assert Scenario.model_validate({"endpoint": {"base_url": url}, "load": [LEVEL]}).warnings() == []
+        assert (
+            scenario_warnings(Scenario.model_validate({"endpoint": {"base_url": url}, "load": [LEVEL]})) == []
+        )
     s = Scenario.model_validate({"endpoint": {"base_url": "http://127.0.0.1:8000"}, "load": [LEVEL]})
-    assert "does not end in /v1" in s.warnings()[0]
+    assert "does not end in /v1" in str(scenario_warnings(s)[0])
 
 
 LEVEL = {"concurrency": 1, "requests": 2}
@@ -424,8 +428,103 @@ def test_the_default_scenario_does_not_warn_about_its_own_sizing() -> None:
     from tpsbench.results.summary import MIN_SAMPLES_P99
 
     s = load_scenario(REPO / "scenarios" / "maverick-b200.yaml")
-    assert s.warnings() == []
+    assert scenario_warnings(s) == []
     assert all((lv.measured_requests or 0) >= MIN_SAMPLES_P99 for lv in s.fixed_levels)
     assert (REPO / "scenarios" / "maverick-b200.yaml").read_bytes() == (
         REPO / "tpsbench" / "data" / "maverick-b200.yaml"
     ).read_bytes()
+
+
+def test_warnings_carry_file_line_and_field_like_errors(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: x
+        endpoint:
+          base_url: "http://127.0.0.1:8000"
+          tls:
+            verify: false
+        load:
+          - {concurrency: 1, requests: 4}
+          - {concurrency: 64,
+             requests: 4}
+        """,
+    )
+    s = load_scenario(path)
+    got = [(w.file, w.line, w.field) for w in scenario_warnings(s)]
+    assert got == [
+        (str(path), 9, "load[1].requests"),
+        (str(path), 3, "endpoint.base_url"),
+        (str(path), 4, "endpoint.tls"),
+    ]
+    lines = [str(w) for w in scenario_warnings(s)]
+    assert lines[0].startswith(f"{path}:9: load[1].requests: fewer measured requests than 2 x concurrency")
+    assert lines[1].startswith(f"{path}:3: endpoint.base_url: 'http://127.0.0.1:8000' does not end in /v1")
+    # what survives a copy keeps its place; what the command line replaced is placed there
+    assert [str(w) for w in scenario_warnings(s.model_copy(update={"workers": 2}))] == lines
+    over = s.with_overrides(base_url="http://127.0.0.1:8000/")
+    assert [(w.file, w.line, w.field) for w in scenario_warnings(over)] == [
+        (str(path), 9, "load[1].requests"),
+        ("command line", None, "endpoint.base_url"),
+        (str(path), 4, "endpoint.tls"),
+    ]
+    assert str(scenario_warnings(over)[1]).startswith("command line: endpoint.base_url: ")
+    assert pickle.loads(pickle.dumps(s)).source == s.source  # workers get the same places
+    assert (
+        s == load_scenario(path).with_overrides() == Scenario.model_validate(s.model_dump())
+    )  # not its value
+
+
+def test_a_sweep_warning_is_placed_at_the_sweep(tmp_path: Path) -> None:
+    path = write(tmp_path, "sweep:\n  concurrency: {start: 64, max: 128}\n  requests: 8\n")
+    (issue,) = scenario_warnings(load_scenario(path))
+    assert (issue.line, issue.field) == (3, "sweep.requests")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "warned"),
+    [
+        (
+            "{base_url: 'http://h:8000/v1', tls: {verify: false}}",
+            "verify set, but base_url 'http://h:8000/v1'",
+        ),
+        ("{base_url: 'http://h:8000/v1', tls: {ca_bundle: ca.pem}}", "ca_bundle set, but base_url"),
+        ("{tls: {verify: false}}", "verify set, but there is no base_url (the bundled reference endpoint"),
+        ("{base_url: 'https://h:8000/v1', tls: {verify: false}}", None),
+        ("{base_url: 'http://h:8000/v1', tls: {verify: true}}", None),  # the default: nothing is ignored
+        ("{base_url: 'http://h:8000/v1'}", None),
+    ],
+)
+def test_tls_on_a_plain_http_endpoint_is_a_warning_at_its_line(
+    tmp_path: Path, endpoint: str, warned: str | None
+) -> None:
+    (tmp_path / "ca.pem").write_text("not read by the loader\n")
+    path = write(tmp_path, f"load: [{{concurrency: 1, requests: 2}}]\nendpoint: {endpoint}\n")
+    s = load_scenario(path)
+    tls = [str(w) for w in scenario_warnings(s) if w.field == "endpoint.tls"]
+    if warned is None:
+        assert tls == []
+    else:
+        assert tls == [f"{path}:2: endpoint.tls: {tls[0].split('endpoint.tls: ', 1)[1]}"]
+        assert warned in tls[0] and "ignored" in tls[0]
+    # an https:// endpoint given on the command line is what counts
+    https = s.with_overrides(base_url="https://h:8000/v1")
+    assert [w for w in scenario_warnings(https) if w.field == "endpoint.tls"] == []
+
+
+def test_validate_prints_each_warning_with_its_place(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tpsbench.cli.app import app
+
+    path = write(
+        tmp_path,
+        "endpoint:\n  base_url: http://h:8000/v1\n  tls: {verify: false}\n"
+        "load: [{concurrency: 1, requests: 2}]\n",
+    )
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 0, res.output
+    assert (
+        f"warning: {path}:3: endpoint.tls: verify set, but base_url 'http://h:8000/v1' is plain http"
+        in " ".join(res.output.split())
+    )

@@ -11,6 +11,7 @@ import typer
 
 if TYPE_CHECKING:
     from tpsbench.config.report import Mark
+    from tpsbench.config.scenario import Scenario
 
 app = typer.Typer(
     help="Measure what a user of an LLM endpoint feels (TTFT, TPS/user) and what the server delivers.",
@@ -82,7 +83,7 @@ def _load(path: Path, **overrides: object):  # type: ignore[no-untyped-def]
 def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")]) -> None:
     """Check a scenario file without sending any request."""
     s = _load(scenario)
-    for line in wrap_warnings(s.warnings()):
+    for line in wrap_warnings(s):
         typer.echo(line, err=True)
     if s.sweep is not None:
         steps = ", ".join(s.sweep.level(v).label for v in s.sweep.values())
@@ -159,7 +160,7 @@ def run(
         s = s.model_copy(update={"workers": workers})
     console = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
-    for line in wrap_warnings(s.warnings()):
+    for line in wrap_warnings(s):
         err.print(line, markup=False, highlight=False)
     try:
         with RichObserver() as observer:
@@ -196,11 +197,13 @@ def run(
         raise typer.Exit(verdict.exit_code)
 
 
-def wrap_warnings(warnings: list[str]) -> list[str]:
-    """Scenario warnings as the terminal shows them: one cause per line, continuation lines indented."""
+def wrap_warnings(scenario: Scenario) -> list[str]:
+    """Scenario warnings as the terminal shows them: one cause per line (``file:line: field: message``),
+    continuation lines indented."""
     from tpsbench.cli.console import wrap
+    from tpsbench.config.caveats import scenario_warnings
 
-    return [wrap(f"warning: {w}") for w in warnings]
+    return [wrap(f"warning: {w}") for w in scenario_warnings(scenario)]
 
 
 def _fail(message: str) -> NoReturn:

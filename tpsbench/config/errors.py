@@ -22,9 +22,11 @@ from pydantic.fields import FieldInfo
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 __all__ = [
+    "COMMAND_LINE",
     "ScenarioError",
     "ScenarioIssue",
     "SchemaHints",
+    "SourceLines",
     "did_you_mean",
     "issues_from_validation",
     "line_of",
@@ -45,6 +47,62 @@ class ScenarioIssue:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return ": ".join(p for p in (where, self.field, self.message) if p)
+
+
+COMMAND_LINE = "command line"  # the "file" of a value given by a command-line option
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLines:
+    """Where a scenario's keys were written, so that what is said about a valid scenario (its warnings)
+    names ``file:line: field`` as its errors do. ``lines`` maps each key path of the file, e.g.
+    ``("load", 1, "requests")``, to its 1-based line; paths under ``overridden`` were replaced by
+    command-line options, and are placed on the ``command line``.
+
+    >>> src = SourceLines("x.yaml", {("endpoint",): 2, ("endpoint", "tls"): 4})
+    >>> str(src.issue(["endpoint", "tls", "verify"], "has no effect"))
+    'x.yaml:4: endpoint.tls.verify: has no effect'
+    >>> str(src.overriding([("endpoint", "base_url")]).issue(["endpoint", "base_url"], "no /v1"))
+    'command line: endpoint.base_url: no /v1'
+    """
+
+    file: str
+    lines: Mapping[tuple[str | int, ...], int]
+    overridden: frozenset[tuple[str | int, ...]] = frozenset()
+
+    @classmethod
+    def of(cls, file: str, doc: Any) -> SourceLines:
+        """The lines of every key and list item of a ruamel round-trip tree."""
+        lines: dict[tuple[str | int, ...], int] = {}
+        stack: list[tuple[tuple[str | int, ...], Any]] = [((), doc)]
+        while stack:
+            path, node = stack.pop()
+            if isinstance(node, CommentedMap):
+                keys: list[str | int] = [k for k in node if isinstance(k, str)]
+            elif isinstance(node, CommentedSeq):
+                keys = list(range(len(node)))
+            else:
+                continue
+            for key in keys:
+                line = line_of(node, [key])
+                if line is None:  # merged keys (<<:) have no position of their own
+                    continue
+                lines[(*path, key)] = line
+                stack.append(((*path, key), node[key]))
+        return cls(file, lines)
+
+    def overriding(self, paths: Sequence[tuple[str | int, ...]]) -> SourceLines:
+        """The same lines, with ``paths`` (and everything under them) now from the command line."""
+        return SourceLines(self.file, self.lines, self.overridden | frozenset(paths))
+
+    def issue(self, path: Sequence[str | int], message: str) -> ScenarioIssue:
+        """``message`` about ``path``, at the line of its deepest key in the file (or the command line)."""
+        key = tuple(path)
+        field = _display(key)
+        if any(key[: len(o)] == o for o in self.overridden):
+            return ScenarioIssue(COMMAND_LINE, None, field, message)
+        line = next((self.lines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in self.lines), None)
+        return ScenarioIssue(self.file, line, field, message)
 
 
 class ScenarioError(Exception):

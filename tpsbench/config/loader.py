@@ -17,7 +17,14 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
-from tpsbench.config.errors import ScenarioError, ScenarioIssue, issues_from_validation, line_of, show
+from tpsbench.config.errors import (
+    ScenarioError,
+    ScenarioIssue,
+    SourceLines,
+    issues_from_validation,
+    line_of,
+    show,
+)
 from tpsbench.config.scenario import SCHEMA, Scenario
 
 __all__ = ["load_scenario"]
@@ -28,7 +35,8 @@ def load_scenario(path: str | Path) -> Scenario:
 
     Every problem is collected and raised at once as a :class:`ScenarioError` whose lines read
     ``file:line: field: message``. ``workload.prompts_file`` is resolved against the scenario file's
-    directory and must exist; the returned scenario holds the absolute path.
+    directory and must exist; the returned scenario holds the absolute path, and where each key was written
+    (``Scenario.source``), so its warnings are placed the same way.
     """
     p = Path(path)
     file = str(path)
@@ -90,7 +98,7 @@ def load_scenario(path: str | Path) -> Scenario:
     if tls_paths:
         tls = scenario.endpoint.tls.model_copy(update=tls_paths)
         scenario = scenario.model_copy(update={"endpoint": scenario.endpoint.model_copy(update={"tls": tls})})
-    return scenario
+    return scenario.located(SourceLines.of(file, doc))  # for its warnings (tpsbench/config/caveats.py)
 
 
 def _check_tls_path(

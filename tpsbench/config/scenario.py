@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -30,7 +31,14 @@ from pydantic import (
 
 from tpsbench.config.base import Distribution, TokenCount
 from tpsbench.config.base import Strict as _Strict
-from tpsbench.config.errors import ScenarioError, ScenarioIssue, SchemaHints, issues_from_validation
+from tpsbench.config.errors import (
+    COMMAND_LINE,
+    ScenarioError,
+    ScenarioIssue,
+    SchemaHints,
+    SourceLines,
+    issues_from_validation,
+)
 from tpsbench.config.report import Mark, Report
 from tpsbench.config.workloads import Dataset, Sessions, ThinkTime, Trace
 from tpsbench.core.loadlabel import load_label, trace_label
@@ -452,6 +460,7 @@ class Scenario(_Strict):
     report: Report = Field(default_factory=Report)  # marks to read the run against (config/report.py)
     # The fraction of a level's measured requests that may fail before `tpsbench run` exits 1.
     error_budget: float = Field(default_factory=lambda: DEFAULT_ERROR_BUDGET, ge=0, le=1)
+    _source: SourceLines | None = PrivateAttr(default=None)  # see `source`
 
     @model_validator(mode="after")
     def _load_or_sweep(self) -> Scenario:
@@ -489,35 +498,22 @@ class Scenario(_Strict):
         """The ``load`` levels; empty for a sweep, whose levels are generated while it runs."""
         return self.load or []
 
-    def warnings(self) -> list[str]:
-        """What is valid but likely to give numbers nobody should trust (``validate`` and ``run`` print
-        these): closed-loop levels measuring fewer than 2 x concurrency requests, a base URL whose path does
-        not end in ``/v1``.
+    @property
+    def source(self) -> SourceLines:
+        """Where the scenario's keys were written (:func:`tpsbench.config.loader.load_scenario` records it;
+        a scenario built in code has no file or lines). Warnings use it:
+        :func:`tpsbench.config.caveats.scenario_warnings`."""
+        return self._source if self._source is not None else SourceLines("", {})
 
-        >>> Scenario.model_validate({"load": [{"concurrency": 64, "requests": 4}]}).warnings()[0][:60]
-        'fewer measured requests than 2 x concurrency at c=64 (4 requ'
-        """
-        out: list[str] = []
-        levels = list(self.fixed_levels)
-        if self.sweep is not None:
-            levels += [self.sweep.level(v) for v in self.sweep.values()]
-        small = [lv for lv in levels if lv.concurrency and lv.requests and lv.requests < 2 * lv.concurrency]
-        if small:
-            which = ", ".join(f"{lv.label} ({lv.requests} requests)" for lv in small)
-            raised = [lv.label for lv in small if (lv.requests or 0) < (lv.concurrency or 0)]
-            out.append(
-                f"fewer measured requests than 2 x concurrency at {which}: most of them start in the first "
-                "wave, so the level barely holds its load"
-                + (f"; {', '.join(raised)} raised to their concurrency" if raised else "")
-                + ". Hint: set requests >= 2 x concurrency"
-            )
-        url = self.endpoint.base_url
-        if url is not None and not urlsplit(url).path.rstrip("/").endswith("/v1"):
-            out.append(
-                f"endpoint.base_url {redact_url(url)!r} does not end in /v1; OpenAI-compatible servers "
-                "(vLLM, SGLang, llama.cpp, TGI) serve /v1/chat/completions"
-            )
-        return out
+    def located(self, source: SourceLines) -> Scenario:
+        """This scenario, recording where its keys were written (see :attr:`source`)."""
+        self._source = source
+        return self
+
+    def __eq__(self, other: object) -> bool:  # where it was written is not part of a scenario's value
+        if not isinstance(other, Scenario):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def with_overrides(
         self,
@@ -559,12 +555,21 @@ class Scenario(_Strict):
                 for c in concurrency
             ]
         try:
-            return Scenario.model_validate(data)
+            out = Scenario.model_validate(data)
         except ValidationError as e:
             raise ScenarioError.from_issues(issues_from_validation(e, None, _CLI, SCHEMA)) from None
+        given: dict[tuple[str, ...], object] = {
+            ("endpoint", "base_url"): base_url,
+            ("endpoint", "model"): model,
+            ("error_budget",): error_budget,
+            ("repeat", "count"): repeat,
+            ("load",): concurrency,
+            ("sweep",): concurrency,
+        }
+        return out.located(self.source.overriding([k for k, v in given.items() if v is not None]))
 
 
-_CLI = "command line"
+_CLI = COMMAND_LINE
 OVERRIDE_MIN_REQUESTS = 20  # --concurrency levels measure max(first level's requests or this, 4 x c)
 DEFAULT_ERROR_BUDGET = 0.01  # a level may fail this fraction of its measured requests (exit 0); see README
 
