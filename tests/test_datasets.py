@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -11,7 +14,7 @@ from pydantic import ValidationError
 from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import Dataset, ScenarioError, Workload
 from tpsbench.core.estimate import estimate_tokens
-from tpsbench.workload.datasets import DatasetError, read_dataset, select_conversations
+from tpsbench.workload.datasets import DatasetError, Turn, read_dataset, select_conversations
 from tpsbench.workload.prompts import build_prompts
 
 DATA = Path(__file__).parent / "data" / "workloads"
@@ -135,7 +138,7 @@ def test_length_filters_and_seeded_sample() -> None:
 
 
 def test_schema_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="apply to 'format: csv' only"):
+    with pytest.raises(ValidationError, match="apply to 'format: csv' and 'parquet' only"):
         Dataset(path=DATA / "sharegpt.json", format="sharegpt", prompt_column="x")
     f = tmp_path / "s.yaml"
     f.write_text(
@@ -172,3 +175,83 @@ def test_cli_validate_reads_the_dataset(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["validate", str(f)])
     assert res.exit_code == 2
     assert f"{tmp_path / 'd.jsonl'}:2: messages: expected a list of messages, got a number" in res.output
+
+
+def _write_parquet(path: Path, columns: dict[str, list[Any]]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _table_csv() -> dict[str, list[Any]]:
+    with (DATA / "table.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        "id": [int(r["id"]) for r in rows],
+        "question": [r["question"] for r in rows],
+        "reference": [r["reference"] for r in rows],
+    }
+
+
+def test_parquet_reads_as_the_same_table_as_csv(tmp_path: Path) -> None:
+    f = _write_parquet(tmp_path / "t.parquet", _table_csv())
+    cols = {"prompt_column": "question", "answer_column": "reference"}
+    assert read_dataset(f, "parquet", **cols) == read_dataset(DATA / "table.csv", "csv", **cols)
+    ds = Dataset(path=f, format="parquet", prompt_column="question", answer_column="reference", rows=2)
+    csv_ds = ds.model_copy(update={"path": DATA / "table.csv", "format": "csv"})
+    assert select_conversations(ds, estimate_tokens, 3) == select_conversations(csv_ds, estimate_tokens, 3)
+    spec = build_prompts(_workload(path=f, format="parquet", prompt_column="question"), "chat", 1)[0]
+    assert spec.messages == [{"role": "user", "content": "What does TPOT stand for?"}]
+
+
+def test_parquet_null_cells_dictionary_columns_and_the_default_prompt_column(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    prompts = pa.array(["first", None, "", "fourth"]).dictionary_encode()  # pandas' category dtype
+    f = _write_parquet(tmp_path / "n.parquet", {"prompt": prompts, "answer": ["a", "b", "c", None]})
+    convs = read_dataset(f, "parquet", answer_column="answer")
+    assert [c.index for c in convs] == [0, 3]  # null and empty prompts: skipped, as an empty CSV cell
+    assert [c.turns[0] for c in convs] == [Turn("first", "a"), Turn("fourth", None)]
+    empty = _write_parquet(tmp_path / "e.parquet", {"prompt": pa.array([], pa.string())})
+    with pytest.raises(DatasetError) as e:
+        read_dataset(empty, "parquet")
+    assert str(e.value) == f"{empty}: no usable parquet rows: the file has no rows"
+
+
+def test_parquet_errors_name_the_file_and_the_column(tmp_path: Path) -> None:
+    f = _write_parquet(tmp_path / "t.parquet", _table_csv())
+    with pytest.raises(DatasetError) as e:
+        read_dataset(f, "parquet", prompt_column="questoin")
+    assert str(e.value) == (
+        f"{f}: no column 'questoin' (prompt_column) in the schema: 'id', 'question', 'reference' "
+        "(did you mean 'question'?)"
+    )
+    with pytest.raises(DatasetError) as e:
+        read_dataset(f, "parquet", prompt_column="question", answer_column="id")
+    assert str(e.value) == f"{f}: id: column 'id' (answer_column) holds int64, expected strings"
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("prompt\nnot parquet at all\n")
+    with pytest.raises(DatasetError, match=rf"^{bad}: invalid Parquet: "):
+        read_dataset(bad, "parquet")
+
+
+def test_parquet_without_pyarrow_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tpsbench.cli.app import app
+
+    f = _write_parquet(tmp_path / "d.parquet", {"prompt": ["hello"]})
+    for name in [m for m in sys.modules if m == "pyarrow" or m.startswith("pyarrow.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    s = tmp_path / "s.yaml"
+    s.write_text(
+        "workload:\n  dataset: {path: d.parquet, format: parquet}\nload: [{concurrency: 1, requests: 1}]\n"
+    )
+    res = CliRunner().invoke(app, ["validate", str(s)])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"{f}: reading Parquet needs pyarrow: pip install 'tpsbench[parquet]'" in res.output

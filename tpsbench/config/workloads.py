@@ -38,14 +38,15 @@ class Dataset(Strict):
     """``workload.dataset``: prompts (and answers) from a local file, read by
     :mod:`tpsbench.workload.datasets`. ``format``: ``sharegpt`` (JSON list or JSONL of
     ``{"conversations": [{"from", "value"}, ...]}``), ``messages`` (JSONL of ``{"messages": [{"role",
-    "content"}, ...]}``) or ``csv`` (a header row; the prompt in ``prompt_column``, the answer, if any, in
-    ``answer_column``). Rows are used in seeded order (``workload.seed``); ``rows`` keeps a seeded sample of
-    that many usable rows. Length filters count with the scenario's tokenizer (else the estimate)."""
+    "content"}, ...]}``), ``csv`` (a header row; the prompt in ``prompt_column``, the answer, if any, in
+    ``answer_column``) or ``parquet`` (the same columns; needs pyarrow, the ``parquet`` extra). Rows are
+    used in seeded order (``workload.seed``); ``rows`` keeps a seeded sample of that many usable rows.
+    Length filters count with the scenario's tokenizer (else the estimate)."""
 
     path: Path
-    format: Literal["sharegpt", "messages", "csv"]
-    prompt_column: str | None = None  # csv only; default "prompt"
-    answer_column: str | None = None  # csv only; default: no answer column
+    format: Literal["sharegpt", "messages", "csv", "parquet"]
+    prompt_column: str | None = None  # csv and parquet only; default "prompt"
+    answer_column: str | None = None  # csv and parquet only; default: no answer column
     rows: int | None = Field(default=None, ge=1)
     min_input_tokens: int = Field(default=1, ge=1)  # the prompt of a row (its first turn), inclusive
     max_input_tokens: int | None = Field(default=None, ge=1)
@@ -61,8 +62,9 @@ class Dataset(Strict):
 
     @model_validator(mode="after")
     def _columns(self) -> Dataset:
-        if self.format != "csv" and (self.prompt_column is not None or self.answer_column is not None):
-            raise ValueError("'prompt_column' and 'answer_column' apply to 'format: csv' only")
+        tables = ("csv", "parquet")
+        if self.format not in tables and (self.prompt_column is not None or self.answer_column is not None):
+            raise ValueError("'prompt_column' and 'answer_column' apply to 'format: csv' and 'parquet' only")
         if self.max_input_tokens is not None and self.max_input_tokens < self.min_input_tokens:
             raise ValueError(
                 f"'max_input_tokens' ({self.max_input_tokens}) must be >= 'min_input_tokens' "

@@ -1,4 +1,4 @@
-"""Conversations from local dataset files: ShareGPT, OpenAI-style messages, and CSV tables.
+"""Conversations from local dataset files: ShareGPT, OpenAI-style messages, and CSV or Parquet tables.
 
     >>> import json, tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -19,6 +19,8 @@ conversation's first turn (:mod:`.prompts`); a multi-turn one sends its turns in
   ``assistant`` (``content`` a string, or a list of ``{"type": "text", "text"}`` parts); the same rules.
 - ``csv``: a header row; each row's prompt in ``prompt_column``, its answer (if the scenario names the
   column) in ``answer_column``; one turn per row.
+- ``parquet``: the same table as a Parquet file (read with pyarrow, the ``parquet`` extra: a missing pyarrow
+  is an error saying what to install); both columns must hold strings, a null cell reads as an empty one.
 
 A row whose structure is wrong (invalid JSON, a field of the wrong type, a missing column) is an error
 naming the file and the row; a row that is well formed but has no user message (an answer-only ShareGPT
@@ -44,7 +46,8 @@ from tpsbench.config.scenario import Dataset, ScenarioError, ScenarioIssue
 
 __all__ = ["Conversation", "DatasetError", "Turn", "read_dataset", "select_conversations"]
 
-Format = Literal["sharegpt", "messages", "csv"]
+Format = Literal["sharegpt", "messages", "csv", "parquet"]
+_TABLES = ("csv", "parquet")  # one turn per row, from named columns
 _MAX_REPORTED = 20  # bad rows listed in one DatasetError
 _USER = {"human", "user"}
 _ASSISTANT = {"gpt", "chatgpt", "bard", "assistant", "model"}
@@ -93,19 +96,21 @@ class _RowError(Exception):
 def _parse(
     file: str, fmt: Format, prompt_col: str | None, answer_col: str | None, _mtime: int, _size: int
 ) -> tuple[Conversation, ...]:
-    try:
-        text = Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(file, None, "", f"cannot read dataset file: {e}") from None
     issues: list[ScenarioIssue] = []
     out: list[Conversation] = []
     rows = 0
-    if fmt == "csv":
-        source: Iterator[tuple[int | None, str, Any]] = _csv_rows(
-            file, text, prompt_col or "prompt", answer_col
-        )
+    source: Iterator[tuple[int | None, str, Any]]
+    if fmt == "parquet":
+        source = _parquet_rows(file, prompt_col or "prompt", answer_col)
     else:
-        source = _json_rows(file, text)
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DatasetError(file, None, "", f"cannot read dataset file: {e}") from None
+        if fmt == "csv":
+            source = _csv_rows(file, text, prompt_col or "prompt", answer_col)
+        else:
+            source = _json_rows(file, text)
     for line, where, obj in source:
         rows += 1
         try:
@@ -161,16 +166,7 @@ def _csv_rows(
         ) from None
     except csv.Error as e:
         raise DatasetError(file, 1, "", f"invalid CSV: {e}") from None
-    cols: list[int] = []
-    for what, name in (("prompt_column", prompt_col), ("answer_column", answer_col)):
-        if name is None:
-            continue
-        if name not in header:
-            close = difflib.get_close_matches(name, header, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            have = ", ".join(repr(h) for h in header)
-            raise DatasetError(file, 1, "", f"no column {name!r} ({what}) in the header: {have}{hint}")
-        cols.append(header.index(name))
+    cols = [header.index(name) for name in _columns(file, 1, "header", header, prompt_col, answer_col)]
     while True:
         try:
             row = next(reader)
@@ -191,6 +187,56 @@ def _csv_rows(
         yield reader.line_num, "", [row[c] for c in cols]
 
 
+def _columns(
+    file: str, line: int | None, where: str, have: list[str], prompt_col: str, answer_col: str | None
+) -> list[str]:
+    """The table's prompt column and, if the scenario names one, its answer column; a missing one is an
+    error listing the columns the file has (``where``: the header, the schema) and the closest name."""
+    out = []
+    for what, name in (("prompt_column", prompt_col), ("answer_column", answer_col)):
+        if name is None:
+            continue
+        if name not in have:
+            close = difflib.get_close_matches(name, have, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            listed = ", ".join(repr(h) for h in have)
+            raise DatasetError(file, line, "", f"no column {name!r} ({what}) in the {where}: {listed}{hint}")
+        out.append(name)
+    return out
+
+
+def _parquet_rows(
+    file: str, prompt_col: str, answer_col: str | None
+) -> Iterator[tuple[int | None, str, Any]]:
+    """The cells of a Parquet file's prompt (and answer) column, row by row (no line numbers: the row
+    index is the conversation's ``index``); a null cell is an empty one."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DatasetError(
+            file, None, "", "reading Parquet needs pyarrow: pip install 'tpsbench[parquet]' (or pyarrow)"
+        ) from None
+    try:
+        schema = pq.read_schema(file)
+        names = _columns(file, None, "schema", list(schema.names), prompt_col, answer_col)
+        for name in names:
+            kind = schema.field(name).type
+            if pa.types.is_dictionary(kind):
+                kind = kind.value_type
+            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+                what = "prompt_column" if name == prompt_col else "answer_column"
+                raise DatasetError(
+                    file, None, name, f"column {name!r} ({what}) holds {kind}, expected strings"
+                )
+        table = pq.read_table(file, columns=names)
+    except (OSError, pa.ArrowException) as e:
+        raise DatasetError(file, None, "", f"invalid Parquet: {e}") from None
+    cells = [table.column(n).to_pylist() for n in names]
+    for row in zip(*cells, strict=True):
+        yield None, "", [row[0] or "", *row[1:]]
+
+
 def _kind(v: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
     return names.get(type(v), "a number")
@@ -200,7 +246,7 @@ def _conversation(index: int, fmt: Format, obj: Any) -> Conversation | None:
     """The row's conversation, None if it has no user message; raises :class:`_RowError` if malformed."""
     if isinstance(obj, _RowError):
         raise obj
-    if fmt == "csv":
+    if fmt in _TABLES:
         prompt, answer = obj[0], (obj[1] if len(obj) > 1 else None)
         return Conversation(index, None, (Turn(prompt, answer),)) if prompt.strip() else None
     key, speaker, content = (
