@@ -29,17 +29,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BadShape",
+    "BearerAuth",
     "EventHandler",
     "PromptLike",
     "Scan",
     "StreamApi",
+    "TypedEventHandler",
     "error_message",
+    "finish_body",
     "int_or_none",
     "obj_field",
     "parse_json",
     "prompt_messages",
     "text_field",
     "walk_events",
+    "walk_typed_events",
 ]
 
 
@@ -119,6 +123,17 @@ class StreamApi(Protocol):
         ...
 
 
+class BearerAuth:
+    """The headers of an OpenAI-style API (a :class:`StreamApi` part): the key in ``Authorization:
+    Bearer``, no fixed headers."""
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
+
+    def fixed_headers(self) -> dict[str, str]:
+        return {}
+
+
 class BadShape(Exception):
     """An event whose JSON is not the shape the API's stream has."""
 
@@ -163,6 +178,19 @@ def prompt_messages(prompt: PromptLike) -> list[dict[str, str]]:
     raise ValueError("prompt has neither messages nor prompt text")
 
 
+def finish_body(
+    body: dict[str, Any], endpoint: Endpoint, prompt: PromptLike, workload: Workload
+) -> dict[str, Any]:
+    """What every API's body ends with: ``"ignore_eos": true`` and ``"min_tokens": max_tokens`` when the
+    workload asks for them, then ``endpoint.extra_body`` merged on top (shallow: it can override any key)."""
+    if workload.ignore_eos:
+        body["ignore_eos"] = True
+    if workload.min_tokens:
+        body["min_tokens"] = prompt.max_tokens
+    body.update(endpoint.extra_body)
+    return body
+
+
 def error_message(err: Any) -> str:
     """An error object as one line of JSON (what error_detail keeps)."""
     return json.dumps(err, ensure_ascii=False)
@@ -171,6 +199,23 @@ def error_message(err: Any) -> str:
 EventHandler = Callable[[Scan, int, Any], bool]
 """Applies one decoded event (its JSON value, arrived at ``t``) to the scan; True ends the walk (the end
 event came, or ``scan.error`` was set). Raises :class:`BadShape` for JSON of the wrong shape."""
+
+
+TypedEventHandler = Callable[[Scan, int, Any, dict[str, Any]], bool]
+"""An :data:`EventHandler` for a stream of typed events: it gets the event's ``type`` and its JSON object."""
+
+
+def walk_typed_events(reads: list[tuple[int, bytes]], handle: TypedEventHandler) -> Scan:
+    """:func:`walk_events` over a stream of typed events (Anthropic Messages, OpenAI Responses): every
+    event's data is a JSON object whose ``type`` says what it is (the ``event:`` line is not read, apart
+    from ``event: error``); data that is not an object is :class:`BadShape`."""
+
+    def typed(scan: Scan, t: int, obj: Any) -> bool:
+        if type(obj) is not dict:
+            raise BadShape("not a JSON object")
+        return handle(scan, t, obj.get("type"), obj)
+
+    return walk_events(reads, typed)
 
 
 class _Effect:

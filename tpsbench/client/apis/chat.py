@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from tpsbench.client.apis.base import (
     BadShape,
+    BearerAuth,
     PromptLike,
     Scan,
     error_message,
+    finish_body,
     int_or_none,
     prompt_messages,
     text_field,
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["CHAT", "COMPLETIONS", "ChatApi"]
 
 
-class ChatApi:
+class ChatApi(BearerAuth):
     """Chat completions, or (``completions=True``) the legacy completions API."""
 
     end_event = "data: [DONE]"
@@ -45,12 +47,6 @@ class ChatApi:
         self.completions = completions
         self.name = "completions" if completions else "chat"
         self.path = "/completions" if completions else "/chat/completions"
-
-    def auth_headers(self, api_key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"}
-
-    def fixed_headers(self) -> dict[str, str]:
-        return {}
 
     def build_body(
         self, endpoint: Endpoint, model: str, prompt: PromptLike, workload: Workload
@@ -70,12 +66,7 @@ class ChatApi:
         body["stream"] = True
         body["stream_options"] = stream_options
         body[workload.max_tokens_field] = prompt.max_tokens
-        if workload.ignore_eos:
-            body["ignore_eos"] = True
-        if workload.min_tokens:
-            body["min_tokens"] = prompt.max_tokens
-        body.update(endpoint.extra_body)
-        return body
+        return finish_body(body, endpoint, prompt, workload)
 
     def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
         return walk_events(reads, _apply_chunk, done_data="[DONE]", pure=True)  # _apply_chunk reads no state

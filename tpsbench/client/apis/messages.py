@@ -26,15 +26,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tpsbench.client.apis.base import (
-    BadShape,
     PromptLike,
     Scan,
     error_message,
+    finish_body,
     int_or_none,
     obj_field,
     prompt_messages,
     text_field,
-    walk_events,
+    walk_typed_events,
 )
 from tpsbench.core.record import ErrorKind
 
@@ -70,24 +70,16 @@ class MessagesApi:
         body["messages"] = turns
         body["max_tokens"] = prompt.max_tokens
         body["stream"] = True
-        if workload.ignore_eos:
-            body["ignore_eos"] = True
-        if workload.min_tokens:
-            body["min_tokens"] = prompt.max_tokens
-        body.update(endpoint.extra_body)
-        return body
+        return finish_body(body, endpoint, prompt, workload)
 
     def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
-        return walk_events(reads, _apply_event)
+        return walk_typed_events(reads, _apply_event)
 
 
 MESSAGES = MessagesApi()
 
 
-def _apply_event(scan: Scan, t: int, obj: Any) -> bool:
-    if type(obj) is not dict:
-        raise BadShape("not a JSON object")
-    kind = obj.get("type")
+def _apply_event(scan: Scan, t: int, kind: Any, obj: dict[str, Any]) -> bool:
     if kind == "content_block_delta":
         delta = obj_field(obj, "delta")
         if delta is not None:

@@ -22,15 +22,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tpsbench.client.apis.base import (
-    BadShape,
+    BearerAuth,
     PromptLike,
     Scan,
     error_message,
+    finish_body,
     int_or_none,
     obj_field,
     prompt_messages,
     text_field,
-    walk_events,
+    walk_typed_events,
 )
 from tpsbench.core.record import ErrorKind
 
@@ -50,16 +51,10 @@ TEXT_DELTAS = frozenset(
 )
 
 
-class ResponsesApi:
+class ResponsesApi(BearerAuth):
     name = "responses"
     path = "/responses"
     end_event = "response.completed"
-
-    def auth_headers(self, api_key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"}
-
-    def fixed_headers(self) -> dict[str, str]:
-        return {}
 
     def build_body(
         self, endpoint: Endpoint, model: str, prompt: PromptLike, workload: Workload
@@ -71,24 +66,16 @@ class ResponsesApi:
             "stream": True,
             "store": False,
         }
-        if workload.ignore_eos:
-            body["ignore_eos"] = True
-        if workload.min_tokens:
-            body["min_tokens"] = prompt.max_tokens
-        body.update(endpoint.extra_body)
-        return body
+        return finish_body(body, endpoint, prompt, workload)
 
     def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
-        return walk_events(reads, _apply_event)
+        return walk_typed_events(reads, _apply_event)
 
 
 RESPONSES = ResponsesApi()
 
 
-def _apply_event(scan: Scan, t: int, obj: Any) -> bool:
-    if type(obj) is not dict:
-        raise BadShape("not a JSON object")
-    kind = obj.get("type")
+def _apply_event(scan: Scan, t: int, kind: Any, obj: dict[str, Any]) -> bool:
     if kind in TEXT_DELTAS:
         text = text_field(obj.get("delta"), "delta")
         if text:
