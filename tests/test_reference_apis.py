@@ -184,6 +184,8 @@ def test_chat_messages_and_responses_users_on_one_engine_measure_the_same() -> N
         ttft = statistics.median(metrics.ttft_s(r) or 0.0 for r in recs)
         tps = statistics.median(metrics.tps_user(r) or 0.0 for r in recs)
         medians[api] = (ttft, tps)
+    shown = {api: f"TTFT p50 {1000 * t:.1f} ms, TPS/user p50 {tps:.1f}" for api, (t, tps) in medians.items()}
+    print(f"\nchat, messages and responses users on one reference engine: {shown}")
     chat_ttft, chat_tps = medians["chat"]
     for api in ("messages", "responses"):
         ttft, tps = medians[api]
