@@ -1,7 +1,7 @@
-"""``tpsbench import``: real aiperf and GuideLLM output (tests/data/importers/, made by running the tools
-against tpsbench's pace server, see the README there) imported into run directories. Per request, the
-recomputed numbers must reproduce each tool's own within 1%; the recomputed Artificial Analysis TPS/user is
-set against the pace server's own send log."""
+"""``tpsbench import``: real aiperf, GuideLLM, inference-perf and vLLM output (tests/data/importers/, made
+by running the tools against tpsbench's pace server, see the README there) imported into run directories.
+Per request, the recomputed numbers must reproduce each tool's own within 1%; the recomputed Artificial
+Analysis TPS/user is set against the pace server's own send log."""
 
 from __future__ import annotations
 
@@ -104,8 +104,49 @@ def test_guidellm_import_reproduces_guidellm_per_request(tmp_path: Path) -> None
     assert headline < truth * 0.9  # TTFT inside the denominator: far below the streaming speed
 
 
+def test_vllm_import_reproduces_vllm_per_request(tmp_path: Path) -> None:
+    """Real ``vllm bench serve`` 0.33.0 output against the pace server (make_fixture.sh beside it)."""
+    src = DATA / "vllm" / "vllm-bench-serve.json"
+    run = _run(tmp_path, src)
+    doc = json.loads(src.read_text())
+    recs = sorted(read_records(run / "requests.jsonl"), key=lambda r: r.send_ns)
+    order = sorted(range(len(doc["ttfts"])), key=lambda i: doc["start_times"][i])
+    assert len(recs) == doc["completed"] == 16 and all(r.ok for r in recs)
+    worst = 0.0
+    for r, i in zip(recs, order, strict=True):
+        n, lat, ttft = doc["output_lens"][i], doc["latencies"][i], doc["ttfts"][i]
+        pairs = [
+            (metrics.ttft_s(r), ttft),
+            (metrics.e2e_s(r), lat),
+            (metrics.output_tokens(r), n),
+            (len(r.chunk_ns), len(doc["itls"][i]) + 1),
+            # vLLM's TPOT = (latency - TTFT) / (OSL - 1): InferenceX's
+            (metrics.tpot_inferencex_s(r), (lat - ttft) / (n - 1)),
+        ]
+        for ours, tool in pairs:
+            assert ours == pytest.approx(tool, rel=0.01)
+            worst = max(worst, abs(ours / tool - 1))  # type: ignore[operator]
+    assert worst < 1e-6
+    source = json.loads((run / SOURCE).read_text())
+    assert not any(d.startswith("end_ns") for d in source["derived"])  # latencies are in the file
+    point = read_summary(run / "summary.json")["points"][0]
+    assert point["concurrency"] == doc["max_concurrency"] == 4
+    assert point["tpot_inferencex_s"]["p50"] * 1000 == pytest.approx(doc["median_tpot_ms"], rel=1e-6)
+    assert point["output_tps"] == pytest.approx(doc["output_throughput"], rel=0.01)
+    # the pace server's log: one entry per request, its X-Request-Id "pace-fixture-<index>"
+    log = {e["request_id"]: e for e in json.loads((DATA / "vllm" / "pace_log.json").read_text())}
+    for i, gaps in enumerate(doc["itls"]):
+        assert len(log[f"pace-fixture-{i}"]["send_ns"]) == len(gaps) + 1  # every chunk the server sent
+    truth = statistics.median(_pace_truth(list(log.values())))
+    headline = 1000 / doc["median_tpot_ms"]
+    assert headline == pytest.approx(truth, rel=0.02)
+    # vLLM keeps no per-chunk token counts, so the AA speed of the import spreads n evenly over the chunks
+    # (derived): the first chunk's share is a guess, and the AA figure reads a few percent off the truth
+    assert point["tps_user"]["p50"] == pytest.approx(truth, rel=0.05)
+
+
 def test_vllm_import_from_the_documented_format(tmp_path: Path) -> None:
-    run = _run(tmp_path, DATA / "vllm" / "vllm-bench-serve.json", "vllm")
+    run = _run(tmp_path, DATA / "vllm" / "documented" / "vllm-bench-serve.json", "vllm")
     recs = list(read_records(run / "requests.jsonl"))
     assert len(recs) == 3 and sum(r.ok for r in recs) == 2
     r = recs[0]
@@ -160,8 +201,47 @@ def test_report_of_an_imported_run_names_the_source_tool(tmp_path: Path) -> None
     assert "GuideLLM / LLMPerf output tokens per second" in md
 
 
+def test_inference_perf_import_reproduces_inference_perf_per_request(tmp_path: Path) -> None:
+    """Real inference-perf 0.7.0 output against the pace server (make_fixture.sh beside the fixture)."""
+    src = DATA / "inference-perf"
+    assert importers.detect(src) == "inference-perf"
+    run = _run(tmp_path, src)
+    recs = sorted(read_records(run / "requests.jsonl"), key=lambda r: r.send_ns)
+    theirs = sorted(
+        json.loads((src / "per_request_lifecycle_metrics.json").read_text()), key=lambda e: e["start_time"]
+    )
+    assert len(theirs) == len(recs) == 16 and all(r.ok for r in recs)
+    worst = 0.0
+    for r, t in zip(recs, theirs, strict=True):
+        m = t["computed_metrics"]
+        pairs = [
+            (metrics.ttft_s(r), m["time_to_first_token"]),  # first token chunk - start_time
+            (metrics.e2e_s(r), m["request_latency"]),  # end_time - start_time
+            (metrics.output_tokens(r), m["output_tokens"]),
+            # TPOT = (t_last - t_first) / (n - 1): AIPerf's ITL; inference-perf's ITL (the mean gap between
+            # per-token times, a chunk's tokens sharing its time) is the same number
+            (1 / metrics.tps_user_aiperf(r), m["time_per_output_token"]),  # type: ignore[operator]
+            (1 / metrics.tps_user_aiperf(r), m["inter_token_latency"]),  # type: ignore[operator]
+            (1 / metrics.tps_user_guidellm(r), m["normalized_time_per_output_token"]),  # type: ignore[operator]
+        ]
+        for ours, tool in pairs:
+            assert ours == pytest.approx(tool, rel=0.01)
+            worst = max(worst, abs(ours / tool - 1))  # type: ignore[operator]
+    assert worst < 1e-6  # the same timestamps, the same formulas
+    source = json.loads((run / SOURCE).read_text())
+    assert source["tool"] == "inference-perf" and "config.yaml" in source["files"]
+    point = read_summary(run / "summary.json")["points"][0]
+    assert point["concurrency"] == 4  # from inference-perf's config.yaml
+    headline = 1 / source["aggregates"]["successes"]["latency"]["time_per_output_token"]["median"]
+    assert point["tps_user_aiperf"]["p50"] == pytest.approx(headline, rel=0.01)
+    truth = statistics.median(_pace_truth(json.loads((src / "pace_log.json").read_text())))
+    # 1-4 tokens a chunk: inference-perf's 1 / TPOT, with its (OSL - 1), overstates the true AA speed
+    assert headline > truth * 1.02
+    assert point["tps_user"]["p50"] == pytest.approx(truth, rel=0.02)
+
+
 def test_inference_perf_import_from_the_documented_format(tmp_path: Path) -> None:
-    src = DATA / "inference-perf" / "per_request_lifecycle_metrics.json"
+    src = DATA / "inference-perf" / "documented" / "per_request_lifecycle_metrics.json"
     assert importers.detect(src) == "inference-perf"
     run = _run(tmp_path, src)
     recs = sorted(read_records(run / "requests.jsonl"), key=lambda r: r.send_ns)
@@ -172,3 +252,19 @@ def test_inference_perf_import_from_the_documented_format(tmp_path: Path) -> Non
     assert metrics.ttft_s(r) == pytest.approx(0.05)
     assert metrics.tps_user(r) == pytest.approx(6 / 0.03)
     assert metrics.e2e_s(r) == pytest.approx(0.09)
+    summary = read_summary(run / "summary.json")
+    assert summary["points"][0]["concurrency"] == 1  # no config.yaml beside it: the load is unknown
+    assert "does not say" in " ".join(summary["run"]["imported"]["derived"])
+
+
+def test_inference_perf_load_comes_from_its_config_yaml(tmp_path: Path) -> None:
+    src = tmp_path / "ip"
+    src.mkdir()
+    doc = DATA / "inference-perf" / "documented" / "per_request_lifecycle_metrics.json"
+    (src / "per_request_lifecycle_metrics.json").write_text(doc.read_text())
+    (src / "config.yaml").write_text("load:\n  type: constant\n  stages: [{rate: 2.5, duration: 10}]\n")
+    level = importers.read(src).levels[0].level
+    assert (level.rate, level.concurrency) == (2.5, None)
+    (src / "config.yaml").write_text("load: [not, a, mapping\n")  # unreadable: the load stays unknown
+    imp = importers.read(src)
+    assert imp.levels[0].level.concurrency == 1 and "does not say" in " ".join(imp.derived)

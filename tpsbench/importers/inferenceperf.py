@@ -2,12 +2,19 @@
 (``inference_perf/reportgen/base.py``): a list of ``{start_time, end_time, request, response, info,
 error}``, times from ``time.perf_counter()`` [s]. For a streamed request ``info.response_metrics`` holds
 ``chunk_times`` (content-bearing chunks only) and ``response_chunks`` (their raw JSON, one per time),
-``output_tokens`` (the client tokenizer's count) and ``server_usage``.
+``output_tokens`` (the client tokenizer's count) and ``server_usage``. With ``per_request_fields:
+{computed_metrics: true}`` each successful entry also carries inference-perf's own per-request numbers
+(``computed_metrics``: request_latency, time_to_first_token, time_per_output_token, ...); they are not read
+(tpsbench recomputes), and tests/test_importers.py checks the recomputed ones against them.
 
 Per request: t_send = ``start_time``, token chunks at ``chunk_times``, t_end = ``end_time``; n = the
 server's ``usage.completion_tokens`` when present, else ``output_tokens``. Derived: each chunk's token
 count, its share of ceil(chars/4) of its content (from ``response_chunks``), scaled to n. The sibling
 ``summary_lifecycle_metrics.json`` (inference-perf's aggregates), when present, is kept verbatim.
+
+The load: inference-perf 0.7 writes no stage id into per-request entries, so its file is one level unless
+the entries carry ``stage_id``; the level's concurrency (``load.type: concurrent``) or rate comes from the
+sibling ``config.yaml`` inference-perf writes beside its reports, when it has one stage per level read.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from tpsbench.importers.imported import Imported, ImportedLevel, ImportFormatErr
 
 PER_REQUEST = "per_request_lifecycle_metrics.json"
 SUMMARY = "summary_lifecycle_metrics.json"
+CONFIG = "config.yaml"  # inference-perf's dump of the run's configuration, beside its reports
 S = 1_000_000_000
 
 
@@ -80,6 +88,26 @@ def _record(e: dict[str, Any], where: str) -> RequestRecord:
     )
 
 
+def _stage_loads(config: Path) -> list[tuple[int | None, float | None]]:
+    """(concurrency, rate) of each stage of inference-perf's ``config.yaml``; [] when absent or unreadable."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(config.read_text(encoding="utf-8")) if config.is_file() else None
+    except (YAMLError, OSError, UnicodeDecodeError):
+        return []
+    load = doc.get("load") if isinstance(doc, dict) else None
+    if not isinstance(load, dict):
+        return []
+    stages = load.get("stages")
+    if not isinstance(stages, list) or not all(isinstance(st, dict) for st in stages):
+        return []
+    if load.get("type") == "concurrent":
+        return [(c if isinstance(c := st.get("concurrency_level"), int) else None, None) for st in stages]
+    return [(None, float(r) if isinstance(r := st.get("rate"), int | float) else None) for st in stages]
+
+
 def read(path: Path) -> Imported:
     """inference-perf per-request lifecycle metrics as an :class:`Imported` (one level per stage)."""
     file = path / PER_REQUEST if path.is_dir() else path
@@ -97,22 +125,26 @@ def read(path: Path) -> Imported:
         by_stage.setdefault(int(e.get("stage_id") or 0), []).append(r)
     summary = file.parent / SUMMARY
     aggregates = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else {}
+    loads = _stage_loads(file.parent / CONFIG)
     levels = []
-    for _, recs in sorted(by_stage.items()):
+    for stage, recs in sorted(by_stage.items()):
         recs.sort(key=lambda r: r.send_ns)
-        levels.append(
-            ImportedLevel(level_of(None, None, len(recs)), recs, [str(j) for j in range(len(recs))])
-        )
+        known = len(loads) == len(by_stage) and 0 <= stage < len(loads)
+        concurrency, rate = loads[stage] if known else (None, None)
+        level = level_of(concurrency, rate, len(recs))
+        levels.append(ImportedLevel(level, recs, [str(j) for j in range(len(recs))]))
     osl = [r.output_tokens for lv in levels for r in lv.records if r.output_tokens]
     isl = [r.input_tokens for lv in levels for r in lv.records if r.input_tokens]
     return Imported(
         tool="inference-perf",
         format="inference-perf per_request_lifecycle_metrics.json",
-        files=[file.name] + ([SUMMARY] if summary.is_file() else []),
+        files=[file.name] + [f for f in (SUMMARY, CONFIG) if (file.parent / f).is_file()],
         levels=levels,
         derived=[
             "chunk_tokens: each chunk's share of ceil(chars/4) of its content, scaled to the request's count",
-            "load: inference-perf's per-request file does not say the stage's rate or concurrency",
+            f"load: from inference-perf's {CONFIG}"
+            if len(loads) == len(by_stage)
+            else "load: inference-perf's per-request file does not say the stage's rate or concurrency",
         ],
         aggregates=aggregates,
         isl=sum(isl) / len(isl) if isl else None,

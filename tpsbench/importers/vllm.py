@@ -1,12 +1,14 @@
 """``vllm bench serve --save-result --save-detailed`` JSON (vllm-project/vllm ``vllm/benchmarks/serve.py``):
 the aggregates (``mean_ttft_ms``, ``output_throughput``, ...) plus, per request, ``ttfts`` [s], ``itls``
 (the gaps between streamed chunks [s]), ``input_lens``, ``output_lens``, ``errors`` and, in recent
-versions, ``start_times`` (``time.perf_counter()`` [s]).
+versions (0.33 writes both), ``start_times`` (``time.perf_counter()`` [s]) and ``latencies`` [s].
 
 Per request: t_send = ``start_times[i]`` (else the previous request's send, 0 for the first: derived);
-t_first = t_send + ttft; each later chunk at the cumulative ``itls``; t_end = t_last (vLLM's per-request
-latency is not saved: derived); n = ``output_lens[i]``. Derived: every chunk carries n / chunks tokens.
-Concurrency is ``max_concurrency``; a finite ``request_rate`` makes an open-loop level.
+t_first = t_send + ttft; each later chunk at the cumulative ``itls``; t_end = t_send + ``latencies[i]``
+(vLLM's latency ends at the last chunk with choices, so t_end = t_last; without ``latencies``: t_last,
+derived); n = ``output_lens[i]``. Derived: every chunk carries n / chunks tokens (vLLM saves only the
+whole ``generated_texts``). Concurrency is ``max_concurrency``; a finite ``request_rate`` makes an
+open-loop level.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from tpsbench.core.record import ErrorKind, RequestRecord, TokenSource
 from tpsbench.importers.imported import Imported, ImportedLevel, ImportFormatError, level_of
 
 S = 1_000_000_000
-PER_REQUEST = ("input_lens", "output_lens", "ttfts", "itls", "generated_texts", "errors", "start_times")
+PER_REQUEST = (
+    "input_lens", "output_lens", "ttfts", "itls", "generated_texts", "errors", "start_times", "latencies",
+    "queue_times", "server_queue_times", "server_ttfts",
+)  # fmt: skip
 
 
 def detect(path: Path) -> bool:
@@ -48,6 +53,8 @@ def read(path: Path) -> Imported:
     if not len(ttfts) == len(itls) == len(outs):
         raise ImportFormatError(f"{path}: 'ttfts', 'itls' and 'output_lens' differ in length")
     starts = doc.get("start_times") if isinstance(doc.get("start_times"), list) else None
+    lats = doc.get("latencies")
+    lats = lats if isinstance(lats, list) and len(lats) == len(ttfts) else None
     errors = doc.get("errors") or [""] * len(ttfts)
     ins = doc.get("input_lens") or [None] * len(ttfts)
     records: list[RequestRecord] = []
@@ -62,12 +69,14 @@ def read(path: Path) -> Imported:
         times = [send + round(float(ttft) * S)]
         for g in gaps or []:
             times.append(times[-1] + round(float(g) * S))
+        lat = lats[i] if lats else None
+        end = send + round(float(lat) * S) if isinstance(lat, int | float) and lat > 0 else times[-1]
         records.append(
             RequestRecord(
                 request_id=0,
                 level=0,
                 send_ns=send,
-                end_ns=times[-1],
+                end_ns=max(end, times[-1]),
                 status=200,
                 chunk_ns=times,
                 chunk_tokens=[n / len(times)] * len(times),
@@ -87,10 +96,9 @@ def read(path: Path) -> Imported:
     )
     ok_in = [x for x in ins if isinstance(x, int)]
     ok_out = [x for x in outs if isinstance(x, int) and x]
-    derived = [
-        "chunk_tokens: output_lens / chunks for every chunk",
-        "end_ns: the last chunk (vLLM saves no per-request latency)",
-    ]
+    derived = ["chunk_tokens: output_lens / chunks for every chunk"]
+    if not lats:
+        derived.append("end_ns: the last chunk (no per-request latencies in this file)")
     if not starts:
         derived.append("send_ns: no start_times in this file; requests laid end to end from 0")
     return Imported(
