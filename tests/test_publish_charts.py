@@ -57,3 +57,36 @@ def test_headline_against_user_marks_for_another_endpoint() -> None:
     line = words.headline(other, [Mark(name="X", tps_user=2000.0)])
     assert line is not None and "53.0% of X (2,000)" in line  # the user's mark, after the record
     assert "of the 1,038 record" in (words.headline(other) or "")
+
+
+def _lines_y(fig: object) -> list[list[float]]:
+    return [[float(v) for v in line.get_ydata()] for ax in fig.axes for line in ax.get_lines()]  # type: ignore[attr-defined]
+
+
+def test_per_level_charts_draw_the_run_to_run_spread_with_its_ci_level() -> None:
+    run = open_run(RESULTS / "baseline")
+    assert run.repeat_count == 3
+    built = {c.name: c for c in build_charts(run)[0]}
+    for name in ("ttft", "tps_user"):
+        svg = _texts(built[name].figure)
+        assert "95% CI of their mean over 3 repeats (Student t)" in svg, name
+    drawn = _lines_y(built["tps_user"].figure)
+    for p in run.points:  # every repeat's median, drawn at its level
+        est = p.repeat_estimate("tps_user_p50")
+        assert est is not None and list(est.values) in drawn
+    ttft_ms = _lines_y(built["ttft"].figure)
+    for p in run.points:  # the p50 line is the mean over repeats, each repeat's p50 is a dot
+        est = p.repeat_estimate("ttft_s_p50")
+        assert est is not None and [v * 1000 for v in est.values] in ttft_ms
+    assert "all 3 repeats pooled" in _texts(built["itl"].figure)
+    single = {c.name: c for c in build_charts(open_run(RESULTS / "reference"))[0]}
+    svg = _texts(single["ttft"].figure)
+    assert "bootstrap over requests" in svg and "repeats" not in svg
+
+
+def test_timeline_names_the_run_and_each_repeat() -> None:
+    run = open_run(RESULTS / "baseline")
+    chart = {c.name: c for c in build_charts(run)[0]}["server_timeline"]  # baseline has telemetry.jsonl
+    svg = _texts(chart.figure)
+    assert "ci-gate (reference endpoint" in svg and f"run {run.name}" in svg
+    assert all(f"repeat {k}" in svg for k in (1, 2, 3))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -101,16 +102,26 @@ def tokens_axis(axis: Any, log: bool) -> None:
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
 
 
-def subtitle(ax: Axes, text: str, width: int = 100) -> None:
-    """A grey line over the axes, wrapped between its `` · `` parts to fit the figure (~100 characters at
-    8.5 pt on 8 inches). An axes title, not free text: matplotlib lifts it above a top axis."""
+def wrapped(text: str, width: int = 100) -> str:
+    """``text`` in lines of about ``width`` characters (~100 at 8.5 pt fill the 8-inch figure), broken
+    between its `` · `` parts, a part longer than a line at its spaces."""
+    if "\n" in text:  # lines the caller broke stay broken
+        return "\n".join(wrapped(line, width) for line in text.split("\n"))
     lines = [""]
     for part in text.split(" · "):
         if lines[-1] and len(lines[-1]) + 3 + len(part) > width:
-            lines.append(part)
-        else:
-            lines[-1] = f"{lines[-1]} · {part}" if lines[-1] else part
-    ax.set_title("\n".join(lines), loc="left", fontsize=8.5, color=GREY, fontweight="normal")
+            lines.append("")
+        indent = " " * (len(lines[-1]) + 3 if lines[-1] else 0)
+        pieces = textwrap.wrap(part, width, initial_indent=indent) or [""]
+        lines[-1] = f"{lines[-1]} · {pieces[0].lstrip()}" if lines[-1] else pieces[0]
+        lines += pieces[1:]
+    return "\n".join(lines)
+
+
+def subtitle(ax: Axes, text: str, width: int = 100) -> None:
+    """A grey line over the axes, :func:`wrapped` to fit the figure. An axes title, not free text:
+    matplotlib lifts it above a top axis."""
+    ax.set_title(wrapped(text, width), loc="left", fontsize=8.5, color=GREY, fontweight="normal")
 
 
 # --- label placement -----------------------------------------------------------------------------------
@@ -203,3 +214,11 @@ def place_labels(fig: Figure, ax: Axes, labels: Sequence[Label], lines: Sequence
             ann.remove()
             continue
         obstacles.append((box, _COST_TEXT))
+
+
+def empty_figure(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
+    """A chart with nothing to draw: its title and why, in the middle."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color=GREY)
+    fig.suptitle(title, fontweight="bold", fontsize=11.5)
+    return fig

@@ -20,7 +20,7 @@ from tpsbench.config.errors import ScenarioError
 from tpsbench.config.loader import load_scenario
 from tpsbench.config.report import Mark, Report
 from tpsbench.reference.model import ModelParams
-from tpsbench.report import chartkit, charts
+from tpsbench.report import chartkit, charts, levels
 from tpsbench.report import headline as words
 from tpsbench.report.compare import CompareResult, compare
 from tpsbench.report.html import Image, compare_to_html, to_html
@@ -160,24 +160,24 @@ def build_charts(
             "Time to first token against load",
             "Median (with its confidence interval), p90 and p99 time to first token at each level. "
             "Queueing shows up first in p99.",
-            charts.ttft_figure(run),
+            levels.ttft_figure(run),
         ),
         Chart(
             "tps_user",
             "Per-user speed by load level",
             "Distribution of TPS/user over the requests of each level: the box spans p10 to p90, whiskers "
             "p1 to p99; the lower whisker is what the slowest users get.",
-            charts.tps_user_figure(run),
+            levels.tps_user_figure(run),
         ),
         Chart(
             "itl",
             "Inter-chunk latency",
             "Cumulative distribution of the gaps between streamed chunks at each level (from every gap "
             "when requests.jsonl is present, else from the summary's quantiles).",
-            charts.itl_figure(run),
+            levels.itl_figure(run),
         ),
     ]
-    tpc = charts.tokens_per_chunk_figure(run)
+    tpc = levels.tokens_per_chunk_figure(run)
     if tpc is not None:
         out.append(
             Chart(
@@ -204,6 +204,8 @@ def _timeline(run: Run) -> Chart | None:
         list(run.records),
         list(read_samples(run.path / TELEMETRY)),
         source=str(source) if source else None,
+        title=words.title(run, "Load and server metrics"),
+        identity=words.identity(run),
     )
     if fig is None:
         return None

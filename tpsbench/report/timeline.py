@@ -16,7 +16,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tpsbench.core.record import NS_PER_S, RequestRecord
-from tpsbench.report.chartkit import BLUE, GREEN, GREY, ORANGE, STYLE, VERMILLION, WIDTH_IN
+from tpsbench.report.chartkit import (
+    BLUE,
+    GREEN,
+    GREY,
+    ORANGE,
+    STYLE,
+    VERMILLION,
+    WIDTH_IN,
+    subtitle,
+    tokens_axis,
+)
 from tpsbench.results.telemetry import GENERATED, KV_CACHE, RUNNING, WAITING, Sample, series
 
 BIN_S = 1.0  # client tokens/s are counted in bins of this width (the scrape interval's default)
@@ -43,11 +53,18 @@ def _client_tps(records: Sequence[RequestRecord], t0: int, t_end: float) -> tupl
 
 
 def timeline_figure(
-    records: Sequence[RequestRecord], samples: Sequence[Sample], *, source: str | None = None
+    records: Sequence[RequestRecord],
+    samples: Sequence[Sample],
+    *,
+    source: str | None = None,
+    title: str | None = None,
+    identity: str | None = None,
 ) -> Figure | None:
     """Three panels on one time axis (seconds from the first request): requests in flight and client
     tokens/s; server generated tokens/s beside the client's; server running/waiting and KV-cache use.
-    Level boundaries are dotted. None without records or without any known server series."""
+    Level boundaries are dotted, the start of each repeat of the plan solid and named. ``title`` (what
+    was measured) and ``identity`` (which run) head the figure. None without records or without any
+    known server series."""
     if not records:
         return None
     t0 = min(r.send_ns for r in records)
@@ -62,9 +79,12 @@ def timeline_figure(
         ax_load, ax_tps, ax_q = fig.subplots(3, 1, sharex=True)
         xs, ys = _in_flight(records, t0)
         t_end = max(xs)
-        ax_load.step(xs, ys, where="post", color=BLUE, lw=1.2, label="requests in flight (client)")
-        ax_load.set_ylabel("in flight")
-        ax_load.set_title("Load timeline and what the server reported" + (f" ({source})" if source else ""))
+        ax_load.step(xs, ys, where="post", color=BLUE, lw=1.2)  # no legend: the repeats are named there
+        ax_load.set_ylabel("requests in flight\n(client)")
+        what = "Load timeline and what the server reported" + (f" ({source})" if source else "")
+        fig.suptitle(title or what, fontweight="bold", fontsize=11.5)
+        if identity:
+            subtitle(ax_load, identity)
         bins, client = _client_tps(records, t0, t_end)
         ax_tps.plot(bins, client, color=BLUE, lw=1.2, drawstyle="steps-mid", label="tokens received (client)")
         if gen is not None:
@@ -78,6 +98,7 @@ def timeline_figure(
                 label=f"tokens generated (server, {name})",
             )
         ax_tps.set_ylabel("tokens/s")
+        tokens_axis(ax_tps.yaxis, log=False)
         for (name, pts), colour in zip(queue, (GREEN, ORANGE), strict=False):
             ax_q.plot(
                 [(t - t0) / NS_PER_S for t, _ in pts], [v for _, v in pts], color=colour, lw=1.3, label=name
@@ -96,16 +117,34 @@ def timeline_figure(
                 label=f"{name} (right, %)",
             )
             ax_kv.set_ylabel("KV cache used [%]")
-            ax_kv.set_ylim(bottom=0)
+            ax_kv.set_ylim(0, ax_kv.get_ylim()[1] * 1.3)
             ax_kv.grid(False)
             ax_kv.legend(loc="upper right")
-        starts = sorted(
-            {min(r.send_ns for r in records if r.level == lv) for lv in {r.level for r in records}}
-        )
+        firsts: dict[tuple[int, int], int] = {}
+        for r in records:  # the first send of each level of each repeat
+            key = (r.repeat, r.level)
+            firsts[key] = min(firsts.get(key, r.send_ns), r.send_ns)
+        repeats = {rep: min(t for (k, _), t in firsts.items() if k == rep) for rep, _ in firsts}
         for ax in (ax_load, ax_tps, ax_q):
-            for s in starts[1:]:
-                ax.axvline((s - t0) / NS_PER_S, color=GREY, ls=":", lw=0.9)
-            ax.set_ylim(bottom=0)
+            for t in sorted(firsts.values())[1:]:
+                solid = t in repeats.values()
+                ax.axvline(
+                    (t - t0) / NS_PER_S, color=GREY, ls="-" if solid else ":", lw=1.2 if solid else 0.9
+                )
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom: the legends sit over empty space
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="upper left")
+        if len(repeats) > 1:  # named over the top panel, so a repeat's levels can be told from the next's
+            for rep, t in sorted(repeats.items()):
+                ax_load.annotate(
+                    f"repeat {rep + 1}",
+                    ((t - t0) / NS_PER_S, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, -3),
+                    textcoords="offset points",
+                    ha="left",
+                    va="top",
+                    fontsize=8.5,
+                    color=GREY,
+                )
     return fig
