@@ -26,6 +26,7 @@ from tpsbench.config.scenario import Endpoint, Scenario, ScenarioError, Workload
 from tpsbench.core.record import ErrorKind, RequestRecord
 from tpsbench.core.tls import TLSConfigError, tls_context
 from tpsbench.load.benchmark import run_benchmark
+from tpsbench.load.telemetry import Scraper
 from tpsbench.reference.api import MODEL_NAME
 from tpsbench.reference.server import ServerHandle, start_server
 
@@ -373,6 +374,34 @@ def test_client_certificate_for_mutual_tls(certs: Certs) -> None:
     assert not without.ok and with_cert.ok, with_cert.error_detail
 
 
+def test_telemetry_scrapes_https_metrics_with_the_runs_tls(certs: Certs) -> None:
+    """/metrics over https is fetched with endpoint.tls, as the requests are: a private CA, verify false,
+    mutual TLS."""
+
+    async def scrape(url: str, endpoint: Endpoint | None) -> tuple[int, str]:
+        got: list[object] = []
+        tls = network_for(endpoint).tls if endpoint is not None else None
+        scraper = Scraper([url], got.extend, interval_s=60.0, timeout_s=5.0, tls=tls)
+        try:
+            async with scraper.level(0) as notes:  # one scrape at the start, one at the end
+                pass
+        finally:
+            await scraper.aclose()
+        return len(got), " ".join(notes)
+
+    async def main(n: Net) -> list[tuple[int, str]]:
+        url = f"https://127.0.0.1:{n.https_port}/metrics"
+        insecure = Endpoint.model_validate({"tls": {"verify": False}})
+        mtls = tls_endpoint(certs, client_cert=str(certs.client_cert), client_key=str(certs.client_key))
+        return [await scrape(url, e) for e in (None, tls_endpoint(certs), insecure, mtls)]
+
+    untrusted, trusted, insecure, _ = with_net(certs, main)
+    assert untrusted[0] == 0 and "2 of 2 scrapes failed (ConnectError: 2)" in untrusted[1]  # unknown CA
+    assert trusted[0] > 0 and insecure[0] > 0 and trusted[1] == insecure[1] == ""  # vLLM-style metrics
+    _, no_cert, _, with_cert = with_net(certs, main, mtls=True)  # the server asks for a client certificate
+    assert no_cert[0] == 0 and with_cert[0] > 0, with_cert[1]
+
+
 def test_a_run_through_a_proxy_over_tls_records_both_redacted(
     certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -410,6 +439,9 @@ def test_a_run_through_a_proxy_over_tls_records_both_redacted(
     assert network["tls"] == {"verify": True, "ca_bundle": str(certs.cert), "client_cert": None}
     assert SECRET not in text and not any(SECRET in m for m in messages)
     assert any(m.startswith("via proxy http://REDACTED@127.0.0.1:") for m in messages)
+    # the server's /metrics came over the same TLS (endpoint.tls.ca_bundle) and proxy
+    assert (outcome.run_dir / "telemetry.jsonl").stat().st_size > 0
+    assert outcome.summary["points"][0]["server"]["generated_tokens"]
 
 
 def test_the_bundled_reference_endpoint_is_never_proxied(monkeypatch: pytest.MonkeyPatch) -> None:

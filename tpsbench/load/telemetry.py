@@ -10,12 +10,17 @@ when the response arrives and handed to ``sink`` (normally :class:`~tpsbench.res
 A URL that answers 404 or something that is not Prometheus text is dropped for the rest of the run;
 timeouts and connection errors are counted and the scraping goes on. Either way the level's ``notes``
 say what happened, and the summary shows them.
+
+An https URL is fetched with the run's TLS settings (``tls``: the context ``endpoint.tls`` builds, as the
+client's, :mod:`tpsbench.core.tls`), so a private CA, a client certificate or ``verify: false`` apply to
+the endpoint's /metrics as to its requests; without one, the system's trust store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +62,8 @@ class _Target:
 
 
 class Scraper:
-    """Scrapes ``urls`` during levels and passes each scrape's samples to ``sink``."""
+    """Scrapes ``urls`` during levels and passes each scrape's samples to ``sink``; ``tls``: the run's
+    context for https URLs (None: the system default)."""
 
     def __init__(
         self,
@@ -68,13 +74,15 @@ class Scraper:
         timeout_s: float = 2.0,
         clock: Callable[[], int] = default_clock,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._targets = [_Target(u) for u in urls]
         self._sink = sink
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self._clock = clock
-        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport, verify=verify_for(urls))
+        verify = tls if tls is not None else verify_for(urls)  # endpoint.tls, as the client's connections
+        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport, verify=verify)
         self._task: asyncio.Task[None] | None = None
         self._level = 0
         self._before: dict[str, tuple[int, Counter[str]]] = {}
