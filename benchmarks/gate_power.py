@@ -16,6 +16,7 @@ with and without injected run-to-run drift (``Shape.drift``: one factor per repe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -58,54 +59,28 @@ CASES = [
     Case("TTFT p99 +20%, median same", Shape(ttft_tail=0.2), "ttft_s_p99", n=2000),
     Case("errors 0.5% -> 5%", Shape(error_p=0.05), "error_rate"),
 ]
+
+
 # Modes: per-request (one run each), repeats (3 runs each) and the curve rows, with and without drift.
+def _mode(name: str, candidate: Shape, row: str, *, repeats: int = 1, drift: bool = False) -> Case:
+    """A case of the modes table: three loads of 100 requests; ``drift`` puts the run-to-run drift on
+    both runs (the baseline identical but for it)."""
+    if drift:
+        candidate = dataclasses.replace(candidate, drift=DRIFT)
+    baseline = Shape(drift=DRIFT) if drift else Shape()
+    return Case(name, candidate, row, loads=(4, 16, 64), n=100, baseline=baseline, repeats=repeats)
+
+
+SLOWER = Shape(tps_factor=0.9)
 MODE_CASES = [
-    Case("per-request, identical", Shape(), "curve_tps_per_gpu", loads=(4, 16, 64), n=100),
-    Case("repeats x3, identical", Shape(), "tps_user_p50", loads=(4, 16, 64), n=100, repeats=3),
-    Case(
-        "per-request, identical + drift (false alarm)",
-        Shape(drift=DRIFT),
-        "tps_user_p50",
-        loads=(4, 16, 64),
-        n=100,
-        baseline=Shape(drift=DRIFT),
-    ),
-    Case(
-        "repeats x3, identical + drift (false alarm)",
-        Shape(drift=DRIFT),
-        "tps_user_p50",
-        loads=(4, 16, 64),
-        n=100,
-        baseline=Shape(drift=DRIFT),
-        repeats=3,
-    ),
-    Case("per-request, TPS/user -10%", Shape(tps_factor=0.9), "curve_tps_per_gpu", loads=(4, 16, 64), n=100),
-    Case(
-        "repeats x3, TPS/user -10%",
-        Shape(tps_factor=0.9),
-        "curve_tps_per_gpu",
-        loads=(4, 16, 64),
-        n=100,
-        repeats=3,
-    ),
-    Case(
-        "repeats x3, TPS/user -10% + drift",
-        Shape(tps_factor=0.9, drift=DRIFT),
-        "tps_user_p50",
-        loads=(4, 16, 64),
-        n=100,
-        baseline=Shape(drift=DRIFT),
-        repeats=3,
-    ),
-    Case(
-        "repeats x3, TPS/user -10% + drift",
-        Shape(tps_factor=0.9, drift=DRIFT),
-        "curve_tps_per_gpu",
-        loads=(4, 16, 64),
-        n=100,
-        baseline=Shape(drift=DRIFT),
-        repeats=3,
-    ),
+    _mode("per-request, identical", Shape(), "curve_tps_per_gpu"),
+    _mode("repeats x3, identical", Shape(), "tps_user_p50", repeats=3),
+    _mode("per-request, identical + drift (false alarm)", Shape(), "tps_user_p50", drift=True),
+    _mode("repeats x3, identical + drift (false alarm)", Shape(), "tps_user_p50", repeats=3, drift=True),
+    _mode("per-request, TPS/user -10%", SLOWER, "curve_tps_per_gpu"),
+    _mode("repeats x3, TPS/user -10%", SLOWER, "curve_tps_per_gpu", repeats=3),
+    _mode("repeats x3, TPS/user -10% + drift", SLOWER, "tps_user_p50", repeats=3, drift=True),
+    _mode("repeats x3, TPS/user -10% + drift", SLOWER, "curve_tps_per_gpu", repeats=3, drift=True),
 ]
 
 

@@ -49,6 +49,9 @@ MULTI = [(100, 3), (150, 2), (250, 4), (300, 1)]
 def test_multi_token_chunks_with_a_large_first_chunk() -> None:
     m = metrics.request_metrics(rec(MULTI, end_ms=310, usage=10))
     assert list(m) == list(metrics.METRIC_KEYS)
+    # the kinds files.LINE_METRICS is derived from: exactly the LIST_KEYS are lists
+    assert [k for k, v in m.items() if isinstance(v, list)] == list(metrics.LIST_KEYS)
+    assert set(metrics.RAW_FIELD_KEYS) <= set(m)
     assert m["ttft_s"] == 0.1
     assert m["first_chunk_tokens"] == 3
     assert m["output_tokens"] == 10

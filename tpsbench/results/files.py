@@ -134,25 +134,12 @@ SUMMARY_SCHEMAS: frozenset[int] = frozenset({1, 2})  # what the readers read (hi
 RECORD_FORMAT = 4
 RECORD_FORMATS: frozenset[int] = frozenset({1, 2, 3, 4})
 
-# The per-request metrics written beside the raw fields of each requests.jsonl line (format 2): scalars
-# only. output_tokens is left out because the raw record has a field of that name (a derived value must not
-# overwrite a raw one); the lists (itl_s, itl_per_token_s, tokens_per_chunk) are derived from chunk_ns and
-# chunk_tokens on read.
-LINE_METRICS: tuple[str, ...] = (
-    "ttft_s",
-    "decode_s",
-    "decode_tokens",
-    "first_chunk_tokens",
-    "tps_user",
-    "tpot_s",
-    "e2e_s",
-    "e2e_tps",
-    "tps_user_aiperf",
-    "tpot_inferencex_s",
-    "tps_user_inferencex",
-    "tps_user_guidellm",
-    "n_chunks",
-    "sched_lag_s",
+# The per-request metrics written beside the raw fields of each requests.jsonl line (format 2): the
+# scalars of metrics.METRIC_KEYS, in its order, but for those that restate a raw field
+# (metrics.RAW_FIELD_KEYS: a derived value must not overwrite a raw one, nor store it twice); the lists
+# (metrics.LIST_KEYS) are derived from chunk_ns and chunk_tokens on read.
+LINE_METRICS: tuple[str, ...] = tuple(
+    k for k in metrics.METRIC_KEYS if k not in metrics.LIST_KEYS and k not in metrics.RAW_FIELD_KEYS
 )
 
 

@@ -55,6 +55,11 @@ METRIC_KEYS: tuple[str, ...] = (
     "sched_lag_s",
     "queue_s",
 )
+# The keys whose value is a list (one entry per gap or chunk); every other key is a scalar.
+LIST_KEYS: tuple[str, ...] = ("itl_s", "itl_per_token_s", "tokens_per_chunk")
+# Keys that restate a raw field of the record: output_tokens is the field of that name (when recorded),
+# queue_s is queue_ns in seconds.
+RAW_FIELD_KEYS: tuple[str, ...] = ("output_tokens", "queue_s")
 
 
 def higher_is_better(metric: str) -> bool:
