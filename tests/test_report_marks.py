@@ -125,3 +125,10 @@ def test_cli_mark_errors_are_bad_input(tmp_path: Path) -> None:
     res = runner.invoke(app, ["report", str(run_dir), "--mark", "SLA:output_tps=4000"])
     assert res.exit_code == 0, res.output
     assert "SLA 4,000" in (run_dir / "report" / "pareto.svg").read_text()
+    page = (run_dir / "report" / "report.html").read_text()
+    assert "Against the marks: best TPS/user" in page and "of SLA (4,000)" in page
+    res = runner.invoke(app, [*args, "--chart", "--mark", "vendor X:tps_user=700"])
+    assert res.exit_code == 0, res.output
+    (out,) = [d for d in tmp_path.iterdir() if d.name.endswith("compare")]
+    assert "vendor X 700" in (out / "compare_pareto.svg").read_text()
+    assert "marks given for this report (vendor X)" in (out / "compare.html").read_text()

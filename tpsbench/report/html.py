@@ -187,8 +187,10 @@ def to_html(
     *,
     metadata: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
+    against: str | None = None,
 ) -> str:
-    """The report page: the headline (:func:`headline`) and the first chart (the Pareto chart), then
+    """The report page: the headline (:func:`headline`; ``against``, the run read against its marks by
+    :func:`tpsbench.report.headline.headline`, under it), the first chart (the Pareto chart), then
     warnings, the per-level table (medians with
     CIs, tails, N), the charts, the SLO and the run's metadata with anything secret-looking redacted.
     ``notes`` are shown under the charts (e.g. a chart that could not be drawn and why)."""
@@ -198,6 +200,7 @@ def to_html(
         f"<h1>tpsbench report: {_e(run.name)}</h1>",
         f'<p class="sub">{_e(run_line(run, endpoint=redact(endpoint) if endpoint else None))}</p>',
         headline(run),
+        f'<p class="sub">Against the marks: {_e(against)}</p>' if against and " = " in against else "",
         _figures(images[:1]),  # the Pareto chart (render.build_charts puts it first), under the headline
         _warnings_box(run_warnings(run)),
     ]

@@ -135,10 +135,14 @@ def _pareto_caption(overlays: charts.Overlays) -> str:
         text += " Dotted verticals: published single-user speeds on Llama 4 Maverick."
     if overlays.model:
         text += " Dashed grey: the reference model's prediction for the same ISL/OSL."
-    if overlays.marks:
-        names = ", ".join(m.name for m in overlays.marks)
-        text += f" Purple dash-dot: the marks given for this report ({names})."
-    return text
+    return text + _marks_caption(overlays)
+
+
+def _marks_caption(overlays: charts.Overlays) -> str:
+    if not overlays.marks:
+        return ""
+    names = ", ".join(m.name for m in overlays.marks)
+    return f" Purple dash-dot: the marks given for this report ({names})."
 
 
 def build_charts(
@@ -264,7 +268,8 @@ def render_report(
         chart_files, images = _write_charts(chart_list, out, wanted)
         files += chart_files
         if "html" in wanted:
-            page = to_html(run.summary, images, metadata=run.metadata, notes=notes)
+            against = words.headline(run, _merged(scenario_marks(run, []), marks))
+            page = to_html(run.summary, images, metadata=run.metadata, notes=notes, against=against)
             files.append(_write(out / "report.html", page))
     if "md" in wanted:
         files.append(_write(out / "summary.md", to_markdown(run.summary)))
@@ -295,8 +300,9 @@ def write_comparison(
         chart = Chart(
             "compare_pareto",
             "Throughput vs interactivity, all runs",
-            "Each run's load levels and Pareto frontier; hollow points are dominated within their run. "
-            + " ".join(notes),
+            "Each run's load levels and Pareto frontier; hollow points are dominated within their run."
+            + _marks_caption(overlays)
+            + "".join(f" {n}" for n in notes),
             charts.pareto_figure(
                 series,
                 overlays=overlays,
