@@ -185,6 +185,10 @@ def ttft_figure(run: Run) -> Figure:
         ax.set_ylabel(f"time to first token ({unit})")
         fig.suptitle(words.title(run, "Time to first token against load"), fontweight="bold", fontsize=11.5)
         far_note = "".join(f" · {t}, above the chart" for t in far)
+        lows = [e.ci[0] * scale for p in pts for st in ("p50", "p99")
+                if (e := p.repeat_estimate(f"ttft_s_{st}")) is not None and e.ci is not None]  # fmt: skip
+        if level is not None and lows and min(lows) < ax.get_ylim()[0]:
+            far_note += " · a bar cut by the bottom edge: its interval reaches below the axis"
         how = (
             f"lines: mean over {run.repeat_count} repeats of each repeat's quantile · "
             + _repeats_note(run, level, "small dots by p50 and p99: each repeat's value")
