@@ -3,7 +3,7 @@
 :mod:`tpsbench.report.charts` is titled and identified by these, so a chart cut out of the report still
 says what it shows.
 
-    >>> from tpsbench.results.views import Run
+    >>> from tpsbench.results.views import Point, Run
     >>> run = Run.from_summary({"schema": 1, "run": {"name": "r1", "scenario_name": "maverick-b200",
     ...     "reference_endpoint": True, "gpus": 8, "workload": {"input_tokens": 1000, "output_tokens": 1000}},
     ...     "points": [{"concurrency": 1, "tps_user": {"p50": 1042.0}, "output_tps": 1000.0},
@@ -25,9 +25,9 @@ from tpsbench.config.report import Mark
 from tpsbench.core.fmt import tokens_short
 from tpsbench.reference.published import RECORD_SERVER_TPS, RECORD_TPS_USER
 from tpsbench.report.tables import run_line
-from tpsbench.results.views import Run
+from tpsbench.results.views import Point, Run
 
-__all__ = ["compare_title", "headline", "identity", "title"]
+__all__ = ["bests", "compare_title", "headline", "identity", "title"]
 
 
 def title(run: Run, what: str) -> str:
@@ -59,24 +59,35 @@ def identity(run: Run) -> str:
     return f"run {run.name} · {run_line(run)}{repeats}"
 
 
+def bests(run: Run) -> tuple[tuple[float, Point] | None, tuple[float, Point] | None]:
+    """The two numbers a headline states, each with its level: the best TPS/user (p50) and the peak
+    output TPS; None for one no point has."""
+    speeds = [(v, p) for p in run.points if (v := p.stat("tps_user", "p50")) is not None]
+    peaks = [(v, p) for p in run.points if (v := p.output_tps) is not None]
+    return _top(speeds), _top(peaks)
+
+
+def _top(found: Sequence[tuple[float, Point]]) -> tuple[float, Point] | None:
+    return max(found, key=lambda vp: vp[0]) if found else None
+
+
 def headline(run: Run, marks: Sequence[Mark] = ()) -> str | None:
     """The run's result in one line: the best TPS/user (p50) and the peak output TPS with their loads,
     each read against the marks for that number: the published record (1,038 TPS/user) and NVIDIA's
     72,000 TPS per server for a run of the reference endpoint, then the user's ``marks`` (the scenario's
     ``report.marks``, ``--mark``) in their order, as ``130.3% of vendor X (800)``. None when no point has
     either number."""
-    speeds = [(v, p) for p in run.points if (v := p.stat("tps_user", "p50")) is not None]
-    peaks = [(v, p) for p in run.points if (v := p.output_tps) is not None]
-    if not speeds and not peaks:
+    speed, peak = bests(run)
+    if speed is None and peak is None:
         return None
     parts = []
     for what, key, found, record in (
-        ("best TPS/user", "tps_user", speeds, f"the {RECORD_TPS_USER:,.0f} record"),
-        ("peak output TPS", "output_tps", peaks, f"{RECORD_SERVER_TPS:,.0f}"),
+        ("best TPS/user", "tps_user", speed, f"the {RECORD_TPS_USER:,.0f} record"),
+        ("peak output TPS", "output_tps", peak, f"{RECORD_SERVER_TPS:,.0f}"),
     ):
-        if not found:
+        if found is None:
             continue
-        v, p = max(found, key=lambda vp: vp[0])
+        v, p = found
         against = [(getattr(m, key), f"{m.name} ({getattr(m, key):,.0f})") for m in marks if getattr(m, key)]
         if run.reference_endpoint:
             ref = RECORD_TPS_USER if key == "tps_user" else RECORD_SERVER_TPS

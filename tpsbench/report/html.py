@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tpsbench.core import fmt
 from tpsbench.core.redact import redact
+from tpsbench.report.headline import bests
 from tpsbench.report.tables import (
     DEFINITION_HEADERS,
     DETAILED,
@@ -157,16 +158,15 @@ def headline(run: Run) -> str:
     <p class="headline"><b>Best TPS/user</b> 1,041 (p50, c=1) · <b>Peak output TPS</b> 10,967 (c=64; 1,371 per
     GPU, 8 GPUs)</p>
     """
-    speeds = [(v, p) for p in run.points if (v := p.stat("tps_user", "p50")) is not None]
-    peaks = [(v, p) for p in run.points if (v := p.output_tps) is not None]
-    if not speeds and not peaks:
+    speed, peak = bests(run)
+    if speed is None and peak is None:
         return '<p class="headline"><b>No successful request</b>: nothing to rank (see the warnings)</p>'
     parts = []
-    if speeds:
-        v, p = max(speeds, key=lambda vp: vp[0])
+    if speed is not None:
+        v, p = speed
         parts.append(f"<b>Best TPS/user</b> {v:,.0f} (p50, {_e(p.label)})")
-    if peaks:
-        v, p = max(peaks, key=lambda vp: vp[0])
+    if peak is not None:
+        v, p = peak
         per_gpu = p.output_tps_per_gpu
         gpus = f"; {per_gpu:,.0f} per GPU, {run.gpus} GPUs" if per_gpu is not None and run.gpus else ""
         parts.append(f"<b>Peak output TPS</b> {v:,.0f} ({_e(p.label)}{gpus})")
