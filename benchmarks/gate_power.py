@@ -11,6 +11,8 @@ the run-directory writer) by tpsbench.results.synthetic, and the rates measured 
 About 3 s per trial on one core (two runs written and summarised, one gate evaluation), three times that
 with repeats. ``--modes`` runs only the cases of the three modes (per-request, repeats x3, curve rows),
 with and without injected run-to-run drift (``Shape.drift``: one factor per repeat, a single run too).
+``--definitions`` runs only the cases of the point-level TPS/user rows (``tps_user_mlperf``,
+``tps_user_vllm``, gated at their default 10% floor).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Case:
     n: int = 200
     baseline: Shape = field(default_factory=Shape)
     repeats: int = 1  # > 1: both runs repeat the plan; the gate tests on per-repeat values (Welch t)
+    thresholds: dict[str, float] | None = None  # rows added to the gate's defaults
 
 
 DRIFT = 0.03  # run-to-run: a factor exp(0.03 z) on TPS/user (and 1/factor on TTFT) per repeat, CV ~ 3%
@@ -84,10 +87,38 @@ MODE_CASES = [
 ]
 
 
+# The point-level TPS/user definitions (results/definitions.py) as gate rows, at their default 10% floor.
+POINT_ROWS = {"tps_user_mlperf": 10.0, "tps_user_vllm": 10.0}
+DEFINITION_CASES = [
+    Case("identical (false alarm)", Shape(), "tps_user_mlperf", loads=(4, 16, 64), thresholds=POINT_ROWS),
+    Case("identical (false alarm)", Shape(), "tps_user_vllm", loads=(4, 16, 64), thresholds=POINT_ROWS),
+    Case(
+        "identical, wide spread (false alarm)",
+        Shape(ttft_sigma=0.6, tps_sigma=0.2),
+        "tps_user_mlperf",
+        loads=(4, 16, 64),
+        baseline=Shape(ttft_sigma=0.6, tps_sigma=0.2),
+        thresholds=POINT_ROWS,
+    ),
+    Case("TPS/user -15%", Shape(tps_factor=0.85), "tps_user_mlperf", thresholds=POINT_ROWS),
+    Case("TPS/user -15%", Shape(tps_factor=0.85), "tps_user_vllm", thresholds=POINT_ROWS),
+    Case("TPS/user -15%", Shape(tps_factor=0.85), "tps_user_mlperf", n=50, thresholds=POINT_ROWS),
+    Case(
+        "repeats x3, TPS/user -15%",
+        Shape(tps_factor=0.85),
+        "tps_user_vllm",
+        n=100,
+        repeats=3,
+        thresholds=POINT_ROWS,
+    ),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--modes", action="store_true", help="only the per-request/repeats/curve cases")
+    parser.add_argument("--definitions", action="store_true", help="only the point-level TPS/user rows")
     args = parser.parse_args()
     print(f"{args.trials} seeded trials per case; alpha = 0.05 with Holm; default thresholds\n")
     print(
@@ -95,7 +126,7 @@ def main() -> None:
         "| other rows regressed | time |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    cases = MODE_CASES if args.modes else [*CASES, *MODE_CASES]
+    cases = MODE_CASES if args.modes else DEFINITION_CASES if args.definitions else [*CASES, *MODE_CASES]
     for i, case in enumerate(cases):
         t0 = time.perf_counter()
         exit1, rows = gate_rates(
@@ -106,6 +137,7 @@ def main() -> None:
             n=case.n,
             first_seed=10_000 * i,
             repeats=case.repeats,
+            thresholds=case.thresholds,
         )
         others = ", ".join(f"{m} {r:.1%}" for m, r in rows.items() if r and m != case.row) or "none"
         print(

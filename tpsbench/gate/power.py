@@ -6,7 +6,7 @@ on them."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tpsbench.core.metricspec import CURVE_METRICS, DEFAULT_METRICS
@@ -25,14 +25,16 @@ def gate_rates(
     n: int = 200,
     first_seed: int = 0,
     repeats: int = 1,
+    thresholds: Mapping[str, float] | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Over seeded trials (a fresh baseline and candidate each): the fraction that exit 1, and per metric
     the fraction of (trial, load point) rows judged regressed (curve rows: per baseline point).
     ``baseline`` defaults to ``Shape()``; ``repeats`` > 1 writes both runs with that many repeats (the
-    gate then tests on per-repeat values)."""
+    gate then tests on per-repeat values); ``thresholds`` as the gate's (adding rows, e.g.
+    ``{"tps_user_mlperf": 10}``)."""
     baseline = baseline or Shape()
     exits = 0
-    regressed: dict[str, int] = dict.fromkeys([*DEFAULT_METRICS, *CURVE_METRICS], 0)
+    regressed: dict[str, int] = dict.fromkeys([*DEFAULT_METRICS, *(thresholds or {}), *CURVE_METRICS], 0)
     with tempfile.TemporaryDirectory() as tmp:
         for t in range(first_seed, first_seed + trials):
             b, c = (
@@ -41,7 +43,7 @@ def gate_rates(
                 )
                 for k, (side, shape) in enumerate((("b", baseline), ("c", candidate)))
             )
-            result = evaluate(b, c, seed=t)
+            result = evaluate(b, c, thresholds, seed=t)
             if result.exit_code not in (0, 1):
                 raise RuntimeError(f"trial {t}: the gate could not compare: {result.reasons}")
             exits += result.exit_code == 1
