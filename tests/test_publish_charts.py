@@ -90,3 +90,20 @@ def test_timeline_names_the_run_and_each_repeat() -> None:
     svg = _texts(chart.figure)
     assert "ci-gate (reference endpoint" in svg and f"run {run.name}" in svg
     assert all(f"repeat {k}" in svg for k in (1, 2, 3))
+
+
+def _point(c: int, p50: float, p1: float, p99: float) -> dict[str, object]:
+    q = {"p1": p1, "p10": p50 * 0.9, "p50": p50, "p90": p50 * 1.1, "p99": p99, "mean": p50}
+    return {"concurrency": c, "tps_user": q, "ttft_s": {"p50": 0.05, "p99": 0.2}, "output_tps": 100.0 * c}
+
+
+def test_tps_user_axis_holds_the_whiskers_log_when_they_span_20x() -> None:
+    from tpsbench.report.levels import tps_user_figure
+    from tpsbench.results.views import Run
+
+    narrow = Run.from_summary({"schema": 1, "points": [_point(1, 1000, 900, 1100), _point(8, 500, 450, 560)]})
+    ax = tps_user_figure(narrow).axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[1] >= 1100
+    wide = Run.from_summary({"schema": 1, "points": [_point(1, 1000, 900, 6000), _point(8, 300, 200, 400)]})
+    ax = tps_user_figure(wide).axes[0]
+    assert ax.get_yscale() == "log" and ax.get_ylim()[0] <= 200 and ax.get_ylim()[1] >= 6000
