@@ -374,20 +374,29 @@ def test_client_certificate_for_mutual_tls(certs: Certs) -> None:
     assert not without.ok and with_cert.ok, with_cert.error_detail
 
 
+async def scrape(
+    url: str, endpoint: Endpoint | None = None, proxies: ProxySettings | None = None, *, level: bool = True
+) -> tuple[int, str]:
+    """Samples got and notes of one level of telemetry on ``url`` (one scrape at its start, one at its end;
+    ``level`` False: one scrape, no notes) with ``endpoint``'s TLS context and ``proxies``."""
+    got: list[object] = []
+    tls = network_for(endpoint).tls if endpoint is not None else None
+    scraper = Scraper([url], got.extend, interval_s=60.0, timeout_s=5.0, tls=tls, proxies=proxies)
+    notes: list[str] = []
+    try:
+        if level:
+            async with scraper.level(0) as notes:
+                pass
+        else:
+            await scraper.scrape(0)
+    finally:
+        await scraper.aclose()
+    return len(got), " ".join(notes)
+
+
 def test_telemetry_scrapes_https_metrics_with_the_runs_tls(certs: Certs) -> None:
     """/metrics over https is fetched with endpoint.tls, as the requests are: a private CA, verify false,
     mutual TLS."""
-
-    async def scrape(url: str, endpoint: Endpoint | None) -> tuple[int, str]:
-        got: list[object] = []
-        tls = network_for(endpoint).tls if endpoint is not None else None
-        scraper = Scraper([url], got.extend, interval_s=60.0, timeout_s=5.0, tls=tls)
-        try:
-            async with scraper.level(0) as notes:  # one scrape at the start, one at the end
-                pass
-        finally:
-            await scraper.aclose()
-        return len(got), " ".join(notes)
 
     async def main(n: Net) -> list[tuple[int, str]]:
         url = f"https://127.0.0.1:{n.https_port}/metrics"
@@ -400,6 +409,34 @@ def test_telemetry_scrapes_https_metrics_with_the_runs_tls(certs: Certs) -> None
     assert trusted[0] > 0 and insecure[0] > 0 and trusted[1] == insecure[1] == ""  # vLLM-style metrics
     _, no_cert, _, with_cert = with_net(certs, main, mtls=True)  # the server asks for a client certificate
     assert no_cert[0] == 0 and with_cert[0] > 0, with_cert[1]
+
+
+def test_telemetry_takes_the_runs_proxy(certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/metrics takes the run's proxy for its URL, as requests do: none for the bundled reference endpoint
+    even when the environment names one (httpx alone would follow HTTP_PROXY), the proxy when it applies."""
+
+    async def main(n: Net) -> tuple[tuple[int, str], tuple[int, str]]:
+        url = f"http://127.0.0.1:{n.ref.port}/metrics"
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+        direct = await scrape(url, proxies=ProxySettings())
+        proxies = ProxySettings.from_env({"HTTP_PROXY": n.proxy.url(n.proxy_port)})
+        # one scrape: this test proxy forwards only a connection's first absolute-form request
+        via = await scrape(url, proxies=proxies, level=False)
+        return direct, via
+
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def watched(n: Net) -> tuple[tuple[int, str], tuple[int, str]]:
+        try:
+            return await main(n)
+        finally:
+            seen.extend(n.proxy.seen)
+
+    direct, via = with_net(certs, watched, password=SECRET)
+    assert direct[0] > 0 and direct[1] == "", direct[1]
+    assert via[0] > 0
+    ((method, target, auth),) = seen  # the bundled endpoint's scrapes never reached the proxy
+    assert method == "GET" and target.startswith("http://127.0.0.1:") and target.endswith("/metrics") and auth
 
 
 def test_a_run_through_a_proxy_over_tls_records_both_redacted(

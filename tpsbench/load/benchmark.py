@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import ssl
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from tpsbench.client.network import Network
 from tpsbench.client.tokens import rescale
 from tpsbench.config.dump import dump_scenario
 from tpsbench.config.scenario import Level, Scenario
@@ -294,7 +294,7 @@ async def _run_levels(run: _Run, obs: Observer, stop: asyncio.Event) -> RunOutco
     state = _Repeats(scenario.repeat.count, scenario.repeat.cooldown_s)
     summary: dict[str, Any] = summarize_run([], run_info=run.run_info, slo=dict(scenario.slo))
     next_id = 0
-    scraper, samples_out = _scraper(scenario, run.ctx.base_url, run_dir, run.session.network.tls)
+    scraper, samples_out = _scraper(scenario, run.ctx.base_url, run_dir, run.session.network)
     try:
         with RecordWriter(run_dir / REQUESTS) as writer:
             for k, levels in _repeat_plan(plan, state):
@@ -452,16 +452,19 @@ class _Repeats:
 
 
 def _scraper(
-    scenario: Scenario, base_url: str, run_dir: Path, tls: ssl.SSLContext | None
+    scenario: Scenario, base_url: str, run_dir: Path, net: Network
 ) -> tuple[Scraper | None, SampleWriter | None]:
-    """The run's telemetry scraper and the writer of its samples (both None when telemetry is off); https
-    /metrics with the run's TLS context (``endpoint.tls``), as the client's requests."""
+    """The run's telemetry scraper and the writer of its samples (both None when telemetry is off): /metrics
+    through the run's proxy and TLS context (``endpoint.tls``), as the client's requests."""
     tel = scenario.telemetry
     if not tel.enabled:
         return None, None
     out = SampleWriter(run_dir / TELEMETRY)
     urls = tel.urls or [default_url(base_url)]
-    return Scraper(urls, out.write, interval_s=tel.interval_s, timeout_s=tel.timeout_s, tls=tls), out
+    scraper = Scraper(
+        urls, out.write, interval_s=tel.interval_s, timeout_s=tel.timeout_s, tls=net.tls, proxies=net.proxies
+    )
+    return scraper, out
 
 
 async def _drive_level(

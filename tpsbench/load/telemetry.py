@@ -13,7 +13,9 @@ say what happened, and the summary shows them.
 
 An https URL is fetched with the run's TLS settings (``tls``: the context ``endpoint.tls`` builds, as the
 client's, :mod:`tpsbench.core.tls`), so a private CA, a client certificate or ``verify: false`` apply to
-the endpoint's /metrics as to its requests; without one, the system's trust store.
+the endpoint's /metrics as to its requests; without one, the system's trust store. Each URL goes through
+the run's proxy for it (``proxies``: :mod:`tpsbench.client.proxy`, NO_PROXY as curl reads it; none for
+the bundled reference endpoint), never through httpx's own reading of the environment.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from urllib.parse import urlsplit
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tpsbench.client.proxy import ProxySettings
+from tpsbench.client.transport.httpx import httpx_proxy
 from tpsbench.core.record import default_clock
 from tpsbench.core.tls import verify_for
 from tpsbench.results.telemetry import Sample
@@ -63,7 +67,7 @@ class _Target:
 
 class Scraper:
     """Scrapes ``urls`` during levels and passes each scrape's samples to ``sink``; ``tls``: the run's
-    context for https URLs (None: the system default)."""
+    context for https URLs (None: the system default); ``proxies``: the run's (None: direct)."""
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class Scraper:
         clock: Callable[[], int] = default_clock,
         transport: httpx.AsyncBaseTransport | None = None,
         tls: ssl.SSLContext | None = None,
+        proxies: ProxySettings | None = None,
     ) -> None:
         self._targets = [_Target(u) for u in urls]
         self._sink = sink
@@ -82,18 +87,29 @@ class Scraper:
         self.timeout_s = timeout_s
         self._clock = clock
         verify = tls if tls is not None else verify_for(urls)  # endpoint.tls, as the client's connections
-        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport, verify=verify)
+        proxies = proxies if proxies is not None else ProxySettings()
+        self._http = {  # one client per URL: each has its own proxy (or none)
+            u: httpx.AsyncClient(
+                timeout=timeout_s,
+                transport=transport,
+                verify=verify,
+                trust_env=False,
+                proxy=httpx_proxy(proxies.for_url(u)),
+            )
+            for u in dict.fromkeys(urls)
+        }
         self._task: asyncio.Task[None] | None = None
         self._level = 0
         self._before: dict[str, tuple[int, Counter[str]]] = {}
 
     async def aclose(self) -> None:
         await self._cancel()
-        await self._http.aclose()
+        for http in self._http.values():
+            await http.aclose()
 
     async def _scrape_one(self, target: _Target, level: int) -> None:
         try:
-            resp = await asyncio.wait_for(self._http.get(target.url), self.timeout_s)
+            resp = await asyncio.wait_for(self._http[target.url].get(target.url), self.timeout_s)
             t_ns = self._clock()
         except TimeoutError:
             target.failed[f"timeout after {self.timeout_s:g} s"] += 1
