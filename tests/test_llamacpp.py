@@ -133,30 +133,32 @@ def _events(raw: RawExchange) -> list[dict[str, Any]]:
     return out
 
 
-def _exchanges(
+async def _exchanges_on_loop(
     server: LlamaServer, api: str, n: int, concurrency: int, workload: Workload
 ) -> list[tuple[RequestRecord, RawExchange]]:
     """``n`` requests, ``concurrency`` at a time, each with its raw exchange (every read, as it arrived)."""
     scenario = _scenario(server, api, [{"concurrency": concurrency, "requests": n}])
     prompts = build_prompts(workload, api, n)
+    recording = _Recording()
+    client = Client(scenario.endpoint, server.url, MODEL, recording)  # type: ignore[arg-type]
+    gate = asyncio.Semaphore(concurrency)
 
-    async def go() -> list[tuple[RequestRecord, RawExchange]]:
-        recording = _Recording()
-        client = Client(scenario.endpoint, server.url, MODEL, recording)  # type: ignore[arg-type]
-        gate = asyncio.Semaphore(concurrency)
+    async def one(i: int) -> RequestRecord:
+        async with gate:
+            return (await client.send(prompts[i], request_id=i, level=0, workload=workload)).record
 
-        async def one(i: int) -> RequestRecord:
-            async with gate:
-                return (await client.send(prompts[i], request_id=i, level=0, workload=workload)).record
+    try:
+        records = await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await recording.aclose()
+    raw = {x.send_ns: x for x in recording.exchanges}  # a record keeps its exchange's send_ns
+    return [(r, raw[r.send_ns]) for r in records]
 
-        try:
-            records = await asyncio.gather(*(one(i) for i in range(n)))
-        finally:
-            await recording.aclose()
-        raw = {x.send_ns: x for x in recording.exchanges}  # a record keeps its exchange's send_ns
-        return [(r, raw[r.send_ns]) for r in records]
 
-    return asyncio.run(go())
+def _exchanges(
+    server: LlamaServer, api: str, n: int, concurrency: int, workload: Workload
+) -> list[tuple[RequestRecord, RawExchange]]:
+    return asyncio.run(_exchanges_on_loop(server, api, n, concurrency, workload))
 
 
 def _send_all(
@@ -285,13 +287,18 @@ def _is_text(api: str, event: dict[str, Any]) -> bool:
 @pytest.mark.parametrize("api", ["messages", "responses"])
 def test_messages_and_responses_agree_with_the_server_and_with_chat(np4: LlamaServer, api: str) -> None:
     # llama-server (this build: /v1/messages and /v1/responses, both streamed) turns either request into a
-    # chat completion: the same prompts cost the same prompt tokens as through chat.
+    # chat completion: the same prompts cost the same prompt tokens as through chat. A chat user and a user
+    # of the API run side by side (two of the four slots), so every decoding step serves both.
     workload = Workload(input_tokens=24, output_tokens=OSL, seed=6)
-    chat = _exchanges(np4, "chat", 8, 1, workload)
+
+    async def side_by_side() -> list[list[tuple[RequestRecord, RawExchange]]]:
+        users = (_exchanges_on_loop(np4, name, 8, 1, workload) for name in ("chat", api))
+        return list(await asyncio.gather(*users))
+
     before = np4.counters()
-    pairs = _exchanges(np4, api, 8, 1, workload)  # the same prompts: mostly from the prompt cache now
+    chat, pairs = asyncio.run(side_by_side())
     predicted = np4.counters()["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"]
-    assert predicted == sum(r.output_tokens or 0 for r, _ in pairs) == 8 * OSL
+    assert predicted == sum(r.output_tokens or 0 for r, _ in chat + pairs) == 2 * 8 * OSL
     for (rec, raw), (chat_rec, _) in zip(pairs, chat, strict=True):
         events = _arrivals(raw)
         texts = [t for t, e in events if _is_text(api, e)]
@@ -317,14 +324,28 @@ def test_messages_and_responses_agree_with_the_server_and_with_chat(np4: LlamaSe
             assert t["predicted_n"] == OSL
             decode, ttft = metrics.decode_s(rec), metrics.ttft_s(rec)
             assert decode == pytest.approx(t["predicted_ms"] / 1e3, rel=0.1, abs=0.01), (decode, t)
-            assert ttft is not None and ttft >= t["prompt_ms"] / 1e3 and ttft - t["prompt_ms"] / 1e3 <= 0.1
+            # TTFT exceeds the prompt's own forward pass by HTTP and templating, and (side by side) by the
+            # other user's decoding step it may wait for: one step is about predicted_ms / predicted_n
+            step = t["predicted_ms"] / t["predicted_n"] / 1e3
+            assert ttft is not None and t["prompt_ms"] / 1e3 <= ttft <= t["prompt_ms"] / 1e3 + 0.1 + step, (
+                ttft,
+                t,
+            )
     medians = {}
     for name, run in (("chat", chat), (api, pairs)):
         tps = statistics.median(metrics.tps_user(r) or 0.0 for r, _ in run)
         medians[name] = (tps, statistics.median(metrics.ttft_s(r) or 0.0 for r, _ in run))
-    # one server thread, the same tokens: decoding runs at the same speed whichever API asked
-    assert medians[api][0] == pytest.approx(medians["chat"][0], rel=0.15), medians
-    print(f"\n{api} vs chat, c=1 (TPS/user p50, TTFT p50 s): {medians}")
+    # Request i of each user decodes in the same steps as the other's: the same speed whichever API asked.
+    # Compared pair by pair (the host's load drifts between pairs; TPS/user of a pair moved 6 -> 19 here).
+    ratio = statistics.median(
+        (metrics.tps_user(a) or 0.0) / (metrics.tps_user(c) or 1.0)
+        for (a, _), (c, _) in zip(pairs, chat, strict=True)
+    )
+    assert ratio == pytest.approx(1.0, abs=0.05), (ratio, medians)
+    print(
+        f"\n{api} vs chat side by side, c=1: TPS/user {api}/chat p50 {ratio:.3f}; "
+        f"(TPS/user p50, TTFT p50 s) {medians}"
+    )
 
 
 @pytest.mark.parametrize("name", ["llamacpp", "llamacpp-messages", "llamacpp-responses"])
