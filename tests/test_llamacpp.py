@@ -14,7 +14,11 @@ What is checked against what:
 - token counts: the GGUF's vocabulary (``gguf:`` tokenizer, through llama-cpp-python) against the server's
   ``/tokenize`` and its ``usage.prompt_tokens`` for exact-length prompts;
 - the prompt cache: a shared prefix is served from it (``timings.cache_n``, prompt tokens processed per
-  ``llamacpp:prompt_tokens_total``) and lowers TTFT.
+  ``llamacpp:prompt_tokens_total``) and lowers TTFT;
+- Anthropic Messages (``/v1/messages``) and OpenAI Responses (``/v1/responses``), both streamed by this
+  build: TTFT at the first text delta, usage as the stream reports it and against the counters, prompt tokens
+  equal to chat's for the same prompts, TPS/user equal to a chat user's decoding alongside, and the README's
+  scenario per API (scenarios/llamacpp*.yaml) end to end.
 
 llama-cpp-python's Python server, which serves one request at a time and reports no usage while streaming,
 keeps the cases only it has in tests/test_llamacpp_python.py.
