@@ -285,11 +285,11 @@ Log = list[tuple[int, int, int]]
 @asynccontextmanager
 async def keepalive_server(plan: Callable[[int, int], str]) -> AsyncIterator[tuple[str, Log]]:
     """A keep-alive HTTP/1.1 server that does, for request ``r`` of connection ``c``, what ``plan(c, r)``
-    says: "answer" (a complete Content-Length response), "answer+close" (that, then close the connection
-    with no ``Connection: close``: a server dropping an idle connection at once), "close" (read the
-    request, close: FIN), "reset" (read the request, close with RST), "partial" (send the first byte of a
-    status line, close) or "head" (send a 200's headers, close). Logs (connection, request on it,
-    perf_counter_ns when the request was read)."""
+    says: "answer" (a complete Content-Length response), "slow" (that, after 0.1 s), "answer+close" (that,
+    then close the connection with no ``Connection: close``: a server dropping an idle connection at once),
+    "close" (read the request, close: FIN), "reset" (read the request, close with RST), "partial" (send the
+    first byte of a status line, close) or "head" (send a 200's headers, close). Logs (connection, request
+    on it, perf_counter_ns when the request was read)."""
     log: Log = []
     conns = 0
 
@@ -301,6 +301,9 @@ async def keepalive_server(plan: Callable[[int, int], str]) -> AsyncIterator[tup
                 await read_request(reader)
                 log.append((c, r, time.perf_counter_ns()))
                 action = plan(c, r)
+                if action == "slow":
+                    await asyncio.sleep(0.1)
+                    action = "answer"
                 if action.startswith("answer"):
                     writer.write(response(200, b"data: [DONE]\n\n", "OK"))
                     await writer.drain()
@@ -356,6 +359,28 @@ def test_a_reused_connection_closed_unanswered_resends_once_on_a_fresh_one(kind:
     lost_attempt, answered = log[1][2], log[2][2]
     assert lost_attempt < second.send_ns < answered  # t_send is the real (second) send
     assert second.send_ns <= second.headers_ns <= second.end_ns  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_resend_goes_on_a_new_connection_not_another_pooled_one(kind: str) -> None:
+    # Two pooled connections, both closed by the server at their next request: the request that meets the
+    # first must not be resent on the second (as stale), but on a connection of its own.
+    plan = {(0, 0): "slow", (1, 0): "slow", (0, 1): "close", (1, 1): "close"}
+
+    async def go() -> tuple[RawExchange, Log]:
+        transport = make_transport(kind)  # type: ignore[arg-type]
+        try:
+            async with keepalive_server(lambda c, r: plan.get((c, r), "answer")) as (url, log):
+                await asyncio.gather(*(transport.stream(url, {}, b"{}", FAST) for _ in range(2)))
+                return await transport.stream(url, {}, b"{}", FAST), log
+        finally:
+            await transport.aclose()
+
+    raw, log = asyncio.run(go())
+    assert (raw.status, raw.error, raw.body_complete, raw.resent) == (200, None, True, True)
+    tried = sorted((c, r) for c, r, _ in log if r == 1)
+    assert sorted((c, r) for c, r, _ in log if r == 0) == [(0, 0), (1, 0), (2, 0)]
+    assert tried in ([(0, 1)], [(1, 1)])  # one stale connection tried, then a new one
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -64,8 +64,11 @@ class AiohttpTransport(StreamingTransport):
     of a status line had arrived when it raises ``ServerDisconnectedError``. So each connection's protocol
     is a :class:`_Protocol`, which counts the requests it was given and marks the request's
     :class:`~.base.Attempt` when a response byte arrives; :class:`~.base.StreamingTransport` resends from
-    that. Before it, measured against llama-server -np 4 at c=4, 120 short requests: 60 lost (h11: none,
-    22 resent).
+    that. A resend goes through a second session whose connector never pools (``force_close``), so it
+    is on a new connection: from the pool it would often get another connection the server had closed
+    (the one it failed on is closed, so the connections open stay within ``max_connections``). Against
+    llama-server -np 4 at c=4, 120 short requests: 60 lost before; with the resend from the pool, 9 to 12
+    lost and about 100 resent; with it on a new connection: see README.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class AiohttpTransport(StreamingTransport):
         super().__init__(clock)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None  # for resends: a new connection each time
         self._proxies = proxies
         self._tls = tls
         self._per_url: dict[str, dict[str, Any]] = {}  # proxy and TLS arguments, resolved once per URL
@@ -95,26 +99,33 @@ class AiohttpTransport(StreamingTransport):
             self._per_url[url] = kw
         return kw
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections or 0, limit_per_host=0)
+    def _get_session(self, fresh: bool) -> aiohttp.ClientSession:
+        session = self._fresh if fresh else self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0 if fresh else self._max_connections or 0, limit_per_host=0, force_close=fresh
+            )
             # aiohttp has no public seam for the protocol; its connector makes every connection from this
             factory = functools.partial(_Protocol, loop=asyncio.get_running_loop())
             connector._factory = cast("functools.partial[ResponseHandler]", factory)
             # No session-wide timeout: stream() enforces the per-request deadlines.
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
             )
-        return self._session
+            if fresh:
+                self._fresh = session
+            else:
+                self._session = session
+        return session
 
     @asynccontextmanager
     async def _open(
-        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts, *, fresh: bool
     ) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
         # sock_connect, not connect: waiting for a pool slot (if limited) is not a connect failure.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s)
         net = self._network(url)
-        async with self._get_session().post(
+        async with self._get_session(fresh).post(
             url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False, **net
         ) as resp:
             # iter_any: whatever bytes arrived, as soon as they arrived (no line or size re-chunking).
@@ -130,6 +141,7 @@ class AiohttpTransport(StreamingTransport):
         return ErrorKind.OTHER
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh = None

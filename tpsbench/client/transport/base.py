@@ -188,9 +188,10 @@ class StreamingTransport(ABC):
 
     @abstractmethod
     def _open(
-        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts, *, fresh: bool
     ) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[bytes]]]:
         """Send the request; enter once the headers arrived, giving the status and the body's reads.
+        ``fresh``: on a new connection, none from the pool (a resend: another pooled one may be stale too).
 
         The connection it goes out on fills in :data:`current_attempt` (``reused``, ``heard``); a subclass
         whose connections do not leave it as is (no resend, which is always safe)."""
@@ -259,7 +260,7 @@ class StreamingTransport(ABC):
         clock = self._clock
         reads = ex.reads
         ex.send_ns = clock()
-        async with self._open(url, headers, body, timeouts) as (status, body_reads):
+        async with self._open(url, headers, body, timeouts, fresh=ex.resent) as (status, body_reads):
             ex.headers_ns = clock()
             ex.status = status
             ex.error = classify_status(status)
