@@ -68,7 +68,7 @@ class AiohttpTransport(StreamingTransport):
     is on a new connection: from the pool it would often get another connection the server had closed
     (the one it failed on is closed, so the connections open stay within ``max_connections``). Against
     llama-server -np 4 at c=4, 120 short requests: 60 lost before; with the resend from the pool, 9 to 12
-    lost and about 100 resent; with it on a new connection: see README.
+    lost and about 100 resent; on a new connection, none lost and 60 resent (twice).
     """
 
     def __init__(
