@@ -23,12 +23,14 @@ from tpsbench.client.apis.base import (
     BearerAuth,
     PromptLike,
     Scan,
+    ScanSteps,
+    Stepped,
     error_message,
     finish_body,
     int_or_none,
+    iter_events,
     prompt_messages,
     text_field,
-    walk_events,
 )
 from tpsbench.core.record import ErrorKind
 
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["CHAT", "COMPLETIONS", "ChatApi"]
 
 
-class ChatApi(BearerAuth):
+class ChatApi(Stepped, BearerAuth):
     """Chat completions, or (``completions=True``) the legacy completions API."""
 
     end_event = "data: [DONE]"
@@ -68,8 +70,8 @@ class ChatApi(BearerAuth):
         body[workload.max_tokens_field] = prompt.max_tokens
         return finish_body(body, endpoint, prompt, workload)
 
-    def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
-        return walk_events(reads, _apply_chunk, done_data="[DONE]", pure=True)  # _apply_chunk reads no state
+    def scan_steps(self, reads: list[tuple[int, bytes]]) -> ScanSteps:
+        return iter_events(reads, _apply_chunk, done_data="[DONE]", pure=True)  # _apply_chunk reads no state
 
 
 CHAT = ChatApi()

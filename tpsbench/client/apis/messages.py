@@ -28,13 +28,15 @@ from typing import TYPE_CHECKING, Any
 from tpsbench.client.apis.base import (
     PromptLike,
     Scan,
+    ScanSteps,
+    Stepped,
     error_message,
     finish_body,
     int_or_none,
+    iter_typed_events,
     obj_field,
     prompt_messages,
     text_field,
-    walk_typed_events,
 )
 from tpsbench.core.record import ErrorKind
 
@@ -48,7 +50,7 @@ _DELTA_TEXT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_d
 _INPUT_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
-class MessagesApi:
+class MessagesApi(Stepped):
     name = "messages"
     path = "/messages"
     end_event = "message_stop"
@@ -72,8 +74,8 @@ class MessagesApi:
         body["stream"] = True
         return finish_body(body, endpoint, prompt, workload)
 
-    def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
-        return walk_typed_events(reads, _apply_event)
+    def scan_steps(self, reads: list[tuple[int, bytes]]) -> ScanSteps:
+        return iter_typed_events(reads, _apply_event)
 
 
 MESSAGES = MessagesApi()

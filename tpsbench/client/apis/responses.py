@@ -25,13 +25,15 @@ from tpsbench.client.apis.base import (
     BearerAuth,
     PromptLike,
     Scan,
+    ScanSteps,
+    Stepped,
     error_message,
     finish_body,
     int_or_none,
+    iter_typed_events,
     obj_field,
     prompt_messages,
     text_field,
-    walk_typed_events,
 )
 from tpsbench.core.record import ErrorKind
 
@@ -51,7 +53,7 @@ TEXT_DELTAS = frozenset(
 )
 
 
-class ResponsesApi(BearerAuth):
+class ResponsesApi(Stepped, BearerAuth):
     name = "responses"
     path = "/responses"
     end_event = "response.completed"
@@ -68,8 +70,8 @@ class ResponsesApi(BearerAuth):
         }
         return finish_body(body, endpoint, prompt, workload)
 
-    def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
-        return walk_typed_events(reads, _apply_event)
+    def scan_steps(self, reads: list[tuple[int, bytes]]) -> ScanSteps:
+        return iter_typed_events(reads, _apply_event)
 
 
 RESPONSES = ResponsesApi()
