@@ -135,3 +135,27 @@ def test_stop_aborts_requests_in_flight() -> None:
         return (await drain(gen))[-1]
 
     assert run(main).finish_reason == "abort"
+
+
+def test_lag_percentiles_cover_every_sample_not_the_last_window() -> None:
+    """Exact while the window holds every sample; past it, a 2%-bin histogram of all of them (a window
+    of the last samples would describe only a level's drain)."""
+    from tpsbench.reference.engine import LagStats
+
+    small = LagStats(window=100)
+    for v in [0.004, 0.001, 0.003, 0.002]:
+        small.add(v)
+    assert (small.quantile(0.5), small.quantile(0.99)) == (0.002, 0.004)
+
+    stats = LagStats(window=100)
+    for _ in range(990):
+        stats.add(0.010)  # the level: 10 ms late
+    for _ in range(10_000):
+        stats.add(0.0)  # then its quiet drain, ten times as many samples
+    s = stats.summary()
+    assert s["count"] == 10_990 and s["max"] == 0.010
+    # sorted: 10,000 zeros, then 990 at 10 ms; the last 100 samples alone would say p99 = 0
+    assert s["p99"] is not None and 0.0098 <= s["p99"] <= 0.010  # rank 10,881: a 10 ms sample, bin edge
+    assert 0.0098 <= stats.quantile(0.91) <= 0.010  # rank 10,001: the first 10 ms sample
+    assert stats.quantile(0.90) <= 1e-6  # rank 9,891: still the zeros
+    assert s["p50"] is not None and s["p50"] <= 1e-6
