@@ -216,9 +216,19 @@ def place_labels(fig: Figure, ax: Axes, labels: Sequence[Label], lines: Sequence
         obstacles.append((box, _COST_TEXT))
 
 
+TITLE_PT = 11.5
+TITLE_CHARS = 68  # bold characters at TITLE_PT that fit the 8-inch figure
+
+
+def figure_title(fig: Figure, text: str) -> None:
+    """The chart's bold title, smaller when it is long (a long scenario name), so it never runs off."""
+    size = TITLE_PT if len(text) <= TITLE_CHARS else max(8.0, TITLE_PT * TITLE_CHARS / len(text))
+    fig.suptitle(text, fontweight="bold", fontsize=size)
+
+
 def empty_figure(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
     """A chart with nothing to draw: its title and why, in the middle."""
     ax.set_axis_off()
     ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color=GREY)
-    fig.suptitle(title, fontweight="bold", fontsize=11.5)
+    figure_title(fig, title)
     return fig

@@ -35,6 +35,7 @@ from tpsbench.report.chartkit import (
     Label,
     Line,
     empty_figure,
+    figure_title,
     new_figure,
     place_labels,
     subtitle,
@@ -264,7 +265,7 @@ def pareto_figure(
         title = title or words.title(run0, "Throughput vs interactivity")
         if len(title) > 90:  # many or long run labels: the legend names them anyway
             title = f"Throughput vs interactivity: {len(series)} runs"
-        fig.suptitle(title, fontweight="bold", fontsize=11.5)
+        figure_title(fig, title)
         if len(series) == 1:
             head = words.headline(run0, overlays.marks)
             subtitle(ax, f"{head}\n{words.identity(run0)}" if head else words.identity(run0))

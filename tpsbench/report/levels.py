@@ -31,6 +31,7 @@ from tpsbench.report.chartkit import (
     STYLE,
     VERMILLION,
     empty_figure,
+    figure_title,
     new_figure,
     subtitle,
     use_log,
@@ -183,7 +184,7 @@ def ttft_figure(run: Run) -> Figure:
         else:
             ax.set_ylim(0, top * scale * 1.2)
         ax.set_ylabel(f"time to first token ({unit})")
-        fig.suptitle(words.title(run, "Time to first token against load"), fontweight="bold", fontsize=11.5)
+        figure_title(fig, words.title(run, "Time to first token against load"))
         far_note = "".join(f" · {t}, above the chart" for t in far)
         lows = [e.ci[0] * scale for p in pts for st in ("p50", "p99")
                 if (e := p.repeat_estimate(f"ttft_s_{st}")) is not None and e.ci is not None]  # fmt: skip
@@ -277,7 +278,7 @@ def tps_user_figure(run: Run) -> Figure:
             ax.axhline(limit, color=GREEN, ls="--", lw=1.2, label=f"SLO: TPS/user {stat} ≥ {limit:g}")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right")
-        fig.suptitle(words.title(run, "Per-user speed by load level"), fontweight="bold", fontsize=11.5)
+        figure_title(fig, words.title(run, "Per-user speed by load level"))
         how = "box p10–p90 · whiskers p1–p99 · line: median · ◇ mean"
         how = f"{how} · dots: one per request" if dots else how
         if above:
@@ -337,7 +338,7 @@ def itl_figure(run: Run) -> Figure:
         ax.set_xlabel("gap between consecutive streamed chunks (ms)")
         ax.set_ylabel("share of gaps ≤ x (%)")
         ax.legend(title="load", loc="lower right", ncols=2 if len(curves) > 8 else 1)
-        fig.suptitle(words.title(run, "Inter-chunk latency"), fontweight="bold", fontsize=11.5)
+        figure_title(fig, words.title(run, "Inter-chunk latency"))
         how = "cumulative share of gaps, one line per load level · one gap may deliver several tokens"
         how += _pooled(run, "gaps")
         subtitle(ax, f"{words.identity(run)} · {how}{off_scale}")
@@ -386,7 +387,7 @@ def tokens_per_chunk_figure(run: Run) -> Figure | None:
             ncols=len(used),
             frameon=False,
         )
-        fig.suptitle(words.title(run, "Tokens per streamed chunk"), fontweight="bold", fontsize=11.5)
+        figure_title(fig, words.title(run, "Tokens per streamed chunk"))
         # the legend sits over the axes, so the run is named under them
         run_id = wrapped(words.identity(run) + _pooled(run, "chunks"), 105)
         fig.supxlabel(run_id, x=0.01, ha="left", fontsize=8, color=GREY)

@@ -24,6 +24,7 @@ from tpsbench.report.chartkit import (
     STYLE,
     VERMILLION,
     WIDTH_IN,
+    figure_title,
     subtitle,
     tokens_axis,
 )
@@ -82,7 +83,7 @@ def timeline_figure(
         ax_load.step(xs, ys, where="post", color=BLUE, lw=1.2)  # no legend: the repeats are named there
         ax_load.set_ylabel("requests in flight\n(client)")
         what = "Load timeline and what the server reported" + (f" ({source})" if source else "")
-        fig.suptitle(title or what, fontweight="bold", fontsize=11.5)
+        figure_title(fig, title or what)
         if identity:
             subtitle(ax_load, identity)
         bins, client = _client_tps(records, t0, t_end)
