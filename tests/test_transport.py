@@ -667,6 +667,18 @@ def test_chunked_framing_gives_the_payload_however_the_reads_split(
     assert ended and got == b"".join(payloads) and not body.extra
 
 
+@settings(max_examples=100, deadline=None)
+@given(payloads=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=6), upper=st.booleans())
+def test_chunked_framing_of_one_whole_chunk_per_read(payloads: list[bytes], upper: bool) -> None:
+    """The usual read (what a server's one write per event gives): its fast path, leading zeros and either
+    case of hex digits included."""
+    body = ChunkedBody(keep_alive=True)
+    for p in payloads:
+        size = (b"%X" if upper else b"0%x") % len(p)
+        assert body.feed(b"%b\r\n%b\r\n" % (size, p)) == (p, False)
+    assert body.feed(b"0\r\n\r\n") == (b"", True)
+
+
 @pytest.mark.parametrize(
     "wire", [b"0x5\r\nhello\r\n", b"-5\r\nhello\r\n", b"1_0\r\n", b"zz\r\n", b"2\r\nabXY"]
 )
