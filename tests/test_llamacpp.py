@@ -339,13 +339,16 @@ def test_messages_and_responses_agree_with_the_server_and_with_chat(np4: LlamaSe
     for name, run in (("chat", chat), (api, pairs)):
         tps = statistics.median(metrics.tps_user(r) or 0.0 for r, _ in run)
         medians[name] = (tps, statistics.median(metrics.ttft_s(r) or 0.0 for r, _ in run))
-    # Request i of each user decodes in the same steps as the other's: the same speed whichever API asked.
-    # Compared pair by pair (the host's load drifts between pairs; TPS/user of a pair moved 6 -> 19 here).
+    # Request i of each user decodes mostly in the same steps as the other's: about the same speed whichever
+    # API asked. Compared pair by pair (the host's load drifts between pairs; TPS/user of a pair moved
+    # 6 -> 19 here). Not exactly the same steps: the two users' TTFTs differ (0.34 vs 0.58 s in one CI run),
+    # so of 32 tokens the first few of one and the last few of the other decode alone, which is faster
+    # (a ratio of 1.13 seen in CI). The bound catches a wrong token count or clock, not that.
     ratio = statistics.median(
         (metrics.tps_user(a) or 0.0) / (metrics.tps_user(c) or 1.0)
         for (a, _), (c, _) in zip(pairs, chat, strict=True)
     )
-    assert ratio == pytest.approx(1.0, abs=0.05), (ratio, medians)
+    assert ratio == pytest.approx(1.0, abs=0.25), (ratio, medians)
     print(
         f"\n{api} vs chat side by side, c=1: TPS/user {api}/chat p50 {ratio:.3f}; "
         f"(TPS/user p50, TTFT p50 s) {medians}"
