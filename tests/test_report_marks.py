@@ -17,9 +17,10 @@ from tpsbench.config.report import Mark, parse_mark
 from tpsbench.report import charts
 from tpsbench.report import headline as words
 from tpsbench.report.chartkit import figure_bytes
+from tpsbench.report.markdown import to_markdown
 from tpsbench.report.render import build_charts, overlays_for
 from tpsbench.results.synthetic import write_synthetic_run
-from tpsbench.results.views import open_run
+from tpsbench.results.views import Run, open_run
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 runner = CliRunner()
@@ -126,9 +127,88 @@ def test_cli_mark_errors_are_bad_input(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "SLA 4,000" in (run_dir / "report" / "pareto.svg").read_text()
     page = (run_dir / "report" / "report.html").read_text()
-    assert "Against the marks: best TPS/user" in page and "of SLA (4,000)" in page
+    assert "<h2>Against the marks</h2>" in page and "<td>SLA</td><td>output TPS</td><td>4,000</td>" in page
+    assert "| SLA | output TPS | 4,000 |" in (run_dir / "report" / "summary.md").read_text()
     res = runner.invoke(app, [*args, "--chart", "--mark", "vendor X:tps_user=700"])
     assert res.exit_code == 0, res.output
     (out,) = [d for d in tmp_path.iterdir() if d.name.endswith("compare")]
     assert "vendor X 700" in (out / "compare_pareto.svg").read_text()
     assert "marks given for this report (vendor X)" in (out / "compare.html").read_text()
+    md = (out / "compare.md").read_text()
+    assert "| vendor X | TPS/user p50 | 700 | 1,061 (151.5%) | 1,061 (151.5%) |" in md, md
+
+
+# Two levels of exact numbers: the best TPS/user at c=1, the peak output TPS at c=64.
+EXACT = {
+    "schema": 1,
+    "run": {"name": "r1", "reference_endpoint": False},
+    "points": [
+        {"concurrency": 1, "tps_user": {"p50": 1000.0}, "output_tps": 990.0},
+        {"concurrency": 64, "tps_user": {"p50": 250.0}, "output_tps": 16000.0},
+    ],
+}
+MARKS = [
+    Mark(name="vendor X", tps_user=800, note="blog, May"),
+    Mark(name="SLA", tps_user=1250, output_tps=20000),
+]
+
+
+def test_marks_table_is_the_headlines_reading() -> None:
+    run = Run.from_summary(EXACT)
+    rows, notes = words.marks_table(run, MARKS)
+    assert rows == [
+        ["vendor X", "TPS/user p50", "800", "1,000", "c=1", "125.0%"],
+        ["SLA", "TPS/user p50", "1,250", "1,000", "c=1", "80.0%"],
+        ["SLA", "output TPS", "20,000", "16,000", "c=64", "80.0%"],
+    ]
+    assert notes == ["vendor X: blog, May"]
+    assert words.headline(run, MARKS) == (
+        "best TPS/user 1,000 (c=1) = 125.0% of vendor X (800), 80.0% of SLA (1,250)"
+        " · peak output TPS 16,000 (c=64) = 80.0% of SLA (20,000)"
+    )
+    assert words.marks_table(run) == ([], [])  # nothing to read against: no table
+    ref = Run.from_summary({**EXACT, "run": {"name": "r1", "reference_endpoint": True}})
+    rows, notes = words.marks_table(ref, MARKS[:1])
+    assert [r[0] for r in rows] == ["NVIDIA record", "vendor X", "NVIDIA per server"]
+    assert rows[0][2:] == ["1,038", "1,000", "c=1", "96.3%"] and rows[2][2:] == [
+        "72,000",
+        "16,000",
+        "c=64",
+        "22.2%",
+    ]
+    assert notes[0].startswith("NVIDIA record: Llama 4 Maverick output speed") and len(notes) == 3
+
+
+def test_summary_md_states_the_marks_in_a_table_that_reads_at_80_columns() -> None:
+    md = to_markdown(EXACT, MARKS)
+    lines = md.splitlines()
+    start = lines.index("**Against the marks**")
+    assert lines[start + 2 : start + 8] == [
+        "| mark | best | mark value | run | at | run/mark |",
+        "|---|---|--:|--:|--:|--:|",
+        "| vendor X | TPS/user p50 | 800 | 1,000 | c=1 | 125.0% |",
+        "| SLA | TPS/user p50 | 1,250 | 1,000 | c=1 | 80.0% |",
+        "| SLA | output TPS | 20,000 | 16,000 | c=64 | 80.0% |",
+        "",
+    ]
+    assert lines[start + 8] == "- vendor X: blog, May"
+    assert start < lines.index(
+        "| level | requests ok/measured | TTFT p50 | TTFT p99 | TPS/user p50 | TPS/user p10 "
+        "| output TPS | errors |"
+    )  # the result first, then the levels
+    long = Mark(name="x" * 28, tps_user=1_250.5, output_tps=150_000)  # a long name (40 at most)
+    rows = [ln for ln in to_markdown(EXACT, [long]).splitlines() if ln.startswith("| xxx")]
+    assert len(rows) == 2 and max(len(r) for r in rows) <= 80, rows
+    assert "Against the marks" not in to_markdown(EXACT)
+
+
+def test_compare_reads_every_run_against_the_marks() -> None:
+    a = Run.from_summary(EXACT)
+    b = Run.from_summary({**EXACT, "run": {"name": "r2", "reference_endpoint": True}})
+    headers, rows = words.marks_by_run([a, b], ["main", "PR"], MARKS[:1])
+    assert headers == ["mark", "best", "mark value", "main", "PR"]
+    assert rows == [
+        ["vendor X", "TPS/user p50", "800", "1,000 (125.0%)", "1,000 (125.0%)"],
+        ["NVIDIA record", "TPS/user p50", "1,038", "—", "1,000 (96.3%)"],
+        ["NVIDIA per server", "output TPS", "72,000", "—", "16,000 (22.2%)"],
+    ]

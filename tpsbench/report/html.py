@@ -16,9 +16,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tpsbench.config.report import Mark
 from tpsbench.core import fmt
 from tpsbench.core.redact import redact
-from tpsbench.report.headline import bests
+from tpsbench.report.headline import MARK_HEADERS, bests, marks_by_run, marks_table
 from tpsbench.report.tables import (
     DEFINITION_HEADERS,
     DETAILED,
@@ -173,6 +174,14 @@ def headline(run: Run) -> str:
     return f'<p class="headline">{" · ".join(parts)}</p>'
 
 
+def _against(rows: Sequence[Sequence[str]], notes: Sequence[str]) -> str:
+    """The marks the run is read against, as a small table under the headline, with their notes."""
+    if not rows:
+        return ""
+    lines = "".join(f'<p class="note">{_e(n)}</p>' for n in notes)
+    return f"<h2>Against the marks</h2>{_table(MARK_HEADERS, rows)}{lines}"
+
+
 def _warnings_box(items: Sequence[tuple[str, str]]) -> str:
     if not items:
         return ""
@@ -187,20 +196,21 @@ def to_html(
     *,
     metadata: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
-    against: str | None = None,
+    marks: Sequence[Mark] = (),
 ) -> str:
-    """The report page: the headline (:func:`headline`; ``against``, the run read against its marks by
-    :func:`tpsbench.report.headline.headline`, under it), the first chart (the Pareto chart), then
-    warnings, the per-level table (medians with
-    CIs, tails, N), the charts, the SLO and the run's metadata with anything secret-looking redacted.
-    ``notes`` are shown under the charts (e.g. a chart that could not be drawn and why)."""
+    """The report page: the headline (:func:`headline`) and the run against its marks under it (the
+    headline's reading, :func:`tpsbench.report.headline.marks_table`: the published record for a run of
+    the reference endpoint, then ``marks``), the first chart (the Pareto chart), then warnings, the
+    per-level table (medians with CIs, tails, N), the charts, the SLO and the run's metadata with
+    anything secret-looking redacted. ``notes`` are shown under the charts (e.g. a chart that could not
+    be drawn and why)."""
     run = Run.from_summary(summary)
     endpoint = run.info.get("endpoint")
     body = [
         f"<h1>tpsbench report: {_e(run.name)}</h1>",
         f'<p class="sub">{_e(run_line(run, endpoint=redact(endpoint) if endpoint else None))}</p>',
         headline(run),
-        f'<p class="sub">Against the marks: {_e(against)}</p>' if against and " = " in against else "",
+        _against(*marks_table(run, marks)),
         _figures(images[:1]),  # the Pareto chart (render.build_charts puts it first), under the headline
         _warnings_box(run_warnings(run)),
     ]
@@ -237,8 +247,9 @@ def to_html(
     return _page(f"tpsbench report: {run.name}", body, run.tool_version)
 
 
-def compare_to_html(result: CompareResult, images: Sequence[Image]) -> str:
-    """The comparison page: which runs, any non-comparability, the shared Pareto chart, the table."""
+def compare_to_html(result: CompareResult, images: Sequence[Image], marks: Sequence[Mark] = ()) -> str:
+    """The comparison page: which runs, any non-comparability, the shared Pareto chart, the runs against
+    the ``marks`` (:func:`tpsbench.report.headline.marks_by_run`), the table."""
     body = [f"<h1>tpsbench compare: {_e(' vs '.join(result.labels))}</h1>"]
     items = "".join(
         f"<li><b>{_e(label)}</b>: {_e(run_line(run))}</li>"
@@ -251,6 +262,10 @@ def compare_to_html(result: CompareResult, images: Sequence[Image]) -> str:
             f"{_e(reason)}. It is drawn dashed and its differences below are not like for like.</div>"
         )
     body.append(_figures(images))
+    headers, against = marks_by_run(result.runs, result.labels, marks)
+    if against:
+        body += ["<h2>Against the marks</h2>", _table(headers, against)]
+        body.append('<p class="note">Each run\'s number and its share of the mark.</p>')
     rows = [[row.load, row.metric, *(c.display for c in row.cells)] for row in result.rows]
     body += [
         "<h2>Side by side</h2>",

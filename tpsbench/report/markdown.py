@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tpsbench.config.report import Mark
 from tpsbench.core import fmt
 from tpsbench.core.redact import redact
+from tpsbench.report.headline import MARK_HEADERS, marks_by_run, marks_table
 from tpsbench.report.tables import (
     COMPACT,
     DEFINITION_HEADERS,
@@ -55,9 +57,10 @@ def _warnings(items: Sequence[tuple[str, str]]) -> list[str]:
     return ["", f"<details><summary><b>{title}</b></summary>", "", *bullets, "", "</details>"]
 
 
-def to_markdown(summary: Mapping[str, Any]) -> str:
-    """The run's results by load level (TTFT p50/p99, TPS/user p50/p10, output TPS, errors), its SLO and
-    its warnings."""
+def to_markdown(summary: Mapping[str, Any], marks: Sequence[Mark] = ()) -> str:
+    """The run's results by load level (TTFT p50/p99, TPS/user p50/p10, output TPS, errors), its SLO,
+    the run against its marks (the headline's reading: the published record for a run of the reference
+    endpoint, then ``marks``, the scenario's ``report.marks`` and ``--mark``) and its warnings."""
     run = Run.from_summary(summary)
     endpoint = run.info.get("endpoint")
     lines = [f"### tpsbench · {run.name}", "", run_line(run, endpoint=redact(endpoint) if endpoint else None)]
@@ -65,6 +68,7 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
         lines += ["", f"SLO: {slo}"]
     if run.capacity is not None:
         lines += ["", _capacity(run.capacity)]
+    lines += _against(*marks_table(run, marks))
     lines.append("")
     if run.points:
         lines.append(table(*level_table(run, COMPACT)))
@@ -76,6 +80,14 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
     lines += _definitions(run)
     lines += _turns(run)
     return "\n".join(lines) + "\n"
+
+
+def _against(rows: Sequence[Sequence[str]], notes: Sequence[str]) -> list[str]:
+    """The marks the run is read against, with their notes (a claim's source, an SLA's terms)."""
+    if not rows:
+        return []
+    out = ["", "**Against the marks**", "", table(MARK_HEADERS, rows, right_from=2)]
+    return out + ([""] + [f"- {_cell(n)}" for n in notes] if notes else [])
 
 
 def _repeats(run: Run) -> list[str]:
@@ -121,8 +133,9 @@ def _capacity(capacity: Mapping[str, Any]) -> str:
     return f"**Capacity**: {load}, {shown} (sweep stopped: {why})"
 
 
-def compare_to_markdown(result: CompareResult) -> str:
-    """Runs side by side: each metric at each shared load, with its change relative to the first run."""
+def compare_to_markdown(result: CompareResult, marks: Sequence[Mark] = ()) -> str:
+    """Runs side by side: each metric at each shared load, with its change relative to the first run;
+    then each run against the ``marks`` (and the published record, for runs of the reference endpoint)."""
     lines = [f"### tpsbench compare · {' vs '.join(result.labels)}", ""]
     for label, run in zip(result.labels, result.runs, strict=True):
         lines.append(f"- **{_cell(label)}**: {run_line(run)}")
@@ -143,4 +156,8 @@ def compare_to_markdown(result: CompareResult) -> str:
         "≈: the confidence intervals of the medians overlap, so the difference may be noise. "
         f"For TTFT lower is better; for TPS higher is better. {fmt.DASH}: not measured at this load.</sub>",
     ]
+    headers, rows = marks_by_run(result.runs, result.labels, marks)
+    if rows:
+        lines += ["", "**Against the marks** (each run's number and its share of the mark)", ""]
+        lines.append(table(headers, rows, right_from=2))
     return "\n".join(lines) + "\n"

@@ -263,16 +263,16 @@ def render_report(
     run = open_run(run_dir)  # records are read only if a chart asks for them
     out = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
     files: list[Path] = []
+    read_against = _merged(scenario_marks(run, []), marks)  # build_charts notes a broken report section
     if wanted - {"md"}:
         chart_list, notes = build_charts(run, reference=reference, marks=marks)
         chart_files, images = _write_charts(chart_list, out, wanted)
         files += chart_files
         if "html" in wanted:
-            against = words.headline(run, _merged(scenario_marks(run, []), marks))
-            page = to_html(run.summary, images, metadata=run.metadata, notes=notes, against=against)
+            page = to_html(run.summary, images, metadata=run.metadata, notes=notes, marks=read_against)
             files.append(_write(out / "report.html", page))
     if "md" in wanted:
-        files.append(_write(out / "summary.md", to_markdown(run.summary)))
+        files.append(_write(out / "summary.md", to_markdown(run.summary, read_against)))
     return files
 
 
@@ -285,11 +285,12 @@ def write_comparison(
     marks: Sequence[Mark] = (),
 ) -> list[Path]:
     """Write a comparison's chart, page and table into ``out_dir``; the chart draws the first run's
-    scenario marks and ``marks``."""
+    scenario marks and ``marks``, and the table reads every run against them."""
     wanted = _check_formats(formats)
     files: list[Path] = []
+    base = result.runs[0]
+    read_against = _merged(scenario_marks(base, []), marks)  # overlays_for notes a broken report section
     if wanted - {"md"}:
-        base = result.runs[0]
         notes: list[str] = []
         # the first run decides; the model's curve is one run's prediction, so a comparison leaves it out
         overlays = dataclasses.replace(overlays_for(base, notes, reference, marks), model=None)
@@ -312,9 +313,9 @@ def write_comparison(
         chart_files, images = _write_charts([chart], out_dir, wanted)
         files += chart_files
         if "html" in wanted:
-            files.append(_write(out_dir / "compare.html", compare_to_html(result, images)))
+            files.append(_write(out_dir / "compare.html", compare_to_html(result, images, read_against)))
     if "md" in wanted:
-        files.append(_write(out_dir / "compare.md", compare_to_markdown(result)))
+        files.append(_write(out_dir / "compare.md", compare_to_markdown(result, read_against)))
     return files
 
 
