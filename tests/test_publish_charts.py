@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tpsbench.config.report import Mark
 from tpsbench.report import charts
 from tpsbench.report import headline as words
@@ -90,6 +92,26 @@ def test_timeline_names_the_run_and_each_repeat() -> None:
     svg = _texts(chart.figure)
     assert "ci-gate (reference endpoint" in svg and f"run {run.name}" in svg
     assert all(f"repeat {k}" in svg for k in (1, 2, 3))
+
+
+def test_timeline_draws_kv_cache_apart_from_the_running_requests() -> None:
+    """The reference endpoint's KV-cache use is running / max_batch: on the running requests' panel, at
+    headroom 1.3 on both scales, the two lines coincided. Each now has its own panel and scale."""
+    run = open_run(RESULTS / "baseline")
+    fig = {c.name: c for c in build_charts(run)[0]}["server_timeline"].figure
+    assert len(fig.axes) == 4
+    queue, kv = fig.axes[2], fig.axes[3]
+    fig.canvas.draw()  # lays the panels out
+    assert kv.get_position().y1 < queue.get_position().y0  # a panel under the queue's, not a twin of it
+
+    def named(ax: object) -> list[str]:
+        return [str(ln.get_label()) for ln in ax.get_lines() if not str(ln.get_label()).startswith("_")]  # type: ignore[attr-defined]
+
+    assert named(queue) == ["vllm:num_requests_running", "vllm:num_requests_waiting"]
+    assert named(kv) == ["vllm:kv_cache_usage_perc"]
+    peak = max(kv.get_lines()[0].get_ydata())  # type: ignore[type-var]
+    assert 0 < peak < 10 and kv.get_ylim() == (0, pytest.approx(peak * 1.3))  # percent, from 0
+    assert "KV cache used" in kv.get_ylabel() and kv.get_xlabel().startswith("time since")
 
 
 def _point(c: int, p50: float, p1: float, p99: float) -> dict[str, object]:

@@ -207,6 +207,16 @@ def test_timeline_chart_draws_server_series_under_the_load() -> None:
     assert any("vllm:generation_tokens_total" in x for x in labels)
     assert figure_bytes(fig, "png").startswith(b"\x89PNG")
     assert timeline_figure(recs, [smp(0, "my_widgets", 1.0)]) is None  # nothing known to draw
+    # KV-cache use gets a panel of its own: at 2 of 2 slots it is 100% while 2 requests run
+    kv = s + [smp(t, "vllm:kv_cache_usage_perc", v) for t, v in [(0, 0), (1, 1.0), (2, 0)]]
+    fig = timeline_figure(recs, kv)
+    assert fig is not None and len(fig.axes) == 4
+    running, used = fig.axes[2], fig.axes[3]
+    fig.canvas.draw()  # lays the panels out
+    assert used.get_position().y1 < running.get_position().y0  # under the running requests, not on them
+    assert used.get_lines()[0].get_label() == "vllm:kv_cache_usage_perc"
+    assert not any("kv_cache" in str(ln.get_label()) for ln in running.get_lines())
+    assert list(used.get_yticks()) == [0, 25, 50, 75, 100] and used.get_ylim() == (0, 130)
     assert timeline_figure([], s) is None
 
 

@@ -213,12 +213,18 @@ def _timeline(run: Run) -> Chart | None:
     )
     if fig is None:
         return None
+    simulated = (
+        " (the reference endpoint reports running requests over its max_batch slots: no KV-cache model)"
+        if run.reference_endpoint
+        else ""
+    )
     return Chart(
         "server_timeline",
         "Load timeline and the server's metrics",
-        "Top: requests in flight. Middle: output tokens per second as the client received them (1 s bins) "
-        "and as the server's generated-tokens counter grew between scrapes. Bottom: requests the server "
-        "reported running and waiting, and its KV-cache use. Dotted lines: level starts.",
+        "From the top: requests in flight; output tokens per second as the client received them (1 s "
+        "bins) and as the server's generated-tokens counter grew between scrapes; requests the server "
+        f"reported running and waiting; its KV-cache use, when reported{simulated}. Dotted lines: level "
+        "starts.",
         fig,
     )
 

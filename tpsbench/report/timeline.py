@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib import rc_context
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -53,6 +54,18 @@ def _client_tps(records: Sequence[RequestRecord], t0: int, t_end: float) -> tupl
     return (edges[:-1] + edges[1:]) / 2, counts / BIN_S
 
 
+def _kv_panel(ax: Axes, name: str, xs: Sequence[float], used: Sequence[float]) -> None:
+    """KV-cache use on its own panel: it follows the running requests closely (each running request holds
+    its cache), so on a shared panel one line hid the other. Ticks stop at 100%."""
+    percent = [100 * v for v in used]
+    ax.plot(xs, percent, color=GREY, lw=1.3, label=name)
+    ax.set_ylabel("KV cache used\n(server) [%]")
+    top = max(percent, default=0.0)
+    ax.set_ylim(0, (top or 1.0) * 1.3)  # headroom for the legend, as on the other panels
+    if top * 1.3 > 100:
+        ax.set_yticks([0, 25, 50, 75, 100])
+
+
 def timeline_figure(
     records: Sequence[RequestRecord],
     samples: Sequence[Sample],
@@ -61,11 +74,11 @@ def timeline_figure(
     title: str | None = None,
     identity: str | None = None,
 ) -> Figure | None:
-    """Three panels on one time axis (seconds from the first request): requests in flight and client
-    tokens/s; server generated tokens/s beside the client's; server running/waiting and KV-cache use.
-    Level boundaries are dotted, the start of each repeat of the plan solid and named. ``title`` (what
-    was measured) and ``identity`` (which run) head the figure. None without records or without any
-    known server series."""
+    """Panels on one time axis (seconds from the first request): requests in flight; client tokens/s with
+    the server's generated tokens/s; the server's running and waiting requests; its KV-cache use (own
+    panel, when reported). Level boundaries are dotted, the start of each repeat of the plan solid and
+    named. ``title`` (what was measured) and ``identity`` (which run) head the figure. None without
+    records or without any known server series."""
     if not records:
         return None
     t0 = min(r.send_ns for r in records)
@@ -74,10 +87,16 @@ def timeline_figure(
     kv = series(samples, KV_CACHE, rate=False)
     if gen is None and not queue and kv is None:
         return None
+
+    def secs(pts: Sequence[tuple[int, float]]) -> list[float]:
+        return [(t - t0) / NS_PER_S for t, _ in pts]
+
     with rc_context(STYLE):
-        fig = Figure(figsize=(WIDTH_IN, 7.0), layout="constrained")
+        ratios = [1.0, 1.0, 1.0] + ([0.6] if kv is not None else [])
+        fig = Figure(figsize=(WIDTH_IN, 7.0 + (1.6 if kv is not None else 0)), layout="constrained")
         FigureCanvasAgg(fig)
-        ax_load, ax_tps, ax_q = fig.subplots(3, 1, sharex=True)
+        panels = list(fig.subplots(len(ratios), 1, sharex=True, height_ratios=ratios))
+        ax_load, ax_tps, ax_q = panels[:3]
         xs, ys = _in_flight(records, t0)
         t_end = max(xs)
         ax_load.step(xs, ys, where="post", color=BLUE, lw=1.2)  # no legend: the repeats are named there
@@ -91,7 +110,7 @@ def timeline_figure(
         if gen is not None:
             name, pts = gen
             ax_tps.plot(
-                [(t - t0) / NS_PER_S for t, _ in pts],
+                secs(pts),
                 [v for _, v in pts],
                 color=VERMILLION,
                 lw=1.4,
@@ -101,40 +120,28 @@ def timeline_figure(
         ax_tps.set_ylabel("tokens/s")
         tokens_axis(ax_tps.yaxis, log=False)
         for (name, pts), colour in zip(queue, (GREEN, ORANGE), strict=False):
-            ax_q.plot(
-                [(t - t0) / NS_PER_S for t, _ in pts], [v for _, v in pts], color=colour, lw=1.3, label=name
-            )
+            ax_q.plot(secs(pts), [v for _, v in pts], color=colour, lw=1.3, label=name)
         ax_q.set_ylabel("requests (server)")
-        ax_q.set_xlabel("time since the first request [s]")
-        if kv is not None:
-            ax_kv = ax_q.twinx()
-            name, pts = kv
-            ax_kv.plot(
-                [(t - t0) / NS_PER_S for t, _ in pts],
-                [100 * v for _, v in pts],
-                color=GREY,
-                lw=1.0,
-                ls="--",
-                label=f"{name} (right, %)",
-            )
-            ax_kv.set_ylabel("KV cache used [%]")
-            ax_kv.set_ylim(0, ax_kv.get_ylim()[1] * 1.3)
-            ax_kv.grid(False)
-            ax_kv.legend(loc="upper right")
+        panels[-1].set_xlabel("time since the first request [s]")
         firsts: dict[tuple[int, int], int] = {}
         for r in records:  # the first send of each level of each repeat
             key = (r.repeat, r.level)
             firsts[key] = min(firsts.get(key, r.send_ns), r.send_ns)
         repeats = {rep: min(t for (k, _), t in firsts.items() if k == rep) for rep, _ in firsts}
         for ax in (ax_load, ax_tps, ax_q):
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom: the legends sit over empty space
+        if kv is not None:
+            name, pts = kv
+            _kv_panel(panels[3], name, secs(pts), [v for _, v in pts])
+        for ax in panels:
             for t in sorted(firsts.values())[1:]:
                 solid = t in repeats.values()
                 ax.axvline(
                     (t - t0) / NS_PER_S, color=GREY, ls="-" if solid else ":", lw=1.2 if solid else 0.9
                 )
-            ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom: the legends sit over empty space
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="upper left")
+        fig.align_ylabels(panels)  # one column of labels, whatever the tick widths
         if len(repeats) > 1:  # named over the top panel, so a repeat's levels can be told from the next's
             for rep, t in sorted(repeats.items()):
                 ax_load.annotate(
