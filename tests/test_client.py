@@ -530,6 +530,30 @@ def test_a_resent_exchange_makes_a_resent_record() -> None:
     assert decode([], status=None, error=ErrorKind.CONNECT, resent=True).resent
 
 
+def test_repeated_reads_decode_as_the_general_walk_does() -> None:
+    """The chat decoder remembers whole reads whose events it has replayed; the same bytes again (the same
+    object, or an equal copy) must give exactly what parsing them would: every chunk at its own time, the
+    usage of the read it came in, the events counted."""
+    from tpsbench.client.apis.base import iter_events, run_steps
+    from tpsbench.client.apis.chat import CHAT, _apply_chunk
+
+    tok = delta(content=" tok")
+    two = delta(content="a") + delta(content="b", usage={"completion_tokens": 2})
+    reads = [(1, delta(role="assistant", content=""))]
+    for i in range(2, 40):
+        piece = tok if i % 3 else bytes(bytearray(tok))  # equal copies as well as the same object
+        reads.append((i, two if i % 7 == 0 else piece))
+    reads += [(50, b"data: {bad json"), (51, b"\n\n" + tok), (52, usage_only(45) + DONE)]
+    fast = CHAT.scan(reads)
+    general = run_steps(iter_events(reads, _apply_chunk, done_data="[DONE]", pure=False))
+    assert fast == general
+    assert fast.error is ErrorKind.MALFORMED_JSON  # the bad event stops both walks at the same place
+    clean = [r for r in reads if r[0] < 50] + [(52, usage_only(45) + DONE)]
+    fast, general = CHAT.scan(clean), run_steps(iter_events(clean, _apply_chunk, done_data="[DONE]"))
+    assert fast == general and fast.done_ns == 52 and len(fast.chunk_ns) == 38 + 5
+    assert fast.events == general.events and fast.chunk_usage.count(2) == 5
+
+
 def test_transport_timeout_mid_stream_keeps_chunks() -> None:
     rec = decode([(10, delta(content="Hi"))], error=ErrorKind.TIMEOUT_REQUEST, body_complete=False)
     assert rec.error is ErrorKind.TIMEOUT_REQUEST and rec.chunk_ns == [10]
