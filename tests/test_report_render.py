@@ -164,3 +164,19 @@ def test_empty_run_renders_placeholders(tmp_path: Path) -> None:
     )
     paths = render_report(rd, formats=("png", "md"), reference=False)
     assert {p.name for p in paths} == {"pareto.png", "ttft.png", "tps_user.png", "itl.png", "summary.md"}
+
+
+def test_the_package_lends_render_functions_without_importing_matplotlib() -> None:
+    """``tpsbench.report.render_report`` / ``compare_runs`` are render.py's own (one signature: the
+    package's copies had drifted, its compare_runs took no marks or metrics), imported on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tpsbench.report as r; assert 'matplotlib' not in sys.modules; "
+        "from tpsbench.report import render; "
+        "assert r.render_report is render.render_report and r.compare_runs is render.compare_runs"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="has no attribute 'drawn'"):
+        _ = __import__("tpsbench.report").report.drawn

@@ -13,15 +13,16 @@ serializers and the frontier stay cheap to import.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tpsbench.config.report import Mark
 from tpsbench.report.compare import CompareResult, NotComparable, compare
 from tpsbench.report.html import Image, to_html
 from tpsbench.report.markdown import compare_to_markdown, to_markdown
 from tpsbench.report.pareto import dominates, pareto_frontier
 from tpsbench.results.views import Run, open_run
+
+if TYPE_CHECKING:
+    from tpsbench.report.render import compare_runs, render_report
 
 __all__ = [
     "CompareResult",
@@ -39,32 +40,14 @@ __all__ = [
     "to_markdown",
 ]
 
-
-def render_report(
-    run_dir: Path,
-    *,
-    formats: Collection[str] = ("png", "svg", "html", "md"),
-    reference: bool | None = None,
-    out_dir: Path | None = None,
-    marks: Sequence[Mark] = (),
-) -> list[Path]:
-    """Render ``RUN_DIR/report/``: PNG and SVG charts, a self-contained ``report.html`` and ``summary.md``.
-    Returns the paths written. See :func:`tpsbench.report.render.render_report`."""
-    from tpsbench.report.render import render_report as _render
-
-    return _render(run_dir, formats=formats, reference=reference, out_dir=out_dir, marks=marks)
+_DRAWN = frozenset({"compare_runs", "render_report"})  # in report/render.py, which imports matplotlib
 
 
-def compare_runs(
-    run_dirs: list[Path],
-    labels: list[str] | None,
-    out_dir: Path,
-    *,
-    force: bool = False,
-    formats: Collection[str] = ("png", "svg", "html", "md"),
-    reference: bool | None = None,
-) -> CompareResult:
-    """Compare run directories into ``out_dir``. See :func:`tpsbench.report.render.compare_runs`."""
-    from tpsbench.report.render import compare_runs as _compare
+def __getattr__(name: str) -> Any:
+    """``render_report`` and ``compare_runs`` are render.py's own, imported on first use (PEP 562), so
+    their signatures are written once and importing the package does not import matplotlib."""
+    if name in _DRAWN:
+        from tpsbench.report import render
 
-    return _compare(run_dirs, labels, out_dir, force=force, formats=formats, reference=reference)
+        return getattr(render, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
