@@ -216,3 +216,18 @@ def test_invariants(gaps: list[int], tokens: list[int], ttft: int) -> None:
         assert m["tps_user"] * m["tpot_s"] == pytest.approx(1.0)
     else:
         assert m["decode_s"] == 0.0 and m["tpot_s"] is None
+
+
+def test_scalar_metrics_are_the_full_set_without_the_lists() -> None:
+    r = rec(MULTI, end_ms=310, usage=10)
+    full, scalars = metrics.request_metrics(r), metrics.request_metrics(r, lists=False)
+    assert list(full) == list(metrics.METRIC_KEYS)
+    assert scalars == {k: v for k, v in full.items() if k not in metrics.LIST_KEYS}
+    assert list(scalars) == [k for k in metrics.METRIC_KEYS if k not in metrics.LIST_KEYS]
+
+
+def test_record_line_writes_integral_counts_as_integers_and_keeps_the_rest() -> None:
+    r = rec([(100, 3.0), (150, 1.5), (250, 3), (300, 1.5)], end_ms=310, usage=9)
+    line = files.record_line(r)
+    assert line["chunk_tokens"] == [3, 1.5, 3, 1.5]
+    assert [type(k) for k in line["chunk_tokens"]] == [int, float, int, float]

@@ -81,7 +81,9 @@ def account_tokens(
         # The final usage is below the per-chunk count (an inconsistent server): keep the shape, scale to n.
         return TokenCounts(_scale(diffs, n), n, TokenSource.CHUNK_USAGE)
 
-    return TokenCounts(_scale([float(estimate_tokens(t)) for t in texts], n), n, source)
+    # a stream repeats a few chunk texts: estimate each distinct one once
+    weight = {t: float(estimate_tokens(t)) for t in set(texts)}
+    return TokenCounts(_scale(list(map(weight.__getitem__, texts)), n), n, source)
 
 
 def rescale(chunk_tokens: Sequence[float], n: int) -> list[float]:

@@ -240,11 +240,13 @@ def read_scenario(path: str | Path) -> dict[str, Any] | None:
 def record_line(r: RequestRecord) -> dict[str, Any]:
     """One ``requests.jsonl`` line (record format :data:`RECORD_FORMAT`): ``format``, the raw
     ``r.to_dict()`` and the scalar metrics in :data:`LINE_METRICS`. Each list is stored once."""
-    m = metrics.request_metrics(r)
+    m = metrics.request_metrics(r, lists=False)
     raw = r.to_dict()
     del raw["chunk_ns"]
     raw["chunk_dns"] = list(map(operator.sub, r.chunk_ns, [r.send_ns, *r.chunk_ns[:-1]]))
-    raw["chunk_tokens"] = [int(k) if float(k).is_integer() else k for k in r.chunk_tokens]
+    # integral counts as integers; a stream repeats a few counts, so each distinct one is converted once
+    integral = {k: int(k) if float(k).is_integer() else k for k in set(r.chunk_tokens)}
+    raw["chunk_tokens"] = list(map(integral.__getitem__, r.chunk_tokens))
     return {"format": RECORD_FORMAT, **raw, **{k: m[k] for k in LINE_METRICS}}
 
 

@@ -279,10 +279,12 @@ def dispatch_lag_s(r: RequestRecord) -> float | None:
     return _s(r.send_ns - r.scheduled_ns - (r.queue_ns or 0))
 
 
-def request_metrics(r: RequestRecord) -> dict[str, MetricValue]:
-    """All per-request metrics of ``r``, keyed by :data:`METRIC_KEYS` (see each function for the formula)."""
+def request_metrics(r: RequestRecord, *, lists: bool = True) -> dict[str, MetricValue]:
+    """All per-request metrics of ``r``, keyed by :data:`METRIC_KEYS` (see each function for the formula);
+    with ``lists=False`` the :data:`LIST_KEYS` are left out (a ``requests.jsonl`` line keeps scalars only,
+    and building the per-gap lists of 1,000 chunks is most of the cost)."""
     _chunks(r)  # validate once, so a malformed record fails with one clear message
-    return {
+    m: dict[str, MetricValue] = {
         "ttft_s": ttft_s(r),
         "decode_s": decode_s(r),
         "decode_tokens": decode_tokens(r),
@@ -295,11 +297,13 @@ def request_metrics(r: RequestRecord) -> dict[str, MetricValue]:
         "tpot_inferencex_s": tpot_inferencex_s(r),
         "tps_user_inferencex": tps_user_inferencex(r),
         "tps_user_guidellm": tps_user_guidellm(r),
-        "itl_s": itl_s(r),
-        "itl_per_token_s": itl_per_token_s(r),
-        "tokens_per_chunk": tokens_per_chunk(r),
-        "n_chunks": n_chunks(r),
-        "output_tokens": output_tokens(r),
-        "sched_lag_s": sched_lag_s(r),
-        "queue_s": queue_s(r),
     }
+    if lists:
+        m["itl_s"] = itl_s(r)
+        m["itl_per_token_s"] = itl_per_token_s(r)
+        m["tokens_per_chunk"] = tokens_per_chunk(r)
+    m["n_chunks"] = n_chunks(r)
+    m["output_tokens"] = output_tokens(r)
+    m["sched_lag_s"] = sched_lag_s(r)
+    m["queue_s"] = queue_s(r)
+    return m
