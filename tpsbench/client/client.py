@@ -155,7 +155,7 @@ class Client:
             self._request_id_prefix = None  # the scenario set its own
         self._decode_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
-    async def _scan(self, reads: list[tuple[int, bytes]]) -> Scan:
+    async def _scan(self, reads: Sequence[tuple[int, bytes]]) -> Scan:
         """Decode a finished body in steps, at most :data:`DECODERS` bodies at a time: requests that end
         together (a closed loop in lock step) would otherwise each add a step to every loop iteration, and
         the loop's timers and reads wait for all of them (64 at once: 20 ms)."""
@@ -217,7 +217,7 @@ class Client:
 DECODERS = 2  # bodies decoded at once (see Client._scan)
 
 
-async def _scan_in_steps(api: StreamApi, reads: list[tuple[int, bytes]]) -> Scan:
+async def _scan_in_steps(api: StreamApi, reads: Sequence[tuple[int, bytes]]) -> Scan:
     """Decode a finished body, yielding to the loop between slices: in one go, 1,000 chunks with their own
     usage take about 7 ms, in which every other stream's chunks would be stamped late."""
     steps = api.scan_steps(reads)

@@ -17,7 +17,7 @@ all of them. A decoder walks the SSE events of one recorded body (:mod:`tpsbench
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -123,11 +123,11 @@ class StreamApi(Protocol):
         """The JSON body of one streaming request; ``endpoint.extra_body`` is merged on top (shallow)."""
         ...
 
-    def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
+    def scan(self, reads: Sequence[tuple[int, bytes]]) -> Scan:
         """Decode one recorded body (``(arrival ns, bytes)`` reads)."""
         ...
 
-    def scan_steps(self, reads: list[tuple[int, bytes]]) -> ScanSteps:
+    def scan_steps(self, reads: Sequence[tuple[int, bytes]]) -> ScanSteps:
         """:meth:`scan` in steps of :data:`SCAN_SLICE` reads, for a caller that yields to its event loop
         between them (the client: see :func:`run_steps`)."""
         ...
@@ -215,7 +215,7 @@ TypedEventHandler = Callable[[Scan, int, Any, dict[str, Any]], bool]
 """An :data:`EventHandler` for a stream of typed events: it gets the event's ``type`` and its JSON object."""
 
 
-def iter_typed_events(reads: list[tuple[int, bytes]], handle: TypedEventHandler) -> ScanSteps:
+def iter_typed_events(reads: Sequence[tuple[int, bytes]], handle: TypedEventHandler) -> ScanSteps:
     """:func:`iter_events` over a stream of typed events (Anthropic Messages, OpenAI Responses): every
     event's data is a JSON object whose ``type`` says what it is (the ``event:`` line is not read, apart
     from ``event: error``); data that is not an object is :class:`BadShape`."""
@@ -268,10 +268,10 @@ def run_steps(steps: ScanSteps) -> Scan:
 class Stepped:
     """The :meth:`StreamApi.scan` of an API (a :class:`StreamApi` part) that defines ``scan_steps``."""
 
-    def scan_steps(self, reads: list[tuple[int, bytes]]) -> ScanSteps:
+    def scan_steps(self, reads: Sequence[tuple[int, bytes]]) -> ScanSteps:
         raise NotImplementedError
 
-    def scan(self, reads: list[tuple[int, bytes]]) -> Scan:
+    def scan(self, reads: Sequence[tuple[int, bytes]]) -> Scan:
         return run_steps(self.scan_steps(reads))
 
 
@@ -296,14 +296,22 @@ def _value(event: bytes) -> bytes:
 
 
 def walk_events(
-    reads: list[tuple[int, bytes]], handle: EventHandler, *, done_data: str | None = None, pure: bool = False
+    reads: Sequence[tuple[int, bytes]],
+    handle: EventHandler,
+    *,
+    done_data: str | None = None,
+    pure: bool = False,
 ) -> Scan:
     """:func:`iter_events` in one go."""
     return run_steps(iter_events(reads, handle, done_data=done_data, pure=pure))
 
 
 def iter_events(
-    reads: list[tuple[int, bytes]], handle: EventHandler, *, done_data: str | None = None, pure: bool = False
+    reads: Sequence[tuple[int, bytes]],
+    handle: EventHandler,
+    *,
+    done_data: str | None = None,
+    pure: bool = False,
 ) -> ScanSteps:
     """Walk the SSE events of a body in order, stopping at the end event or at the first error; a
     generator that pauses after every :data:`SCAN_SLICE` reads and returns the :class:`Scan`.

@@ -16,6 +16,7 @@ last choice that has one. ``{"error": ...}`` (or vLLM's older ``"object": "error
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tpsbench.client.apis.base import (
@@ -70,7 +71,7 @@ class ChatApi(Stepped, BearerAuth):
         body[workload.max_tokens_field] = prompt.max_tokens
         return finish_body(body, endpoint, prompt, workload)
 
-    def scan_steps(self, reads: list[tuple[int, bytes]]) -> ScanSteps:
+    def scan_steps(self, reads: Sequence[tuple[int, bytes]]) -> ScanSteps:
         return iter_events(reads, _apply_chunk, done_data="[DONE]", pure=True)  # _apply_chunk reads no state
 
 

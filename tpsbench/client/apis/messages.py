@@ -23,6 +23,7 @@ Usage: ``prompt_tokens`` is ``input_tokens`` plus the cache's ``cache_creation_i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tpsbench.client.apis.base import (
@@ -74,7 +75,7 @@ class MessagesApi(Stepped):
         body["stream"] = True
         return finish_body(body, endpoint, prompt, workload)
 
-    def scan_steps(self, reads: list[tuple[int, bytes]]) -> ScanSteps:
+    def scan_steps(self, reads: Sequence[tuple[int, bytes]]) -> ScanSteps:
         return iter_typed_events(reads, _apply_event)
 
 

@@ -19,6 +19,7 @@ first token. The stream ends with ``response.completed``, or ``response.incomple
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tpsbench.client.apis.base import (
@@ -70,7 +71,7 @@ class ResponsesApi(Stepped, BearerAuth):
         }
         return finish_body(body, endpoint, prompt, workload)
 
-    def scan_steps(self, reads: list[tuple[int, bytes]]) -> ScanSteps:
+    def scan_steps(self, reads: Sequence[tuple[int, bytes]]) -> ScanSteps:
         return iter_typed_events(reads, _apply_event)
 
 

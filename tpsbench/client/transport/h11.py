@@ -274,7 +274,7 @@ class _Connection(asyncio.Protocol):
                 if kind is h11.Data:
                     data = cast(h11.Data, ev).data
                     if ex.error is None:
-                        ex.reads.append((t, bytes(data)))
+                        ex.reads.add(t, bytes(data))
                         if not self._got_first:
                             self._got_first = True
                             assert self._first is not None
@@ -341,7 +341,9 @@ class _Connection(asyncio.Protocol):
                 payload = self._last
             else:
                 self._last = payload
-            ex.reads.append((t, payload))
+            reads = ex.reads
+            reads.stamps.append(t)
+            reads.payloads.append(payload)
             if not self._got_first:
                 self._got_first = True
                 assert self._first is not None
