@@ -186,3 +186,38 @@ def test_a_level_with_a_success_or_mixed_failures_runs_to_the_end() -> None:
         )
     )
     assert wide.stopped == "stopped after 64 consecutive connect failures and no success"
+
+
+def test_gather_cancelling_waits_for_all_raises_the_first_failure_and_stops_on_request() -> None:
+    from tpsbench.load.runner import _gather_cancelling
+
+    async def case(kind: str) -> tuple[list[str], BaseException | None]:
+        stop = asyncio.Event()
+        seen: list[str] = []
+
+        async def user(k: int) -> None:
+            try:
+                await asyncio.sleep(0.001 * (k + 1))
+                if kind == "fail" and k == 1:
+                    raise RuntimeError("user 1 broke")
+                if kind == "stop" and k == 1:
+                    stop.set()
+                    await asyncio.sleep(10)
+                if kind != "all":
+                    await asyncio.sleep(10)
+                seen.append(f"done {k}")
+            except asyncio.CancelledError:
+                seen.append(f"cancelled {k}")
+                raise
+
+        tasks = [asyncio.create_task(user(k)) for k in range(3)]
+        try:
+            await _gather_cancelling(tasks, stop)
+        except RuntimeError as exc:
+            return sorted(seen), exc
+        return sorted(seen), None
+
+    assert asyncio.run(case("all")) == (["done 0", "done 1", "done 2"], None)
+    seen, exc = asyncio.run(case("fail"))
+    assert str(exc) == "user 1 broke" and seen == ["cancelled 0", "cancelled 2"]
+    assert asyncio.run(case("stop")) == (["cancelled 0", "cancelled 1", "cancelled 2"], None)

@@ -463,16 +463,29 @@ async def _gather_cancelling(tasks: list[asyncio.Task[None]], stop: asyncio.Even
     if not tasks:
         return
     stopper = asyncio.create_task(stop.wait())
+    # One done-callback per task, not asyncio.wait(FIRST_COMPLETED) in a loop: that re-registers on every
+    # pending task at each completion, O(n^2) over a level's end (2,048 users draining: seconds of loop
+    # time, spent while the last measured streams are still being stamped).
+    outcome: asyncio.Future[asyncio.Task[Any] | None] = asyncio.get_running_loop().create_future()
+    left = len(tasks)
+
+    def finished(t: asyncio.Task[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if outcome.done():
+            return
+        if not t.cancelled() and t.exception() is not None:
+            outcome.set_result(t)  # the first failure: raised below
+        elif not left:
+            outcome.set_result(None)
+
     try:
-        pending: set[asyncio.Task[Any]] = set(tasks)
-        while pending - {stopper}:
-            done, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
-            pending.discard(stopper)
-            for t in done:
-                if t is not stopper and not t.cancelled() and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
-            if stopper in done:
-                break
+        for t in tasks:
+            t.add_done_callback(finished)
+        stopper.add_done_callback(lambda _: None if outcome.done() else outcome.set_result(None))
+        failed = await outcome
+        if failed is not None:
+            raise failed.exception()  # type: ignore[misc]
     finally:
         for t in tasks:
             t.cancel()
