@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from tpsbench.core.estimate import estimate_tokens, tokens_for_chars
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams
@@ -74,9 +73,9 @@ SHUTTING_DOWN = ApiError(
 )
 
 
-@dataclass(frozen=True)
-class ParsedRequest:
-    """What the engine and the response writer need from a completion request."""
+class ParsedRequest(NamedTuple):
+    """What the engine and the response writer need from a completion request (a tuple: made per
+    request, half the cost of a frozen dataclass)."""
 
     api: Api
     prompt_tokens: int
@@ -276,6 +275,7 @@ def parse_request(api: Api, raw: bytes, params: ModelParams = DEFAULT_PARAMS) ->
     )
 
 
+_MODEL = MODEL_NAME.encode()
 _CHOICES: dict[tuple[Api, int, str | None], bytes] = {}  # (api, tokens, finish_reason) -> choice JSON
 _ROLE = b'{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}'
 _USAGE = b',"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}'
@@ -309,9 +309,14 @@ class StreamEncoder:
         self._prompt = req.prompt_tokens
         self._continuous = req.continuous_usage
         self._include_usage = req.include_usage
-        kind = "chat.completion.chunk" if self._chat else "text_completion"
-        head = dumps({"id": rid, "object": kind, "created": created, "model": MODEL_NAME})[:-1]
-        self._head = b"data: " + head + b',"choices":['
+        kind = b"chat.completion.chunk" if self._chat else b"text_completion"
+        # dumps of {"id", "object", "created", "model"} without its "}", a third of the cost: once per request
+        self._head = b'data: {"id":%b,"object":"%b","created":%d,"model":"%b","choices":[' % (
+            dumps(rid),
+            kind,
+            created,
+            _MODEL,
+        )
         self.completion = 0  # tokens sent so far
         self._frames: dict[int, bytes] = {}  # tokens -> HTTP chunk frame of a plain middle step
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import itertools
 import math
 import time
@@ -69,13 +70,17 @@ class Generation:
     prompt_tokens: int
     max_tokens: int
     target_tokens: int  # where it stops: max_tokens with ignore_eos, else a draw
-    arrival: float  # engine clock (loop.time()) at submit
-    queue: asyncio.Queue[Chunk] = field(default_factory=asyncio.Queue)
+    arrival: float  # engine clock (loop.time()): when the request arrived (the server's stamp), else submit
     prefilled: int = 0
     generated: int = 0
     attended: int = 0  # a(prompt + generated) while decoding: its share of the batch's KV reads
     done: bool = False
     sink: Callable[[Chunk], None] | None = None
+
+    @functools.cached_property
+    def queue(self) -> asyncio.Queue[Chunk]:
+        """Made on first use: a request with a ``sink`` never pays for one."""
+        return asyncio.Queue()
 
     def deliver(self, chunk: Chunk) -> None:
         if self.sink is not None:
@@ -210,6 +215,7 @@ class Engine:
         self._closed = False
         self._cdf: dict[int, list[float]] = {}
         self._counters = _Counters(started=0.0)
+        self.work_cpu = 0.0  # thread CPU seconds of every step's commit since the start (never reset)
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -236,16 +242,30 @@ class Engine:
 
     # --- requests ----------------------------------------------------------------------------------------
     def submit(
-        self, prompt_tokens: int, max_tokens: int, *, min_tokens: int = 0, ignore_eos: bool = False
+        self,
+        prompt_tokens: int,
+        max_tokens: int,
+        *,
+        min_tokens: int = 0,
+        ignore_eos: bool = False,
+        arrival: float | None = None,
+        sink: Callable[[Chunk], None] | None = None,
     ) -> Generation:
-        """Queue a request; it is admitted at the start of the next step that has a free slot."""
+        """Queue a request; it is admitted at the start of the next step that has a free slot.
+
+        ``arrival``: when the request arrived (the server stamps its last byte; default: now). It is the
+        request's own stamp (the server's TTFT counts from it); an idle engine's timeline starts at the
+        submit, when the engine learns of the request. ``sink``: see :class:`Generation` (set it here or
+        before the next step ends)."""
         if self._closed:
             raise RuntimeError("the engine is stopped")
         if prompt_tokens < 1 or max_tokens < 1:
             raise ValueError("prompt_tokens and max_tokens must be >= 1")
         now = asyncio.get_running_loop().time()
         target = self._target(max_tokens, min_tokens, ignore_eos)
-        gen = Generation(next(self._ids), prompt_tokens, max_tokens, target, now)
+        gen = Generation(
+            next(self._ids), prompt_tokens, max_tokens, target, now if arrival is None else arrival, sink=sink
+        )
         self._waiting[gen.id] = gen
         self._counters.submitted += 1
         if not self._wake.is_set():
@@ -341,7 +361,9 @@ class Engine:
             planned_end = planned_start + duration
             await self._sleep_until(loop, planned_end)
             woke = loop.time()
+            cpu = time.thread_time()
             self._commit(decoders, k, prefills, planned_end)
+            self.work_cpu += time.thread_time() - cpu
             self.totals.prompt_tokens += prefill_tokens
             c = self._counters
             c.lag.add(max(0.0, woke - planned_end))

@@ -19,9 +19,10 @@ from typing import Any
 
 from tpsbench.core import collector
 from tpsbench.core.serverprocess import ServerProcess
+from tpsbench.reference.admission import MAX_EVENTS, PER_TURN, new_event_loop
 from tpsbench.reference.api import MODEL_NAME
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams
-from tpsbench.reference.server import start_server
+from tpsbench.reference.server import ACCEPT_PER_TURN, start_server
 
 __all__ = ["ReferenceServerProcess", "main", "parse_param_overrides", "serve"]
 
@@ -47,9 +48,18 @@ def _param_args(params: ModelParams | Mapping[str, Any]) -> list[str]:
 
 
 async def _serve_until_stopped(
-    host: str, port: int, params: ModelParams, seed: int, precise_s: float, exit_on_stdin_eof: bool = False
+    host: str,
+    port: int,
+    params: ModelParams,
+    seed: int,
+    precise_s: float,
+    exit_on_stdin_eof: bool = False,
+    per_turn: int = PER_TURN,
+    accept_per_turn: int = ACCEPT_PER_TURN,
 ) -> None:
-    handle = await start_server(host, port, params, seed, precise_s=precise_s)
+    handle = await start_server(
+        host, port, params, seed, precise_s=precise_s, per_turn=per_turn, accept_per_turn=accept_per_turn
+    )
     collector.quiet()  # a full GC pass mid-step would make the engine late (core/collector.py)
     print(handle.url, flush=True)  # the first stdout line is the contract with ServerProcess
     print(
@@ -86,10 +96,20 @@ def serve(
     *,
     precise_s: float = 0.001,
     exit_on_stdin_eof: bool = False,
+    per_turn: int = PER_TURN,
+    max_events: int = MAX_EVENTS,
+    accept_per_turn: int = ACCEPT_PER_TURN,
 ) -> None:
-    """Serve until SIGINT / SIGTERM (``tpsbench serve``). Prints the base URL on stdout first."""
+    """Serve until SIGINT / SIGTERM (``tpsbench serve``). Prints the base URL on stdout first.
+    ``per_turn``, ``max_events``, ``accept_per_turn``: the work the loop takes on per turn
+    (:mod:`.admission`)."""
     _raise_fd_limit()
-    asyncio.run(_serve_until_stopped(host, port, params, seed, precise_s, exit_on_stdin_eof))
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(max_events)) as runner:
+        runner.run(
+            _serve_until_stopped(
+                host, port, params, seed, precise_s, exit_on_stdin_eof, per_turn, accept_per_turn
+            )
+        )
 
 
 def _raise_fd_limit() -> None:
@@ -112,7 +132,7 @@ class ReferenceServerProcess(ServerProcess):
 
     ``cpus``: pin the child to these CPUs (``os.sched_setaffinity``), so that it and the client never
     share a core's time slices. The child watches its stdin and exits when that closes, so it cannot outlive
-    its parent.
+    its parent. ``extra_args``: more of its command line (e.g. ``["--admit-per-turn", "4"]``).
     """
 
     name = "reference server"
@@ -127,6 +147,7 @@ class ReferenceServerProcess(ServerProcess):
         precise_s: float = 0.001,
         cpus: Iterable[int] | None = None,
         startup_timeout_s: float = 30.0,
+        extra_args: Iterable[str] = (),
     ) -> None:
         self.cpus = sorted(cpus) if cpus is not None else None
         pin = ["--cpus", ",".join(map(str, self.cpus))] if self.cpus else []
@@ -134,6 +155,7 @@ class ReferenceServerProcess(ServerProcess):
             [
                 "-m", "tpsbench.reference.serve", "--host", host, "--port", str(port), "--seed", str(seed),
                 "--precise-ms", repr(precise_s * 1e3), "--exit-on-stdin-eof", *pin, *_param_args(params),
+                *extra_args,
             ],
             startup_timeout_s=startup_timeout_s,
         )  # fmt: skip
@@ -161,6 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cpus", help="pin this process to these CPUs, e.g. 1 or 0,1")
     parser.add_argument(
+        "--admit-per-turn", type=int, default=PER_TURN, help="requests parsed per event-loop turn"
+    )
+    parser.add_argument(
+        "--max-events", type=int, default=MAX_EVENTS, help="ready sockets handled per event-loop turn"
+    )
+    parser.add_argument(
+        "--accept-per-turn", type=int, default=ACCEPT_PER_TURN, help="connections accepted per loop turn"
+    )
+    parser.add_argument(
         "--exit-on-stdin-eof",
         action="store_true",
         help="stop when stdin closes (set by ReferenceServerProcess: dies with its parent)",
@@ -179,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         precise_s=args.precise_ms / 1e3,
         exit_on_stdin_eof=args.exit_on_stdin_eof,
+        per_turn=args.admit_per_turn,
+        max_events=args.max_events,
+        accept_per_turn=args.accept_per_turn,
     )
     return 0
 

@@ -29,9 +29,11 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
 
+from tpsbench.reference.admission import PER_TURN, Admission, BoundedEpollSelector, TurnMonitor
 from tpsbench.reference.anthropic import MessagesEncoder, message_body
 from tpsbench.reference.api import (
     ROUTES,
@@ -54,6 +56,8 @@ __all__ = ["ReferenceServer", "ServerHandle", "pace_warnings", "start_server"]
 
 MAX_BODY = 64 * 1024 * 1024
 MAX_HEAD = 64 * 1024
+ACCEPT_PER_TURN = 16  # connections accepted per loop turn (asyncio accepts up to its backlog in one)
+LISTEN_BACKLOG = 4096  # the kernel's queue: a sweep opens thousands at once (a short one drops SYNs)
 _REASONS = {
     100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
     411: "Length Required", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
@@ -68,23 +72,30 @@ _STREAM_HEAD = (
 
 
 class ReferenceServer:
-    """The engine and what the HTTP side measures: delivery lag and server-side TTFT (``/pace``)."""
+    """The engine and what the HTTP side measures: delivery lag and server-side TTFT (``/pace``).
 
-    def __init__(self, engine: Engine) -> None:
+    New requests are parsed through :attr:`admission`, ``per_turn`` per loop turn (:mod:`.admission`)."""
+
+    def __init__(self, engine: Engine, *, per_turn: int = PER_TURN) -> None:
         self.engine = engine
         self.delivery = LagStats()  # chunk write time minus the step's planned end
-        self.ttft = LagStats()  # server-side TTFT: request parsed to the first token event written
+        self.ttft = LagStats()  # server-side TTFT: request's last byte read to the first token event written
         self.created = int(time.time())
         self.connections: set[_HttpConnection] = set()
+        self.admission = Admission(asyncio.get_running_loop(), per_turn)
+        self.monitor: TurnMonitor | None = None  # set where the loop's selector times its turns
 
     def pace(self) -> dict[str, Any]:
-        return pace_report(self.engine, self.delivery, self.ttft)
+        turns = self.monitor.turns if self.monitor is not None else None
+        return pace_report(self.engine, self.delivery, self.ttft, turns)
 
     def reset_pace(self) -> dict[str, Any]:
         before = self.pace()
         self.engine.reset_stats()
         self.delivery = LagStats()
         self.ttft = LagStats()
+        if self.monitor is not None:
+            self.monitor.reset()
         return before
 
 
@@ -103,13 +114,13 @@ _ID_PREFIX: dict[Api, str] = {
 class _Stream:
     """The sink of one streamed response: one write per engine step."""
 
-    __slots__ = ("_chunked", "_conn", "_enc", "_entered", "_first", "_server")
+    __slots__ = ("_arrival", "_chunked", "_conn", "_enc", "_first", "_server")
 
-    def __init__(self, conn: _HttpConnection, enc: _Encoder, entered: float, chunked: bool) -> None:
+    def __init__(self, conn: _HttpConnection, enc: _Encoder, arrival: float, chunked: bool) -> None:
         self._conn = conn
         self._server = conn.server
         self._enc = enc
-        self._entered = entered
+        self._arrival = arrival
         self._chunked = chunked
         self._first = True
 
@@ -137,7 +148,7 @@ class _Stream:
         server.delivery.add(now - chunk.time if now > chunk.time else 0.0)
         if self._first and reason != "abort":
             self._first = False
-            server.ttft.add(now - self._entered)
+            server.ttft.add(now - self._arrival)
         if reason is not None:
             conn.finished(close=not self._chunked)
 
@@ -182,17 +193,25 @@ class _Head:
 
 
 class _HttpConnection(asyncio.Protocol):
-    """One client connection: parses requests, answers them one at a time (pipelined ones wait)."""
+    """One client connection: parses requests, answers them one at a time (pipelined ones wait).
+
+    A read only appends and stamps; parsing waits its turn in the server's admission queue. A request's
+    arrival is the loop time of the read that brought its last byte (``_stamps``: the connection's byte
+    count after each read, and when it was read)."""
 
     def __init__(self, server: ReferenceServer, loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
         self.loop = loop
         self.transport: asyncio.Transport | None = None
+        self.queued = False  # in the server's admission queue
         self._buf = bytearray()
         self._head: _Head | None = None
         self._gen: Generation | None = None  # the request being answered
         self._busy = False
         self._keep_alive = True
+        self._received = 0  # bytes read on this connection
+        self._consumed = 0  # of them, parsed and dropped from _buf
+        self._stamps: deque[tuple[int, float]] = deque()  # (_received after a read, loop time of the read)
 
     # --- asyncio.Protocol ---------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -205,8 +224,14 @@ class _HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
-        if not self._busy:
-            self._parse()
+        self._received += len(data)
+        self._stamps.append((self._received, self.loop.time()))
+        if self._busy or self.queued:
+            return
+        head = self._head
+        if head is not None and len(self._buf) < head.body_start + head.length:
+            return  # the body is not all here yet
+        self.server.admission.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -216,31 +241,46 @@ class _HttpConnection(asyncio.Protocol):
             self.server.engine.cancel(gen)  # the client went away: free the slot (no-op when done)
 
     # --- requests -------------------------------------------------------------------------------------------
-    def _parse(self) -> None:
-        while not self._busy and self.transport is not None:
-            head = self._head
-            if head is None:
-                end = self._buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self._buf) > MAX_HEAD:
-                        self._fail(ApiError(431, "request headers too large"), close=True)
-                    return
-                head = self._head = self._read_head(end)
-                if head is None:
-                    return
-            if len(self._buf) < head.body_start + head.length:
+    def parse_next(self) -> None:
+        """Parse at most one request and start or answer it (called by the admission queue)."""
+        if self._busy or self.transport is None:
+            return
+        head = self._head
+        if head is None:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > MAX_HEAD:
+                    self._fail(ApiError(431, "request headers too large"), close=True)
                 return
-            body = bytes(self._buf[head.body_start : head.body_start + head.length])
-            del self._buf[: head.body_start + head.length]
-            self._head = None
-            self._keep_alive = head.keep_alive
-            self._busy = True
-            try:
-                self._route(head, body)
-            except ApiError as exc:
-                self._fail(exc)
-            except Exception as exc:  # a bug here must not kill the connection silently
-                self._fail(ApiError(500, f"{type(exc).__name__}: {exc}", type_="server_error"), close=True)
+            head = self._head = self._read_head(end)
+            if head is None:
+                return
+        size = head.body_start + head.length
+        if len(self._buf) < size:
+            return
+        arrival = self._arrival(self._consumed + size)
+        body = bytes(self._buf[head.body_start : size])
+        del self._buf[:size]
+        self._consumed += size
+        self._head = None
+        self._keep_alive = head.keep_alive
+        self._busy = True
+        try:
+            self._route(head, body, arrival)
+        except ApiError as exc:
+            self._fail(exc)
+        except Exception as exc:  # a bug here must not kill the connection silently
+            self._fail(ApiError(500, f"{type(exc).__name__}: {exc}", type_="server_error"), close=True)
+
+    def _arrival(self, end: int) -> float:
+        """Loop time of the read that brought byte ``end`` (a count since the connection opened)."""
+        stamps = self._stamps
+        while stamps[0][0] < end:
+            stamps.popleft()
+        received, at = stamps[0]
+        if received == end:  # later requests ended in later reads
+            stamps.popleft()
+        return at
 
     def _read_head(self, end: int) -> _Head | None:
         lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
@@ -276,14 +316,14 @@ class _HttpConnection(asyncio.Protocol):
         path = target.partition("?")[0]
         return _Head(method, path, http10, keep_alive, length, start)
 
-    def _route(self, head: _Head, body: bytes) -> None:
+    def _route(self, head: _Head, body: bytes, arrival: float) -> None:
         server, method, path = self.server, head.method, head.path
         api = ROUTES.get(path)
         if api is not None:
             if method != "POST":
                 raise _not_allowed(method, path)
             try:
-                self._complete(api, body, head.http10)
+                self._complete(api, body, head.http10, arrival)
             except ApiError as exc:
                 self._fail(exc, api=api)
         elif path in _GET_ROUTES:
@@ -304,13 +344,16 @@ class _HttpConnection(asyncio.Protocol):
         else:
             raise ApiError(404, f"Not Found: {method} {path}", code="not_found")
 
-    def _complete(self, api: Api, body: bytes, http10: bool) -> None:
-        entered = self.loop.time()
+    def _complete(self, api: Api, body: bytes, http10: bool, arrival: float) -> None:
         engine = self.server.engine
         req = parse_request(api, body, engine.params)
         try:
             gen = engine.submit(
-                req.prompt_tokens, req.max_tokens, min_tokens=req.min_tokens, ignore_eos=req.ignore_eos
+                req.prompt_tokens,
+                req.max_tokens,
+                min_tokens=req.min_tokens,
+                ignore_eos=req.ignore_eos,
+                arrival=arrival,
             )
         except RuntimeError:
             raise SHUTTING_DOWN from None
@@ -322,7 +365,7 @@ class _HttpConnection(asyncio.Protocol):
         framing = b"Connection: close\r\n\r\n" if http10 else b"Transfer-Encoding: chunked\r\n\r\n"
         self._write(_STREAM_HEAD + framing)  # the headers at once, as real servers do
         enc = _ENCODERS[api](req, rid, int(time.time()))
-        gen.sink = _Stream(self, enc, entered, chunked=not http10)
+        gen.sink = _Stream(self, enc, arrival, chunked=not http10)
 
     # --- responses ------------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -343,6 +386,7 @@ class _HttpConnection(asyncio.Protocol):
         if close:
             self._keep_alive = False
             self._buf.clear()
+            self._stamps.clear()
         self.respond(exc.status, exc.body(api))
 
     def finished(self, *, close: bool) -> None:
@@ -354,7 +398,7 @@ class _HttpConnection(asyncio.Protocol):
                 self.transport.close()
             return
         if self._buf:
-            self.loop.call_soon(self._parse)  # not from inside the engine's commit
+            self.server.admission.add(self)  # parsed in a later loop turn, never inside the engine's commit
 
 
 _GET_ROUTES = frozenset({"/v1/models", "/metrics", "/pace", "/health"})
@@ -406,16 +450,28 @@ async def start_server(
     seed: int = 0,
     *,
     precise_s: float = 0.001,
+    per_turn: int = PER_TURN,
+    accept_per_turn: int = ACCEPT_PER_TURN,
 ) -> ServerHandle:
-    """Start the reference endpoint on the running loop; ``port=0`` picks a free port."""
+    """Start the reference endpoint on the running loop; ``port=0`` picks a free port. ``per_turn``,
+    ``accept_per_turn``: requests parsed, connections accepted per loop turn (:mod:`.admission`). On a
+    loop made by :func:`.admission.new_event_loop`, ``/pace`` also reports its turns (``loop_turn_cpu_s``)."""
     engine = Engine(ReferenceModel(params), seed=seed, precise_s=precise_s)
     await engine.start()
-    server = ReferenceServer(engine)
+    server = ReferenceServer(engine, per_turn=per_turn)
     loop = asyncio.get_running_loop()
+    selector = getattr(loop, "_selector", None)
+    if isinstance(selector, BoundedEpollSelector):
+        selector.monitor = server.monitor = TurnMonitor(engine)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    # A sweep opens thousands of connections at once; a short accept queue would drop SYNs (1 s retries).
-    listener = await loop.create_server(lambda: _HttpConnection(server, loop), sock=sock, backlog=4096)
+    # asyncio accepts up to `backlog` connections in one callback (and sets each up in the next turn): a
+    # sweep's thousands at once would hold the loop for tens of ms. So ACCEPT_PER_TURN per turn, and the
+    # kernel's queue set deep again (a short one drops SYNs: 1 s retries).
+    listener = await loop.create_server(
+        lambda: _HttpConnection(server, loop), sock=sock, backlog=accept_per_turn
+    )
+    sock.listen(LISTEN_BACKLOG)
     return ServerHandle(host, sock.getsockname()[1], server, listener)

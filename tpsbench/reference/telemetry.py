@@ -74,14 +74,19 @@ def prometheus_text(engine: Engine) -> bytes:
     ).encode()
 
 
-def pace_report(engine: Engine, delivery: LagStats, ttft: LagStats) -> dict[str, Any]:
+def pace_report(
+    engine: Engine, delivery: LagStats, ttft: LagStats, turns: LagStats | None = None
+) -> dict[str, Any]:
     """The ``/pace`` window: ``engine`` (:meth:`Engine.stats`), ``delivery_lag_s`` (each chunk's write
-    minus its step's planned end), ``server_ttft_s`` (request parsed to first token written), ``warnings``."""
+    minus its step's planned end), ``server_ttft_s`` (the request's last byte read to its first token
+    written), ``loop_turn_cpu_s`` (thread CPU of each event-loop turn less the step commits in it, see
+    :class:`.admission.TurnMonitor`; None where the loop does not time its turns), ``warnings``."""
     report: dict[str, Any] = {
         "model": MODEL_NAME,
         "engine": engine.stats(),
         "delivery_lag_s": delivery.summary(),
         "server_ttft_s": ttft.summary(),
+        "loop_turn_cpu_s": turns.summary() if turns is not None else None,
     }
     report["warnings"] = pace_warnings(report)
     return report
