@@ -86,11 +86,8 @@ def _request(i: int, max_tokens: int = 3) -> bytes:
             "ignore_eos": True,
         }
     ).encode()
-    return b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-Id: %d\r\nContent-Length: %d\r\n\r\n%b" % (
-        i,
-        len(body),
-        body,
-    )
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-Id: %d\r\nContent-Length: %d\r\n\r\n"
+    return head % (i, len(body)) + body
 
 
 def test_a_burst_of_requests_is_admitted_at_most_per_turn_each_loop_turn_and_all_answered() -> None:

@@ -131,7 +131,7 @@ class TurnMonitor:
         self._commits = self.engine.work_cpu
 
     def reset(self) -> None:
-        """A new window; the turn in progress (the one resetting, reporting the window before) is not in it."""
+        """A new window; the turn in progress (resetting: it reports the window before) is not in it."""
         self.turns = LagStats()
         self._start = None
 
