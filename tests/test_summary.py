@@ -396,10 +396,13 @@ def test_client_bound_only_from_client_side_evidence() -> None:
     )
 
 
-def test_low_achieved_concurrency_and_a_stopped_level_warn() -> None:
+def test_low_concurrency_in_flight_and_a_stopped_level_warn() -> None:
     p = point0(self_check={"stopped": "stopped after 20 consecutive connect failures and no success"})
     details = {c["cause"]: c["detail"] for c in p["warning_causes"]}
-    assert details["low_concurrency"] == "1.1 of 4"  # Little's law: 2.3 s busy over a 2 s window
+    # in flight over the 2 s window: the warmup's 2 s inside it + the measured 2.3 s busy = 2.15 of 4
+    assert p["self_check"]["in_flight_mean"] == pytest.approx((2.0 + 0.6 + 1.0 + 0.2 + 0.5) / 2.0)
+    assert details["low_concurrency"] == "2.1 of 4"
+    assert "cooldown: true" in summary.WARNING_CAUSES["low_concurrency"]
     assert details["stopped"].startswith("stopped after 20 consecutive connect failures")
 
 

@@ -74,7 +74,7 @@ class RichObserver:
         self._done += 1
         if line.get("error"):
             self._errors += 1
-        elif line.get("tps_user") is not None and not line.get("warmup"):
+        elif line.get("tps_user") is not None and not line.get("warmup") and not line.get("cooldown"):
             self._tps.append(float(line["tps_user"]))
         live = f"TPS/user p50 {statistics.median(self._tps):,.0f}" if self._tps else "warming up"
         if self._errors:

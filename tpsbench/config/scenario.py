@@ -14,12 +14,9 @@ the README for every field. Files are read by :func:`tpsbench.config.loader.load
 
 from __future__ import annotations
 
-import ipaddress
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -40,10 +37,10 @@ from tpsbench.config.errors import (
     issues_from_validation,
 )
 from tpsbench.config.report import Mark, Report
+from tpsbench.config.urls import check_base_url
 from tpsbench.config.workloads import Dataset, Sessions, ThinkTime, Trace
 from tpsbench.core.loadlabel import load_label, trace_label
 from tpsbench.core.metricspec import check_thresholds
-from tpsbench.core.redact import redact_url
 from tpsbench.core.timeouts import Timeouts as _CoreTimeouts
 
 __all__ = [
@@ -155,47 +152,6 @@ class Endpoint(_Strict):
         )
 
 
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-
-
-def check_base_url(url: str) -> None:
-    """Raise ValueError unless ``url`` is a usable http(s) base URL: scheme, a host that is an IP address or
-    a DNS name (no spaces), a port in 1-65535. Credentials and a query are allowed (they are redacted).
-
-    >>> check_base_url("http://127.0.0.1:99999/v1")
-    Traceback (most recent call last):
-    ...
-    ValueError: port 99999 is out of range (1-65535) in 'http://127.0.0.1:99999/v1'
-    """
-    shown = redact_url(url)
-    if any(c.isspace() for c in url):
-        netloc = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
-        where = f"host {netloc!r}" if any(c.isspace() for c in netloc) else "URL"
-        raise ValueError(f"invalid {where} in {shown!r}: a URL has no spaces (percent-encode them as %20)")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:  # a non-numeric or out-of-range port, a bad IPv6 literal
-        m = re.search(r"^[a-z]+://(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/]*):(\d+)", url)
-        if m and "range" in str(exc):
-            raise ValueError(f"port {m.group(1)} is out of range (1-65535) in {shown!r}") from None
-        raise ValueError(f"invalid URL {shown!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"expected an http:// or https:// URL, got {shown!r}")
-    host = parts.hostname or ""
-    if not host:
-        raise ValueError(f"no host in {shown!r}")
-    if port == 0:
-        raise ValueError(f"port 0 is out of range (1-65535) in {shown!r}")
-    if ":" in host:  # an IPv6 literal, [::1]
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
-            raise ValueError(f"invalid IPv6 address {host!r} in {shown!r}") from None
-    elif not all(_HOST_LABEL.match(label) for label in host.rstrip(".").split(".")):
-        raise ValueError(f"invalid host name {host!r} in {shown!r}")
-
-
 class Workload(_Strict):
     """What each request asks for. Unique prompt prefixes, when on, are applied to file prompts too."""
 
@@ -243,6 +199,13 @@ class Level(_Strict):
     ``arrival`` (load/arrivals.py); a trace sends its requests on its own clock. ``requests`` counts
     measured requests only; ``warmup`` unmeasured ones go first (default: :attr:`resolved_warmup`).
 
+    ``cooldown`` (closed and open loop; off by default): after the measured requests, the level goes on
+    sending unmeasured *cooldown* requests, as it sent the measured ones (users re-sending, or the arrival
+    schedule continued), until the last measured request has ended; then it sends no more and lets those
+    in flight finish (their tokens that arrived inside the measured window are part of ``output_tps``).
+    The measured window, first measured send to last measured end, is then at the level's load at its
+    end as warmup makes it at its start, instead of holding the drain of a batch nobody refills.
+
     ``ramp_s``: closed loop starts its users evenly over that many seconds (user k at ``k * ramp_s /
     concurrency``); open loop raises the rate linearly from 0 to ``rate`` over it. ``max_concurrency``
     (open loop and traces) caps the requests in flight: a request due while the cap is reached waits for a
@@ -261,6 +224,7 @@ class Level(_Strict):
     # measured window; the level stops at whichever of requests / duration_s comes first
     duration_s: float | None = Field(default=None, gt=0)
     warmup: int | None = Field(default=None, ge=0)  # unmeasured first; None: see resolved_warmup
+    cooldown: bool = False  # unmeasured requests after the measured ones, until the last measured ends
 
     @model_validator(mode="after")
     def _one_load_kind(self) -> Level:
@@ -274,6 +238,11 @@ class Level(_Strict):
         if self.trace is not None and (self.arrival != "poisson" or self.burstiness != 1.0 or self.ramp_s):
             raise ValueError(
                 "a trace brings its own arrival times: 'arrival', 'burstiness' and 'ramp_s' do not apply"
+            )
+        if self.trace is not None and self.cooldown:
+            raise ValueError(
+                "'cooldown' does not apply to a trace: a replay sends the trace's requests as recorded, and "
+                "there is nothing to send after them. Hint: remove 'cooldown'"
             )
         if self.concurrency is not None and self.max_concurrency is not None:
             raise ValueError(
@@ -373,6 +342,7 @@ class Sweep(_Strict):
     requests: int | None = Field(default=None, ge=1)
     duration_s: float | None = Field(default=None, gt=0)
     warmup: int | None = Field(default=None, ge=0)
+    cooldown: bool = False  # every level's (see Level)
     min_gain: float = Field(default=0.05, ge=0)
     max_error_rate: float = Field(default=0.0, ge=0, le=1)
 
@@ -394,7 +364,13 @@ class Sweep(_Strict):
             {"concurrency": int(value)} if closed else {"rate": value, "arrival": self.arrival}
         )
         return Level.model_validate(
-            load | {"requests": requests, "duration_s": self.duration_s, "warmup": self.warmup}
+            load
+            | {
+                "requests": requests,
+                "duration_s": self.duration_s,
+                "warmup": self.warmup,
+                "cooldown": self.cooldown,
+            }
         )
 
     def values(self) -> list[float]:
@@ -476,6 +452,20 @@ class Scenario(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _cooldown_fits(self) -> Scenario:
+        if self.workload.sessions is None:
+            return self
+        open_cooldown = any(lv.cooldown and lv.open_loop for lv in self.fixed_levels) or (
+            self.sweep is not None and self.sweep.cooldown and self.sweep.rate is not None
+        )
+        if open_cooldown:
+            raise ValueError(
+                "'cooldown' with 'workload.sessions' applies to closed-loop levels ('concurrency') only: an "
+                "open loop's sessions end on their own clock, so none marks the end of the measured ones"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _api_options(self) -> Scenario:
         api = self.endpoint.api
         if api not in ("messages", "responses"):
@@ -529,7 +519,7 @@ class Scenario(_Strict):
         ``concurrency`` replaces the whole ``load`` list (or the sweep) by closed-loop levels sized by one
         rule: level ``c`` measures ``requests = max(R, 4 x c)``, where R is the first level's (or the
         sweep's) ``requests`` (20 when it had none), keeps its ``duration_s`` (the level stops at whichever
-        comes first) and warms up with the default one wave of ``c`` requests. Raises
+        comes first) and ``cooldown``, and warms up with the default one wave of ``c`` requests. Raises
         :class:`ScenarioError` (file ``command line``) for invalid values.
         """
         data = self.model_dump()
@@ -551,6 +541,7 @@ class Scenario(_Strict):
                     "concurrency": c,
                     "requests": max(first.requests or OVERRIDE_MIN_REQUESTS, 4 * c),
                     "duration_s": first.duration_s,
+                    "cooldown": first.cooldown,
                 }
                 for c in concurrency
             ]

@@ -75,6 +75,9 @@ class RequestRecord:
     - ``resent``: the request went out a second time, on a fresh connection, because the reused keep-alive
       connection it was first written to closed before any response byte (the resend rule of
       :mod:`tpsbench.client.transport.h11`); ``send_ns`` is the second send's.
+    - ``warmup`` / ``cooldown``: sent to bring the server to the level's load before the measured requests
+      (warmup) or to hold it there after them, until the last measured request ends (``Level.cooldown``);
+      neither is measured (:attr:`measured`), both are kept.
     - ``repeat``: which repeat of the whole plan the request belongs to (0-based; ``--repeat N`` runs the
       plan N times, each level keeping its index, so ``(repeat, level)`` names one measured level).
 
@@ -105,10 +108,16 @@ class RequestRecord:
     turn: int | None = None
     resent: bool = False
     repeat: int = 0
+    cooldown: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def measured(self) -> bool:
+        """A measured request: neither warmup nor cooldown."""
+        return not (self.warmup or self.cooldown)
 
     def to_dict(self) -> dict[str, Any]:
         # shallow, with the two lists copied: asdict() deep-copies every chunk (79 us vs 1 us per record)

@@ -1,7 +1,8 @@
 """The exit contract of ``tpsbench run``: which outcome a finished run had, and why, in a few lines.
 
 - **0**: every level ran within its error budget (failed measured requests / measured requests <=
-  ``error_budget``, default 1%; cancelled requests of an interrupted run are not failures);
+  ``error_budget``, default 1%; cancelled requests of an interrupted run are not failures, and warmup and
+  cooldown requests, cancelled or failed, are not measured);
 - **1**: the run finished, but a level exceeded the budget, had no successful request, or stopped early
   because every request failed;
 - **2**: bad input or an unusable endpoint (the scenario or the preflight failed: nothing measured);

@@ -34,9 +34,11 @@ class _RayWorkerSide:
     def __init__(self, queue: Any, coordinator: Any) -> None:
         self.queue, self.coordinator = queue, coordinator
         self._buffer: list[dict[str, Any]] = []
+        self._notes: list[tuple[Any, ...]] = []  # small messages sent from the thread too (measured_done)
         self._lock = threading.Lock()
         self._start: int | None = None
         self._stopped = False
+        self._cooled = False
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
@@ -44,20 +46,27 @@ class _RayWorkerSide:
     def _flush(self) -> None:
         with self._lock:
             batch, self._buffer = self._buffer, []
+            notes, self._notes = self._notes, []
         if batch:
             self.queue.put(("records", batch))
+        for note in notes:
+            self.queue.put(note)
 
     def _pump(self) -> None:
         ray = _ray()
         while not self._done.wait(FLUSH_S):
             self._flush()
-            self._start, self._stopped = ray.get(self.coordinator.state.remote())
+            self._start, self._stopped, self._cooled = ray.get(self.coordinator.state.remote())
         self._flush()
 
     def put(self, msg: tuple[Any, ...]) -> None:
         if msg[0] == "record":
             with self._lock:
                 self._buffer.append(msg[1])
+            return
+        if msg[0] == "measured_done":
+            with self._lock:
+                self._notes.append(msg)
             return
         if msg[0] in ("done", "failed"):
             self._done.set()
@@ -70,6 +79,9 @@ class _RayWorkerSide:
     def stopped(self) -> bool:
         return self._stopped
 
+    def cooldown_over(self) -> bool:
+        return self._cooled
+
 
 def _ray_task(job: WorkerJob, queue: Any, coordinator: Any) -> None:
     worker_entry(job, _RayWorkerSide(queue, coordinator))
@@ -79,6 +91,7 @@ class _Coordinator:
     def __init__(self) -> None:
         self.t0: int | None = None
         self.stopped = False
+        self.cooled = False
 
     def go(self, t0: int) -> None:
         self.t0 = t0
@@ -86,8 +99,11 @@ class _Coordinator:
     def stop(self) -> None:
         self.stopped = True
 
-    def state(self) -> tuple[int | None, bool]:
-        return self.t0, self.stopped
+    def end_cooldown(self) -> None:
+        self.cooled = True
+
+    def state(self) -> tuple[int | None, bool, bool]:
+        return self.t0, self.stopped, self.cooled
 
 
 class RayPool:
@@ -127,9 +143,12 @@ class RayPool:
     def stop(self) -> None:
         self._ray.get(self.coordinator.stop.remote())
 
-    def all_exited(self) -> bool:
+    def end_cooldown(self) -> None:
+        self._ray.get(self.coordinator.end_cooldown.remote())
+
+    def exited(self) -> int:
         done, _ = self._ray.wait(self.refs, num_returns=len(self.refs), timeout=0)
-        return len(done) == len(self.refs) and self.queue.empty()
+        return len(done)
 
     def close(self) -> None:
         self.stop()

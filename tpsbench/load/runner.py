@@ -10,6 +10,14 @@ loop the default warmup equals the concurrency, so every user's first request, w
 connection, is unmeasured. A closed-loop level measures at least ``concurrency`` requests
 (:attr:`Level.measured_requests`).
 
+Cooldown (``Level.cooldown``): once the measured requests have all started, the level goes on sending as
+before (closed loop: each user takes its next request; open loop: the same seeded arrival process,
+continued), but those requests are flagged ``cooldown`` and not measured. When the last measured request
+has ended (with workers: every share's), no new request starts and the cooldown requests in flight run to
+their end, so the tokens they streamed inside the measured window are in their records (a cancelled
+request's stream is lost: the client decodes a body once it has ended). So the server holds the level's
+load until the last measured end, the measured window's end as warmup makes its start.
+
 A level that only fails stops: once ``max(20, concurrency)`` requests in a row have failed with the same
 error kind and none of the level has succeeded, no new request starts (those in flight finish and are
 recorded) and :attr:`LevelResult.stopped` says why. Without it a closed loop against a dead endpoint
@@ -30,17 +38,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tpsbench.config.scenario import Level
 from tpsbench.core import collector
 from tpsbench.core.record import NS_PER_S, ErrorKind, Reply, RequestRecord, default_clock
 from tpsbench.load.arrivals import arrival_offsets, ramp_offsets, ramp_time
+from tpsbench.load.phases import Phases, chain, continued
 from tpsbench.workload.sessions import SessionSpec
 
 
@@ -119,6 +130,8 @@ async def run_level(
     stop: asyncio.Event | None = None,
     schedule_s: Sequence[float] | None = None,
     sessions: Sequence[SessionSpec] | None = None,
+    cooldown_over: asyncio.Event | None = None,
+    measured_done: Callable[[], None] | None = None,
 ) -> LevelResult:
     """Run one level to completion (its request count or duration) and return what the runner saw.
 
@@ -145,6 +158,11 @@ async def run_level(
     ends early when a turn fails. Request numbers (and so warmup, ``requests`` and the worker share) are
     taken turn by turn, in start order; records carry ``session_id`` (numbered per level) and ``turn``.
     In open loop, a later turn's ``scheduled_ns`` is when its think time ended, so its lag is recorded too.
+
+    With ``level.cooldown`` (see the module docstring) this share sends cooldown requests until
+    ``cooldown_over`` is set. Without it the runner sets its own once this share's measured requests have
+    all ended (a single process is the whole level); workers pass the driver's, set when every share has
+    reported ``measured_done`` (called once, when this share's measured requests have all ended).
     """
     stop = stop or asyncio.Event()
     # The cyclic GC's full passes visit every object of the process: up to 100 ms with no chunk stamped,
@@ -159,6 +177,10 @@ async def run_level(
     total = warmup + measured if measured is not None else None
     halt = asyncio.Event()  # set when the level gives up: no new request starts, in-flight ones finish
     streak = _FailureStreak(max(FAIL_STREAK, level.concurrency or 0))
+    if level.cooldown and cooldown_over is None:
+        cooldown_over = asyncio.Event()
+        measured_done = chain(measured_done, cooldown_over.set)
+    phases = Phases(warmup, cooldown_over if level.cooldown else None, measured_done)
 
     def record_done(record: RequestRecord) -> None:
         if result.stopped is None and (reason := streak.add(record)) is not None:
@@ -175,9 +197,11 @@ async def run_level(
         session_id, turn_index = turn if turn is not None else (None, None)
         rid = id_offset + g
         is_warmup = g < warmup
+        is_cooldown = phases.is_cooldown(g)
         result.sent += 1
         queue_ns: int | None = None
         held = False
+        phases.began(g)
         try:
             if slots is not None:
                 waited = clock()
@@ -207,6 +231,7 @@ async def run_level(
                 queue_ns=queue_ns,
                 session_id=session_id,
                 turn=turn_index,
+                cooldown=is_cooldown,
             )
             sink(Reply(cancelled))
             raise
@@ -214,8 +239,10 @@ async def run_level(
             if held:
                 assert slots is not None
                 slots.release()
+            phases.ended(g)
         reply.record.queue_ns = queue_ns
         reply.record.session_id, reply.record.turn = session_id, turn_index
+        reply.record.cooldown = is_cooldown
         result.finished += 1
         sink(reply)
         record_done(reply.record)
@@ -258,7 +285,7 @@ async def run_level(
                     return await play(next(started), take, None)
 
             await _closed_loop(
-                one, users, total, warmup, level.duration_s, stop, clock, share, halt, ramp, player
+                one, users, total, phases, level.duration_s, stop, clock, share, halt, ramp, player
             )
         elif level.trace is not None:
             if schedule_s is None:
@@ -286,7 +313,19 @@ async def run_level(
             offsets = ramp_offsets(offsets, level.ramp_s)
             mine = [(g, float(offsets[g])) for g in range(worker, len(offsets), workers)]
             if not sessions:
-                await _open_loop(one, mine, stop, clock, t0_ns, halt)
+                schedule: Iterable[tuple[int, float]] = mine
+                if level.cooldown:
+                    phases.cooldown_from = len(offsets)
+
+                    def more(n: int) -> NDArray[np.float64]:  # the same arrivals, continued
+                        drawn = arrival_offsets(
+                            level.rate or 1.0, level.arrival, burstiness=level.burstiness, count=n,
+                            duration_s=None, seed=seed + level_index,
+                        )  # fmt: skip
+                        return ramp_offsets(drawn, level.ramp_s)
+
+                    schedule = itertools.chain(mine, continued(more, len(offsets), worker, workers))
+                await _open_loop(one, schedule, stop, clock, t0_ns, halt, phases)
             else:
                 turns = iter(range(worker, 1 << 62, workers))  # request numbers of this share, by start
                 window_end: list[int] = []
@@ -309,6 +348,7 @@ async def run_level(
         result.interrupted = True
         raise
     finally:
+        phases.close()  # a share that sent nothing measured (no users, an empty schedule) is done too
         result.interrupted = result.interrupted or stop.is_set()
         probe.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -357,7 +397,7 @@ async def _closed_loop(
     one: Callable[[int, int | None], Coroutine[Any, Any, Any]],
     users: int,
     total: int | None,
-    warmup: int,
+    phases: Phases,
     duration_s: float | None,
     stop: asyncio.Event,
     clock: Callable[[], int],
@@ -367,9 +407,10 @@ async def _closed_loop(
     player: Callable[[Callable[[], int | None]], Coroutine[Any, Any, bool]] | None = None,
 ) -> None:
     """Exactly ``users`` requests in flight until ``total`` have started or the measured window (which
-    opens when the first measured request starts) has lasted ``duration_s``. User k starts after
-    ``ramp_s[k]`` seconds (0 if not given). With a ``player`` each user plays sessions (``player(take)``
-    takes a request number per turn) until one returns False."""
+    opens when the first measured request starts) has lasted ``duration_s``; then, with cooldown, on as
+    long as ``phases`` is cooling (those requests are cooldown). User k starts after ``ramp_s[k]`` seconds
+    (0 if not given). With a ``player`` each user plays sessions (``player(take)`` takes a request number
+    per turn) until one returns False."""
     first, step = share
     next_index = first  # global request index: this share takes first, first + step, ...
     measure_start: int | None = None
@@ -377,17 +418,22 @@ async def _closed_loop(
     def take() -> int | None:
         nonlocal next_index, measure_start
         if stop.is_set() or (halt is not None and halt.is_set()):
+            phases.close()
             return None
-        if total is not None and next_index >= total:
-            return None
-        now = clock()
-        if next_index >= warmup and measure_start is None:
-            measure_start = now
-        if (
-            duration_s is not None
-            and measure_start is not None
-            and now - measure_start >= duration_s * NS_PER_S
-        ):
+        if not phases.closed:
+            if total is not None and next_index >= total:
+                phases.close(next_index)
+            else:
+                now = clock()
+                if next_index >= phases.warmup and measure_start is None:
+                    measure_start = now
+                if (
+                    duration_s is not None
+                    and measure_start is not None
+                    and now - measure_start >= duration_s * NS_PER_S
+                ):
+                    phases.close(next_index)
+        if phases.closed and not phases.cooling():
             return None
         g = next_index
         next_index += step
@@ -412,30 +458,44 @@ async def _closed_loop(
 
 async def _open_loop(
     one: Callable[[int, int | None], Coroutine[Any, Any, Any]],
-    schedule: list[tuple[int, float]],
+    schedule: Iterable[tuple[int, float]],
     stop: asyncio.Event,
     clock: Callable[[], int],
     t0_ns: int | None = None,
     halt: asyncio.Event | None = None,
+    phases: Phases | None = None,
 ) -> None:
     """Start request i at t0 + offsets_s[i] whatever happened to the others. A late start is recorded
-    (scheduled_ns vs send_ns), never hidden: that is how coordinated omission stays visible."""
+    (scheduled_ns vs send_ns), never hidden: that is how coordinated omission stays visible. Requests
+    from ``phases.cooldown_from`` on (an endless continuation, with cooldown) start only while
+    ``phases`` is cooling."""
     lead_ns = 20_000_000  # start the schedule a little ahead so request 0 is not late by construction
     t0 = t0_ns if t0_ns is not None else clock() + lead_ns
     tasks: list[asyncio.Task[Any]] = []
 
     async def dispatch() -> None:
         for i, off in schedule:
+            cooling = phases is not None and phases.is_cooldown(i)
+            if cooling:
+                assert phases is not None
+                if not phases.closed:
+                    await asyncio.sleep(0)  # the last measured tasks start (and count as in flight)
+                    phases.close()  # every measured request is out
+                if not phases.cooling():
+                    return
             scheduled = t0 + int(off * NS_PER_S)
             delay = (scheduled - clock()) / NS_PER_S
             if delay > PRECISE_S:
+                over = phases.cooldown_over if cooling and phases is not None else None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_either(stop, halt), delay - PRECISE_S)
+                    await asyncio.wait_for(_either(stop, halt, over), delay - PRECISE_S)
             # epoll wakes up to 1 ms late: the last PRECISE_S are spent yielding to the loop (which keeps
             # reading and stamping responses meanwhile) until the due time
             while clock() < scheduled and not stop.is_set():
                 await asyncio.sleep(0)
             if stop.is_set() or (halt is not None and halt.is_set()):
+                return
+            if cooling and phases is not None and not phases.cooling():
                 return
             tasks.append(asyncio.create_task(one(i, scheduled)))
 
@@ -444,12 +504,13 @@ async def _open_loop(
     await _gather_cancelling(tasks, stop)
 
 
-async def _either(stop: asyncio.Event, halt: asyncio.Event | None) -> None:
-    """Return when ``stop`` or ``halt`` is set."""
-    if halt is None:
+async def _either(stop: asyncio.Event, *others: asyncio.Event | None) -> None:
+    """Return when ``stop`` or any of ``others`` (None skipped) is set."""
+    events = [stop, *(e for e in others if e is not None)]
+    if len(events) == 1:
         await stop.wait()
         return
-    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(halt.wait())]
+    waits = [asyncio.create_task(e.wait()) for e in events]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:

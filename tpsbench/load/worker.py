@@ -2,7 +2,10 @@
 
 A worker builds its :class:`~.session.LevelSession`, says it is ready, waits for the shared start, drives
 its share (see :func:`.runner.run_level`: closed-loop users split evenly, open-loop schedule computed whole
-and dealt round-robin) and streams its records back through a :class:`WorkerSide`. The pools that start
+and dealt round-robin) and streams its records back through a :class:`WorkerSide`. With a level's
+``cooldown`` a share keeps sending cooldown requests until *every* share's measured requests have ended:
+it reports its own (``measured_done``) and the driver says when all have (``cooldown_over``), so the
+level holds its load until the level's last measured end, not each share's. The pools that start
 workers (local processes in :mod:`.workers`, Ray tasks in :mod:`.raypool`) differ only in their sides.
 All processes of a host stamp ``time.perf_counter_ns`` (CLOCK_MONOTONIC, one clock per host), so records
 merge without conversion; workers on another host convert their times with the driver's clock anchor.
@@ -71,6 +74,7 @@ class WorkerSide(Protocol):
     def put(self, msg: tuple[Any, ...]) -> None: ...
     def start_ns(self) -> int | None: ...  # the shared start, in the driver's clock; None until "go"
     def stopped(self) -> bool: ...
+    def cooldown_over(self) -> bool: ...  # every share's measured requests have ended
 
 
 def clock_offset_ns(anchor: ClockAnchor) -> int:
@@ -102,11 +106,17 @@ async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
     session = LevelSession.open(job.run)  # the driver refuses deferred tokenizers with workers
     work = session.work(job.level_index, job.level, job.prompt_count)
     stop = asyncio.Event()
+    cooldown_over = asyncio.Event()
 
     async def watch_stop() -> None:
         while not side.stopped():
+            if not cooldown_over.is_set() and side.cooldown_over():
+                cooldown_over.set()
             await asyncio.sleep(POLL_S)
         stop.set()
+
+    def measured_done() -> None:
+        side.put(("measured_done", job.worker, None))
 
     def sink(reply: Reply) -> None:
         side.put(("record", shift_record(reply.record, offset).to_dict()))
@@ -134,6 +144,8 @@ async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
             stop=stop,
             schedule_s=work.schedule_s,
             sessions=work.sessions,
+            cooldown_over=cooldown_over if job.level.cooldown else None,
+            measured_done=measured_done if job.level.cooldown else None,
         )
     finally:
         watcher.cancel()

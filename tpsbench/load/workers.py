@@ -8,7 +8,8 @@ start the same worker: :class:`ProcessPool` (local processes) and :class:`~.rayp
 
 The driver does no measuring: it waits for every worker to be ready (imports and connections take a
 moment), starts them together at one absolute ``t0_ns`` (an open-loop schedule starts there in every
-worker), and copies records to the sink as they arrive.
+worker), copies records to the sink as they arrive, and ends a level's cooldown once every worker's
+measured requests have ended.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ class DriverSide(Protocol):
     def get(self, timeout_s: float) -> tuple[Any, ...] | None: ...
     def go(self, t0_ns: int) -> None: ...
     def stop(self) -> None: ...
-    def all_exited(self) -> bool: ...
+    def end_cooldown(self) -> None: ...
+    def exited(self) -> int: ...  # workers whose process (or task) has ended
     def close(self) -> None: ...
 
 
 class _MpWorkerSide:
-    def __init__(self, out: Any, go: Any, t0: Any, stop: Any) -> None:
-        self.out, self.go, self.t0, self.stop = out, go, t0, stop
+    def __init__(self, out: Any, go: Any, t0: Any, stop: Any, cool: Any) -> None:
+        self.out, self.go, self.t0, self.stop, self.cool = out, go, t0, stop, cool
 
     def put(self, msg: tuple[Any, ...]) -> None:
         self.out.put(msg)
@@ -50,6 +52,9 @@ class _MpWorkerSide:
 
     def stopped(self) -> bool:
         return bool(self.stop.is_set())
+
+    def cooldown_over(self) -> bool:
+        return bool(self.cool.is_set())
 
 
 def _mp_main(job: WorkerJob, side: WorkerSide) -> None:
@@ -65,7 +70,8 @@ class ProcessPool:
         ctx = mp.get_context("spawn")
         self.out = ctx.Queue()
         self.ev_go, self.ev_stop, self.t0 = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
-        side = _MpWorkerSide(self.out, self.ev_go, self.t0, self.ev_stop)
+        self.ev_cool = ctx.Event()
+        side = _MpWorkerSide(self.out, self.ev_go, self.t0, self.ev_stop, self.ev_cool)
         self.procs = [ctx.Process(target=_mp_main, args=(job, side), daemon=True) for job in jobs]
         for p in self.procs:
             p.start()
@@ -84,8 +90,11 @@ class ProcessPool:
     def stop(self) -> None:
         self.ev_stop.set()
 
-    def all_exited(self) -> bool:
-        return all(not p.is_alive() for p in self.procs) and self.out.empty()
+    def end_cooldown(self) -> None:
+        self.ev_cool.set()
+
+    def exited(self) -> int:
+        return sum(not p.is_alive() for p in self.procs)
 
     def close(self) -> None:
         self.stop()
@@ -103,9 +112,11 @@ def drive(
     stop_requested: Callable[[], bool],
 ) -> tuple[dict[str, Any], int]:
     """The driver loop (blocking; call it from a thread): start the workers together once all are ready,
-    copy records to the sink as they arrive, stop them when asked. Returns the merged self-check and the
-    number of requests sent."""
+    copy records to the sink as they arrive, end the cooldown once every worker has reported its measured
+    requests ended (``measured_done``, or ``done``), stop them when asked. Returns the merged self-check and
+    the number of requests sent."""
     ready, done = 0, 0
+    measured: set[int] = set()  # workers whose measured requests have all ended
     failures: list[str] = []
     checks: list[dict[str, Any]] = []
     sent = 0
@@ -113,11 +124,13 @@ def drive(
         while done + len(failures) < n_workers:
             if stop_requested():
                 driver.stop()
+            gone = driver.exited()  # before the poll: what a worker put before it ended arrives in it
             msg = driver.get(POLL_S)
             if msg is None:
-                if driver.all_exited():
-                    failures.append("a worker exited without reporting")
-                    break
+                if (lost := gone - done - len(failures)) > 0:
+                    # the others stop too: with cooldown they would wait for the lost worker's word
+                    failures += ["a worker exited without reporting"] * lost
+                    driver.stop()
                 continue
             kind, *payload = msg
             if kind == "record":
@@ -129,7 +142,12 @@ def drive(
                 ready += 1
                 if ready == n_workers:
                     driver.go(default_clock() + START_LEAD_NS)
+            elif kind == "measured_done":
+                measured.add(int(payload[0]))
+                if len(measured) == n_workers:
+                    driver.end_cooldown()
             elif kind == "done":
+                measured.add(int(payload[0]))
                 done += 1
                 checks.append(payload[1])
                 sent += int(payload[1].get("sent", 0))

@@ -63,6 +63,9 @@ version found and the versions this tpsbench reads.
   encoding per record; the writer keeps plain lines (readable with ``head``, ``tail -f`` and ``jq`` while a
   run goes on). The reader reads a gzipped file as well (``gzip requests.jsonl`` to archive a run: 3.7 KB a
   request), a stream cut short included.
+- 5: format 4 plus ``cooldown`` (:attr:`RequestRecord.cooldown`: an unmeasured request sent after the
+  measured ones to hold the level's load until the last measured one ends, ``Level.cooldown``); earlier
+  formats read back as False. Measured requests are the records with neither ``warmup`` nor ``cooldown``.
 
 Torn lines (one rule): records are appended and flushed one line at a time, so a run killed mid-write
 (Ctrl-C) can leave a partial *last* line: it is skipped with a warning naming file and line. A bad line
@@ -72,7 +75,7 @@ anywhere else means a corrupt file: :class:`RunFileError` naming file and line.
     >>> line = record_line(RequestRecord(request_id=0, level=0, send_ns=0, end_ns=10, chunk_ns=[5, 10],
     ...                                  chunk_tokens=[1.0, 2.0]))
     >>> line["format"], line["chunk_dns"], line["chunk_tokens"], "itl_s" in line
-    (4, [5, 5], [1, 2], False)
+    (5, [5, 5], [1, 2], False)
     >>> r = record_from_line(line, "requests.jsonl:1")
     >>> r.chunk_ns, r.chunk_tokens
     ([5, 10], [1.0, 2.0])
@@ -131,8 +134,8 @@ SOURCE = "source.json"  # an imported run: the source tool, its files, its own a
 
 SUMMARY_SCHEMA = 2  # what the writer writes
 SUMMARY_SCHEMAS: frozenset[int] = frozenset({1, 2})  # what the readers read (history in the docstring)
-RECORD_FORMAT = 4
-RECORD_FORMATS: frozenset[int] = frozenset({1, 2, 3, 4})
+RECORD_FORMAT = 5
+RECORD_FORMATS: frozenset[int] = frozenset({1, 2, 3, 4, 5})
 
 # The per-request metrics written beside the raw fields of each requests.jsonl line (format 2): the
 # scalars of metrics.METRIC_KEYS, in its order, but for those that restate a raw field
@@ -251,11 +254,11 @@ def record_line(r: RequestRecord) -> dict[str, Any]:
 
 
 def _undelta(line: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """A format-4 line with ``chunk_ns`` rebuilt from ``chunk_dns`` (see the format history)."""
+    """A format-4 (or later) line with ``chunk_ns`` rebuilt from ``chunk_dns`` (see the format history)."""
     d = dict(line)
     deltas, send = d.pop("chunk_dns", None), d.get("send_ns")
     if not isinstance(deltas, list) or not all(type(x) is int for x in deltas) or type(send) is not int:
-        raise RunFileError(f"{where}: not a request record (format 4: integer send_ns and chunk_dns)")
+        raise RunFileError(f"{where}: not a request record (format 4+: integer send_ns and chunk_dns)")
     d["chunk_ns"] = list(itertools.accumulate(deltas, initial=send))[1:]
     return d
 

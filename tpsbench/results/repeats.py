@@ -172,14 +172,15 @@ def estimates(per_repeat: Sequence[Mapping[str, Any]], level: float = CI_LEVEL) 
 
 def merged_self_check(per_repeat: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The pooled point's self-check: the worst repeat's (largest event-loop lag), the mean achieved
-    concurrency, client-bound when any repeat was."""
+    concurrency and requests in flight, client-bound when any repeat was."""
     checks = [p.get("self_check") or {} for p in per_repeat]
     if not checks:
         return {}
     worst = dict(max(checks, key=lambda c: _num(c.get("loop_lag_p99_s")) or 0.0))
-    achieved = [v for c in checks if (v := _num(c.get("achieved_concurrency"))) is not None]
-    if achieved:
-        worst["achieved_concurrency"] = sum(achieved) / len(achieved)
+    for key in ("achieved_concurrency", "in_flight_mean"):
+        values = [v for c in checks if (v := _num(c.get(key))) is not None]
+        if values:
+            worst[key] = sum(values) / len(values)
     worst["client_bound"] = any(c.get("client_bound") is True for c in checks)
     return worst
 

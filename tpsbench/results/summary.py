@@ -205,8 +205,10 @@ WARNING_CAUSES: dict[str, str] = {
     f"a reliable tail. Hint: measure >= {MIN_SAMPLES_P99} requests per level (1,000 for a stable p99)",
     "unstable": f"the median's 95% CI is wider than {_pct(UNSTABLE_CI_FRACTION)} of the median. Hint: "
     "measure more requests, and check for other load on the client or the server",
-    "low_concurrency": "achieved concurrency under 90% of the target: the level did not hold its load "
-    "(short levels drain at the end). Hint: measure more requests per level",
+    "low_concurrency": "requests in flight over the measured window under 90% of the concurrency on "
+    "average: the level did not hold its load (without cooldown a closed loop drains at its end: nobody "
+    "refills the batch after the last measured send). Hint: set `cooldown: true` on the level, or measure "
+    "more requests per level",
     "server_tokens": "the server's token count and the client's differ: token rates may be off. Hint: "
     "check the token source (usage vs estimate), and whether other clients used the server",
     "client_bound": "the client could not keep up: timestamps are late (TTFT and inter-token latency "
@@ -266,14 +268,14 @@ def _warnings(
             unstable.append(f"{name} p50 {_show_stat(name, p50)}, CI {lo} to {hi}, {_pct(width)}")
     if unstable:
         add("unstable", "; ".join(unstable))
-    achieved = check.get("achieved_concurrency")
+    in_flight = check.get("in_flight_mean")
     if (
         target_concurrency
-        and isinstance(achieved, int | float)
+        and isinstance(in_flight, int | float)
         and n_ok
-        and achieved < LOW_CONCURRENCY_FRACTION * target_concurrency
+        and in_flight < LOW_CONCURRENCY_FRACTION * target_concurrency
     ):
-        add("low_concurrency", f"{achieved:.1f} of {target_concurrency}")
+        add("low_concurrency", f"{in_flight:.1f} of {target_concurrency}")
     reasons = client_bound_reasons(check) or (
         ["the runner's self-check says so"] if check["client_bound"] else []
     )
@@ -312,14 +314,16 @@ def summarize_level(
 ) -> dict[str, Any]:
     """One ``points[]`` entry of summary.json from the records of one level.
 
-    Measured requests are the non-warmup records; ok ones are those without error. With
-    ``window_s = (max(end_ns) - min(send_ns)) / 1e9`` over the measured requests (failed ones included):
+    Measured requests are the records neither warmup nor cooldown (:attr:`RequestRecord.measured`); ok
+    ones are those without error. With ``window_s = (max(end_ns) - min(send_ns)) / 1e9`` over the measured
+    requests (failed ones included; with the level's ``cooldown`` its load holds to the window's end):
 
     - ``output_tps`` = tokens the server delivered inside the window / window_s [tokens/s]: the sum of
       ``chunk_tokens[i]`` over every chunk with ``window start <= chunk_ns[i] <= window end`` of every ok
-      record of the level, warmup included. Counting by arrival time keeps the measure honest at the
-      window's edges: tokens of a warmup request streamed inside the window were served in it, and a
-      server that works through queued warmup requests is not charged time for tokens it is not credited.
+      record of the level, warmup and cooldown included. Counting by arrival time keeps the measure honest
+      at the window's edges: tokens of a warmup or cooldown request streamed inside the window were served
+      in it, and a server that works through queued warmup requests is not charged time for tokens it is
+      not credited.
       ``output_tps_per_gpu`` = output_tps / gpus (None without gpus).
     - ``request_rate`` = ok measured requests / window_s [1/s]; ``error_rate`` = failed / measured.
     - ``goodput`` = ok measured requests meeting every SLO threshold (:func:`request_meets_slo`) /
@@ -337,17 +341,21 @@ def summarize_level(
       telemetry ``samples`` and the scraper's notes; None when telemetry was off.
     - ``errors`` = failed measured requests by :class:`ErrorKind`; ``token_sources`` = ok measured requests by
       :class:`TokenSource`; ``short_outputs`` = ok requests with fewer output tokens than requested;
-      ``resent`` = measured requests sent a second time because their reused connection closed unanswered
+      ``warmup`` / ``cooldown`` = the level's warmup and cooldown records; ``resent`` = measured requests
+      sent a second time because their reused connection closed unanswered
       (``RequestRecord.resent``).
     - ``self_check`` = the runner's ``self_check`` dict (event-loop lag, CPU, ...) plus ``sched_lag_p99_s``
       (p99 of :func:`.metrics.dispatch_lag_s`: queue waits under ``max_concurrency`` left out),
-      ``achieved_concurrency`` = sum(end_ns - send_ns) / 1e9 / window_s (mean measured requests in flight,
-      Little's law), ``cpu_percent_ok`` = ``cpu_percent`` x ok records / records of the level (CPU spent
-      on successful streams) and ``client_bound`` (see :func:`client_bound_reasons`); caller values win.
+      ``achieved_concurrency`` = sum(end_ns - send_ns) of the measured requests / 1e9 / window_s (mean
+      measured requests in flight, Little's law: it ramps with them at both edges, cooldown or not),
+      ``in_flight_mean`` = sum over every record (warmup, cooldown) of its time in flight inside the window
+      / window_s (what the server was held at, counted as ``output_tps`` counts tokens; the warning reads
+      it), ``cpu_percent_ok`` = ``cpu_percent`` x ok records / records of the level (CPU spent on successful
+      streams) and ``client_bound`` (see :func:`client_bound_reasons`); caller values win.
     - ``first_error`` = the level's first failure: kind, status and the server's words (:func:`first_error`).
     - ``warnings`` = sentences with a reason and a hint (a level stopped for failing, errors, interruption,
-      short outputs, estimated token counts, one-chunk answers, n < 100, median CI wider than 10%, achieved
-      concurrency under 90% of the target, client falling behind); ``warning_causes`` = the same as
+      short outputs, estimated token counts, one-chunk answers, n < 100, median CI wider than 10%, requests
+      in flight under 90% of the concurrency, client falling behind); ``warning_causes`` = the same as
       ``{cause, detail}`` (causes: :data:`WARNING_CAUSES`).
 
     Raises ValueError when a record belongs to another level or the SLO names an unknown metric/statistic.
@@ -356,7 +364,7 @@ def summarize_level(
     other = sorted({r.level for r in records} - {level_index})
     if other:
         raise ValueError(f"summarize_level(level_index={level_index}) got records of level(s) {other}")
-    measured = [r for r in records if not r.warmup]
+    measured = [r for r in records if r.measured]
     ok = [r for r in measured if r.ok]
     rows = [metrics.request_metrics(r) for r in ok]
 
@@ -419,7 +427,8 @@ def summarize_level(
         "max_concurrency": level.max_concurrency,
         "requests": len(records),
         "measured": len(measured),
-        "warmup": len(records) - len(measured),
+        "warmup": sum(1 for r in records if r.warmup),
+        "cooldown": sum(1 for r in records if r.cooldown),
         "ok": len(ok),
         "errors": dict(sorted(errors.items())),
         "window_s": window_s,
@@ -443,6 +452,9 @@ def summarize_level(
     check.setdefault("sched_lag_p99_s", statistic(dispatch, "p99") if dispatch else None)
     busy_s = sum(r.end_ns - r.send_ns for r in measured) / NS_PER_S
     check.setdefault("achieved_concurrency", busy_s / window_s if window_s else None)
+    t0, t1 = (min(r.send_ns for r in measured), max(r.end_ns for r in measured)) if window_s else (0, 0)
+    inside_s = sum(max(0, min(r.end_ns, t1) - max(r.send_ns, t0)) for r in records) / NS_PER_S
+    check.setdefault("in_flight_mean", inside_s / window_s if window_s else None)
     cpu = check.get("cpu_percent")
     if isinstance(cpu, int | float) and "cpu_percent_ok" not in check:
         check["cpu_percent_ok"] = cpu * sum(r.ok for r in records) / len(records) if records else None

@@ -67,7 +67,7 @@ POINT_KEYS: tuple[str, ...] = (
     "repeats",  # a run of several repeats (summary schema 2): results/repeats.py
 )
 # Keys summarize_level writes that no reader interprets (shown as written: summary.csv, report tables).
-RAW_KEYS: tuple[str, ...] = ("ramp_s", "max_concurrency", "resent", "server")
+RAW_KEYS: tuple[str, ...] = ("ramp_s", "max_concurrency", "resent", "server", "cooldown")
 
 
 def _num(value: object) -> float | None:
@@ -405,7 +405,8 @@ class Point:
 
     @property
     def records(self) -> tuple[RequestRecord, ...] | None:
-        """The level's measured records (warmup excluded, failed ones included); None without records."""
+        """The level's measured records (warmup and cooldown excluded, failed ones included); None without
+        records."""
         if self.run is None or not self.run.has_records:
             return None
         return self.run.level_records(self.level)
@@ -569,16 +570,16 @@ class Run:
     def _by_level(self) -> dict[int, tuple[RequestRecord, ...]]:
         by_level: dict[int, list[RequestRecord]] = {}
         for r in self.records:
-            if not r.warmup:
+            if r.measured:
                 by_level.setdefault(r.level, []).append(r)
         return {k: tuple(v) for k, v in by_level.items()}
 
     def level_records(self, level: int) -> tuple[RequestRecord, ...]:
-        """One level's measured records (warmup excluded, failures included)."""
+        """One level's measured records (warmup and cooldown excluded, failures included)."""
         return self._by_level.get(level, ())
 
     def measured(self, level: int) -> list[RequestRecord]:
-        """One level's measured, successful records (warmup and failures excluded)."""
+        """One level's measured, successful records (warmup, cooldown and failures excluded)."""
         return [r for r in self.level_records(level) if r.ok]
 
 
