@@ -17,7 +17,9 @@ from textwrap import dedent
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from tpsbench.cli.app import app
 from tpsbench.config.dump import dump_scenario
 from tpsbench.config.loader import load_scenario
 from tpsbench.config.scenario import Level, Scenario, ScenarioError
@@ -342,3 +344,11 @@ def test_ids_are_consecutive_per_share() -> None:
     got = run(Level(concurrency=2, requests=4, cooldown=True), VirtualEndpoint(durations))
     ids = sorted(r.request_id for r in got)
     assert ids == list(itertools.islice(itertools.count(), len(ids)))
+
+
+def test_validate_names_the_levels_that_cool_down(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "load: [{concurrency: 2, requests: 4}, {concurrency: 4, requests: 8, cooldown: true}]\n"
+    )
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 0 and "ok (2 levels: c=2, c=4 + cooldown)" in res.output

@@ -87,9 +87,10 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file."
         typer.echo(line, err=True)
     if s.sweep is not None:
         steps = ", ".join(s.sweep.level(v).label for v in s.sweep.values())
-        typer.echo(f"{scenario}: ok (sweep until the knee, at most: {steps})")
+        cooled = ", each with cooldown" if s.sweep.cooldown else ""
+        typer.echo(f"{scenario}: ok (sweep until the knee, at most: {steps}{cooled})")
         return
-    levels = ", ".join(level.label for level in s.fixed_levels)
+    levels = ", ".join(level.label + (" + cooldown" if level.cooldown else "") for level in s.fixed_levels)
     typer.echo(f"{scenario}: ok ({len(s.fixed_levels)} levels: {levels})")
 
 
