@@ -240,3 +240,28 @@ def test_the_serving_loop_uses_the_bounded_selector() -> None:
         assert loop.run_until_complete(asyncio.sleep(0, result=7)) == 7
     finally:
         loop.close()
+
+
+def test_metrics_count_requests_still_in_the_admission_queue_as_waiting() -> None:
+    async def main() -> bytes:
+        engine = Engine(ReferenceModel(), seed=0)  # not started: submits stay queued for a slot
+        server = ReferenceServer(engine, per_turn=1)
+        loop = asyncio.get_running_loop()
+        conns = [_HttpConnection(server, loop) for _ in range(4)]
+        transports = [_Transport() for _ in conns]
+        for conn, transport in zip(conns, transports, strict=True):
+            conn.connection_made(transport)
+        conns[0].data_received(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        for i, conn in enumerate(conns[1:]):
+            conn.data_received(_request(i))
+        server.admission.run()  # one request per turn: /metrics, the three others still queued
+        for _ in range(3):
+            server.admission.run()
+        assert engine.queued == 3 and len(server.admission) == 0
+        conns[0].data_received(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        server.admission.run()
+        return b"".join(transports[0].out)
+
+    text = asyncio.run(main()).decode()
+    waiting = [line for line in text.splitlines() if line.startswith("vllm:num_requests_waiting{")]
+    assert [line.rsplit(" ", 1)[1] for line in waiting] == ["3.0", "3.0"]  # pending, then in the engine

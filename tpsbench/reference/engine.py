@@ -23,7 +23,8 @@ grows, the host (not the modelled system) sets the pace. epoll sleeps have 1 ms 
 sleeps in epoll until ``precise_s`` before the deadline and the rest in ``time.sleep`` (a high-resolution
 timer that holds no CPU; it spun with ``sleep(0)`` before, which cost up to a core's millisecond per step).
 Bytes that arrive meanwhile wait at most ``precise_s``; the engine yields to the loop once after each
-commit, so requests that arrived during the step are read before the next step admits.
+commit, so a late engine still lets the loop read. The server parses requests a slice per loop turn
+(:mod:`.admission`), between the steps: a request is admitted at the first step that starts after its submit.
 
 Lifetime totals (never reset, for the Prometheus counters): :attr:`Engine.totals`.
 

@@ -330,7 +330,7 @@ class _HttpConnection(asyncio.Protocol):
             if method != "GET":
                 raise _not_allowed(method, path)
             if path == "/metrics":
-                self.respond(200, prometheus_text(server.engine), _TEXT_PLAIN)
+                self.respond(200, prometheus_text(server.engine, len(server.admission)), _TEXT_PLAIN)
             elif path == "/pace":
                 self.respond(200, dumps(server.pace()))
             elif path == "/health":

@@ -4,7 +4,8 @@
 prometheus_client's ``generate_latest`` writes it) of vLLM's metric families, label ``model_name``:
 
 - ``vllm:num_requests_running`` (gauge): requests in the engine's batch, decoding or prefilling;
-- ``vllm:num_requests_waiting`` (gauge): requests queued for a slot;
+- ``vllm:num_requests_waiting`` (gauge): requests queued for a slot, plus connections whose bytes wait in
+  the admission queue to be parsed (``pending``: requests the server has but the engine does not know yet);
 - ``vllm:kv_cache_usage_perc`` (gauge, 0-1): the simulator has no KV-cache capacity model, so this is the
   fraction of its ``max_batch`` sequence slots in use (running / max_batch), said so in its HELP;
 - ``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total`` (counters): tokens prefilled, committed;
@@ -55,15 +56,15 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-def prometheus_text(engine: Engine) -> bytes:
-    """The ``/metrics`` body (see the module docstring)."""
+def prometheus_text(engine: Engine, pending: int = 0) -> bytes:
+    """The ``/metrics`` body (see the module docstring); ``pending``: connections in the admission queue."""
     t = engine.totals
     running = engine.active
     return (
         _TEMPLATE
         % (
             _num(running),
-            _num(engine.queued),
+            _num(engine.queued + pending),
             _num(running / engine.params.max_batch),
             _num(t.prompt_tokens),
             _num(t.generation_tokens),
