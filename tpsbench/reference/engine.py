@@ -143,11 +143,16 @@ class LagStats:
     def summary(self) -> dict[str, float | int | None]:
         if not self.count:
             return {"count": 0, "mean": None, "p50": None, "p99": None, "max": None, "last": None}
+        if self._bins is None:  # one sort for both (a /pace read is a loop turn: tens of thousands here)
+            ordered = sorted(self._recent)
+            p50, p99 = _quantile(ordered, 0.50), _quantile(ordered, 0.99)
+        else:
+            p50, p99 = self.quantile(0.50), self.quantile(0.99)
         return {
             "count": self.count,
             "mean": self.total / self.count,
-            "p50": self.quantile(0.50),
-            "p99": self.quantile(0.99),
+            "p50": p50,
+            "p99": p99,
             "max": self.max,
             "last": self.last,
         }
