@@ -231,3 +231,11 @@ def test_record_line_writes_integral_counts_as_integers_and_keeps_the_rest() -> 
     line = files.record_line(r)
     assert line["chunk_tokens"] == [3, 1.5, 3, 1.5]
     assert [type(k) for k in line["chunk_tokens"]] == [int, float, int, float]
+
+
+def test_list_metric_is_what_request_metrics_holds() -> None:
+    r = rec(MULTI, end_ms=310, usage=10)
+    full = metrics.request_metrics(r)
+    assert all(metrics.list_metric(r, k) == full[k] for k in metrics.LIST_KEYS)
+    with pytest.raises(KeyError, match="not a list metric"):
+        metrics.list_metric(r, "ttft_s")

@@ -122,6 +122,23 @@ def _values(rows: Sequence[Mapping[str, metrics.MetricValue]], key: str) -> list
     return out
 
 
+def _pooled(records: Sequence[RequestRecord], key: str) -> list[float]:
+    """Every value of the list metric ``key`` over ``records``, one list at a time (see
+    :func:`metrics.list_metric`)."""
+    out: list[float] = []
+    for r in records:
+        if v := metrics.list_metric(r, key):
+            out.extend(v)
+    return out
+
+
+def _with_lists(
+    m: Mapping[str, metrics.MetricValue], r: RequestRecord, names: Sequence[str]
+) -> Mapping[str, metrics.MetricValue]:
+    """``m`` (scalar metrics of ``r``) with the list metrics ``names`` added."""
+    return {**m, **{k: metrics.list_metric(r, k) for k in names}} if names else m
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -366,7 +383,8 @@ def summarize_level(
         raise ValueError(f"summarize_level(level_index={level_index}) got records of level(s) {other}")
     measured = [r for r in records if r.measured]
     ok = [r for r in measured if r.ok]
-    rows = [metrics.request_metrics(r) for r in ok]
+    # scalars per request; the list metrics (per gap, per chunk) are pooled one at a time below
+    rows = [metrics.request_metrics(r, lists=False) for r in ok]
 
     window_s: float | None = None
     if measured:
@@ -377,7 +395,11 @@ def summarize_level(
         return count / window_s if window_s else None
 
     blocks = {
-        name: describe(_values(rows, name), ci=name not in POOLED_METRICS, seed=seed)
+        name: describe(
+            _pooled(ok, name) if name in metrics.LIST_KEYS else _values(rows, name),
+            ci=name not in POOLED_METRICS,
+            seed=seed,
+        )
         for name in POINT_METRICS
         if name not in ("sched_lag_s", "queue_s")
     }
@@ -401,7 +423,10 @@ def summarize_level(
     goodput: float | None = None
     slo_met: bool | None = None
     if slo:
-        goodput = per_s(sum(request_meets_slo(m, slo) for m in rows))
+        listed = [k for k in slo if k in metrics.LIST_KEYS]  # itl_s: judged on each request's own gaps
+        goodput = per_s(
+            sum(request_meets_slo(_with_lists(m, r, listed), slo) for r, m in zip(ok, rows, strict=True))
+        )
         slo_met = all(
             _meets(metric, blocks[metric][stat], threshold)
             for metric, stats in slo.items()
