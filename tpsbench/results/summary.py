@@ -22,16 +22,17 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 
 import tpsbench
-from tpsbench.config.scenario import Level, SloMetric, SloStat
+from tpsbench.config.scenario import Level
 from tpsbench.core.loadlabel import trace_label
 from tpsbench.core.record import NS_PER_S, ErrorKind, RequestRecord, TokenSource
 from tpsbench.results import definitions, files, metrics
-from tpsbench.results.stats import STAT_KEYS, describe, statistic
+from tpsbench.results.slo import Slo, check_slo, meets, request_meets_slo
+from tpsbench.results.stats import describe, statistic
 from tpsbench.results.telemetry import Sample, server_block
 
 SCHEMA = files.SUMMARY_SCHEMA  # the version history is in results/files.py
@@ -56,11 +57,6 @@ POINT_METRICS: tuple[str, ...] = (
 # that treats them as independent would give falsely narrow intervals: these blocks get no CI.
 POOLED_METRICS: frozenset[str] = frozenset({"itl_s", "tokens_per_chunk"})
 
-SLO_METRICS: frozenset[str] = frozenset(get_args(SloMetric))
-# Any location statistic of a block may carry a threshold: a throughput's tail is its low end (p10, p1), so
-# this is wider than scenario.SloStat on purpose.
-SLO_STATS: frozenset[str] = frozenset(STAT_KEYS) - {"n", "std", "mean_ci", "p50_ci"}
-
 # Warning thresholds.
 MIN_SAMPLES_P99 = 100  # below this p99 sits among the few largest values
 UNSTABLE_CI_FRACTION = 0.10  # p50 CI wider than this fraction of p50
@@ -69,45 +65,7 @@ CPU_BOUND_PERCENT = 90.0  # client CPU, % of one core (the asyncio client is sin
 STABILITY_METRICS: tuple[str, ...] = ("ttft_s", "tps_user")
 SERVER_TOKENS_TOLERANCE = 0.02  # server-counted vs client-received generated tokens
 
-# {metric: {stat: threshold}}; the second form is what Scenario.slo is typed as (Mapping keys are invariant).
-Slo = Mapping[str, Mapping[str, float]] | Mapping[SloMetric, Mapping[SloStat, float]]
-
 _ANY_LEVEL = Level.model_validate({"concurrency": 1, "requests": 1})  # for the header of an empty CSV
-
-
-def _check_slo(slo: Slo) -> None:
-    for metric, stats in slo.items():
-        if metric not in SLO_METRICS:
-            raise ValueError(f"unknown SLO metric {metric!r}; expected one of {sorted(SLO_METRICS)}")
-        for stat in stats:
-            if stat not in SLO_STATS:
-                raise ValueError(
-                    f"unknown SLO statistic {metric}.{stat}; expected one of {sorted(SLO_STATS)}"
-                )
-
-
-def _meets(metric: str, value: float | None, threshold: float) -> bool:
-    """value meets threshold in the metric's direction (>= for throughputs, <= for latencies)."""
-    if value is None:
-        return False
-    return value >= threshold if metrics.higher_is_better(metric) else value <= threshold
-
-
-def request_meets_slo(m: Mapping[str, metrics.MetricValue], slo: Slo) -> bool:
-    """Whether one request, given its :func:`metrics.request_metrics`, meets every SLO threshold.
-
-    A scalar metric (TTFT, TPS/user, ...) must meet every threshold set for it, whatever the statistic
-    (one request's p99 TTFT is its TTFT). For ``itl_s`` the statistic applies to the request's own gaps:
-    ``{"itl_s": {"p99": 0.1}}`` asks that the request's p99 gap be <= 0.1 s. An undefined value (a failed
-    request, TPS/user of a one-chunk answer) does not meet any threshold, so goodput is a lower bound.
-    """
-    for metric, stats in slo.items():
-        v = m[metric]
-        for stat, threshold in stats.items():
-            value = statistic(v, stat) if isinstance(v, list) else v
-            if not _meets(metric, value, threshold):
-                return False
-    return True
 
 
 def _values(rows: Sequence[Mapping[str, metrics.MetricValue]], key: str) -> list[float]:
@@ -377,7 +335,7 @@ def summarize_level(
 
     Raises ValueError when a record belongs to another level or the SLO names an unknown metric/statistic.
     """
-    _check_slo(slo)
+    check_slo(slo)
     other = sorted({r.level for r in records} - {level_index})
     if other:
         raise ValueError(f"summarize_level(level_index={level_index}) got records of level(s) {other}")
@@ -428,7 +386,7 @@ def summarize_level(
             sum(request_meets_slo(_with_lists(m, r, listed), slo) for r, m in zip(ok, rows, strict=True))
         )
         slo_met = all(
-            _meets(metric, blocks[metric][stat], threshold)
+            meets(metric, blocks[metric][stat], threshold)
             for metric, stats in slo.items()
             for stat, threshold in stats.items()
         )
@@ -532,7 +490,7 @@ def summarize_run(
     knee, see :func:`tpsbench.load.sweep.capacity`) and ``repeats`` (a run of several repeats, see
     :mod:`tpsbench.results.repeats`) when given. Without repeats the document is schema 1 (history in
     results/files.py), so every earlier reader still reads a single run."""
-    _check_slo(slo)
+    check_slo(slo)
     doc: dict[str, Any] = {
         "schema": SCHEMA if repeats is not None else 1,
         "tool": {"name": "tpsbench", "version": tpsbench.__version__},
