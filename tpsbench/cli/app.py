@@ -241,7 +241,8 @@ def _safe_argv() -> list[str]:
 
 _MARK_HELP = (
     "A mark to read the run against (repeatable): NAME:KEY=VALUE[,KEY=VALUE], keys tps_user, output_tps, "
-    "note, e.g. 'vendor X:tps_user=800'. Added to the scenario's report.marks."
+    "note, e.g. 'vendor X:tps_user=800,note=blog, May 2025' (a comma starts a new key only before KEY=, so "
+    "a note may hold commas). Added to the scenario's report.marks."
 )
 
 
@@ -306,13 +307,14 @@ def compare(
         list[str] | None,
         typer.Option(help="Rows to compare (repeatable), e.g. tps_user_aiperf_p50 (default: the gate's)."),
     ] = None,
-    mark: Annotated[list[str] | None, typer.Option(help=f"With --chart: {_MARK_HELP}")] = None,
+    mark: Annotated[list[str] | None, typer.Option(help=_MARK_HELP)] = None,
 ) -> None:
-    """Several runs side by side: a table of relative differences (terminal and compare.md, fit to paste)
-    and, with --chart, one Pareto chart. Each comparison is written to a new directory, never over one."""
+    """Several runs side by side: a table of relative differences and each run against the marks (terminal
+    and compare.md, fit to paste) and, with --chart, one Pareto chart that draws the marks too. Each
+    comparison is written to a new directory, never over one."""
     from rich.console import Console
 
-    from tpsbench.report.compare import NotComparable, rich_table
+    from tpsbench.report.compare import NotComparable, rich_marks_table, rich_table
     from tpsbench.report.render import compare_runs
     from tpsbench.results.rundir import create_run_dir
 
@@ -325,8 +327,6 @@ def compare(
     for d in run_dirs:
         _require_run(d, "compare")
     marks = _marks(mark)
-    if marks and not chart:
-        _fail("--mark: marks are drawn on the comparison chart; add --chart")
     formats = ("png", "svg", "html", "md") if chart else ("md",)
     try:
         from tpsbench.report.compare import compare as compare_loaded
@@ -350,6 +350,8 @@ def compare(
         _fail(f"compare: {_redacted(exc)}")
     console = Console()
     console.print(rich_table(result))
+    if (against := rich_marks_table(result)) is not None:
+        console.print(against)
     for flagged, why in result.flags.items():
         console.print(f"warning: {flagged} is not comparable: {why}", markup=False, highlight=False)
     for f in result.files:

@@ -6,11 +6,13 @@ the published Maverick figures (:mod:`tpsbench.reference.published`, the same sh
 
     >>> Report.model_validate({"marks": [{"name": "vendor X", "tps_user": 800}]}).marks[0].tps_user
     800.0
-    >>> parse_mark("SLA:output_tps=50000,note=contract").output_tps
-    50000.0
+    >>> parse_mark("SLA:output_tps=50000,note=contract, p50").note
+    'contract, p50'
 """
 
 from __future__ import annotations
+
+import re
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -55,22 +57,30 @@ class Report(Strict):
 CLI_MARK = "--mark"
 
 
+# A mark's name ends at the first colon followed by KEY= (a name may hold colons of its own); a comma
+# starts the next KEY=VALUE only when KEY= follows it, so a note may hold commas and colons.
+_NAME_END = re.compile(r":(?=\s*[A-Za-z_]\w*\s*=)")
+_NEXT_KEY = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
+
+
 def parse_mark(text: str) -> Mark:
     """A mark given on the command line: ``NAME:KEY=VALUE[,KEY=VALUE...]`` with keys ``tps_user``,
-    ``output_tps`` and ``note``, e.g. ``"vendor X:tps_user=800"``. :class:`ScenarioError` (file
-    ``command line``, field ``--mark``) naming what was expected."""
-    name, sep, rest = text.rpartition(":")
-    if not sep or not name.strip() or "=" not in rest:
+    ``output_tps`` and ``note``, e.g. ``"vendor X:tps_user=800"``. A comma starts the next key only when
+    ``KEY=`` follows it, so a note may hold commas and colons: ``"vendor X:tps_user=800,note=blog, May"``.
+    :class:`ScenarioError` (file ``command line``, field ``--mark``) naming what was expected."""
+    found = _NAME_END.search(text)
+    name = text[: found.start()].strip() if found else ""
+    if found is None or not name:
         raise ScenarioError(
             "command line",
             None,
             CLI_MARK,
             f"expected NAME:KEY=VALUE, e.g. 'vendor X:tps_user=800', got {text!r}",
         )
-    fields: dict[str, object] = {"name": name.strip()}
-    for item in rest.split(","):
+    fields: dict[str, object] = {"name": name}
+    allowed = [*MARK_KINDS, "note"]
+    for item in _NEXT_KEY.split(text[found.end() :]):
         key, eq, value = (s.strip() for s in item.partition("="))
-        allowed = [*MARK_KINDS, "note"]
         if not eq or key not in allowed:
             hint = did_you_mean(key, allowed) or f" (allowed: {', '.join(allowed)})"
             raise ScenarioError("command line", None, CLI_MARK, f"unknown key {key!r} in {text!r}{hint}")

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tpsbench.config.report import Mark
 from tpsbench.core import fmt
 from tpsbench.core.metricspec import DEFAULT_METRICS, MetricSpec, metric_spec
+from tpsbench.report.headline import marks_by_run
 from tpsbench.results import matching
 from tpsbench.results.views import Point, Run
 
@@ -63,13 +65,15 @@ class CompareRow:
 @dataclass(frozen=True)
 class CompareResult:
     """What :func:`compare_runs` found and wrote. ``flags`` maps a run's label to why it is not comparable
-    with the first (only when forced); ``files`` are the paths written."""
+    with the first (only when forced); ``files`` are the paths written; ``marks`` what every run was read
+    against (the first run's scenario ``report.marks``, then ``--mark``)."""
 
     labels: list[str]
     runs: list[Run]
     rows: list[CompareRow]
     flags: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
 
     def delta(self, load: str, metric: str, label: str) -> float | None:
         """How ``label``'s run differs from the first at a load, relatively: ``delta("c=16", "TPS/user p50",
@@ -197,4 +201,21 @@ def rich_table(result: CompareResult) -> Any:
             *cells,
         )
         previous = row.load
+    return table
+
+
+def rich_marks_table(result: CompareResult) -> Any | None:
+    """Each run against the marks for the terminal, as ``compare.md`` has it (a row per mark, a column per
+    run: its best number and share of the mark); None when there is nothing to read against."""
+    from rich.table import Table
+    from rich.text import Text
+
+    headers, rows = marks_by_run(result.runs, result.labels, result.marks)
+    if not rows:
+        return None
+    table = Table(title="against the marks: each run's best and its share", title_justify="left")
+    for k, header in enumerate(headers):
+        table.add_column(header, justify="right" if k >= 2 else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # a mark's name is the user's text, not markup
     return table

@@ -289,9 +289,10 @@ def write_comparison(
     formats: Collection[str],
     reference: bool | None = None,
     marks: Sequence[Mark] = (),
-) -> list[Path]:
-    """Write a comparison's chart, page and table into ``out_dir``; the chart draws the first run's
-    scenario marks and ``marks``, and the table reads every run against them."""
+) -> CompareResult:
+    """Write a comparison's chart, page and table into ``out_dir`` and return it with the paths written
+    and the marks read against: the chart draws the first run's scenario marks and ``marks``, and the
+    table reads every run against them."""
     wanted = _check_formats(formats)
     files: list[Path] = []
     base = result.runs[0]
@@ -322,7 +323,7 @@ def write_comparison(
             files.append(_write(out_dir / "compare.html", compare_to_html(result, images, read_against)))
     if "md" in wanted:
         files.append(_write(out_dir / "compare.md", compare_to_markdown(result, read_against)))
-    return files
+    return dataclasses.replace(result, files=files, marks=read_against)
 
 
 def compare_runs(
@@ -343,5 +344,4 @@ def compare_runs(
     """
     runs = [open_run(Path(d)) for d in run_dirs]
     result = compare(runs, labels, force=force, metrics=metrics)
-    files = write_comparison(result, Path(out_dir), formats=formats, reference=reference, marks=marks)
-    return CompareResult(result.labels, result.runs, result.rows, result.flags, files)
+    return write_comparison(result, Path(out_dir), formats=formats, reference=reference, marks=marks)
