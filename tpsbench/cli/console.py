@@ -33,7 +33,9 @@ LIVE_WINDOW = 200  # live TPS/user is the median of the last requests, enough to
 
 
 class RichObserver:
-    """Rich progress for :func:`tpsbench.load.benchmark.run_benchmark`."""
+    """Rich progress for :func:`tpsbench.load.benchmark.run_benchmark`. A level's bar counts its warmup and
+    measured requests (the total the runner expects); cooldown requests, which go on until the last
+    measured one ends and so have no count known up front, are counted beside it (``+N cooldown``)."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -50,7 +52,8 @@ class RichObserver:
         self._task: TaskID | None = None
         self._tps: deque[float] = deque(maxlen=LIVE_WINDOW)
         self._errors = 0
-        self._done = 0
+        self._done = 0  # warmup and measured requests ended: the bar
+        self._cooldown = 0
 
     def __enter__(self) -> RichObserver:
         self.progress.start()
@@ -66,20 +69,25 @@ class RichObserver:
         self._tps.clear()
         self._errors = 0
         self._done = 0
+        self._cooldown = 0
         self._task = self.progress.add_task(f"level {index} {level.label}", total=expected, live="")
 
     def request_done(self, line: dict[str, Any]) -> None:
         if self._task is None:
             return
-        self._done += 1
+        cooldown = bool(line.get("cooldown"))
+        self._cooldown += cooldown
+        self._done += not cooldown
         if line.get("error"):
             self._errors += 1
-        elif line.get("tps_user") is not None and not line.get("warmup") and not line.get("cooldown"):
+        elif line.get("tps_user") is not None and not line.get("warmup") and not cooldown:
             self._tps.append(float(line["tps_user"]))
         live = f"TPS/user p50 {statistics.median(self._tps):,.0f}" if self._tps else "warming up"
+        if self._cooldown:
+            live += f"  +{self._cooldown} cooldown"
         if self._errors:
             live += f"  [red]{self._errors} errors[/]"
-        self.progress.update(self._task, advance=1, live=live)
+        self.progress.update(self._task, completed=self._done, live=live)
 
     def level_done(self, index: int, point: dict[str, Any]) -> None:
         if self._task is not None:
