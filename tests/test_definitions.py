@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+from dataclasses import replace
 
 import pytest
 
@@ -65,6 +66,32 @@ def test_point_level_definitions() -> None:
     assert definitions.tps_user_vllm(900.0, 3) == pytest.approx(300.0)
     assert definitions.tps_user_vllm(900.0, None) is None
     assert definitions.tps_user_vllm(None, 3) is None
+
+
+def test_open_loop_vllm_per_user_shares_the_throughput_among_the_requests_it_counts() -> None:
+    """Open loop: output TPS counts every request's tokens inside the window (warmup and cooldown too), so
+    tps_user_vllm divides by the same requests' mean in flight. Each request streams 1 token/s (a token at
+    every half second: none on the window's edges), so the per-user share is exactly 1 token/s."""
+    S = 1000  # ms
+
+    def one_per_s(rid: int, send: int, end: int, **kind: bool) -> RequestRecord:
+        r = rec([(send * S + S // 2 + k * S, 1) for k in range(end - send)], send_ms=send * S, end_ms=end * S)
+        return replace(r, request_id=rid, **kind)
+
+    records = [
+        one_per_s(0, 0, 4, warmup=True),  # in flight over [2, 4] of the window
+        one_per_s(1, 0, 2, warmup=True),  # ends as the window opens
+        one_per_s(2, 2, 6),  # measured: window [2, 8]
+        one_per_s(3, 4, 8),
+        one_per_s(4, 6, 12, cooldown=True),  # in flight over [6, 8]
+    ]
+    level = Level(rate=0.5, requests=2, warmup=2, cooldown=True)
+    p = summarize_level(records, level_index=0, level=level, slo={}, gpus=None)
+    assert p["window_s"] == 6.0 and p["output_tps"] == pytest.approx((2 + 4 + 4 + 2) / 6)
+    assert p["self_check"]["in_flight_mean"] == pytest.approx(12 / 6)
+    assert p["self_check"]["achieved_concurrency"] == pytest.approx(8 / 6)  # measured only: 1.5 tok/s
+    assert p["tps_user_vllm"] == pytest.approx(1.0)
+    assert p["tps_user_definitions"]["tps_user_vllm"]["value"] == p["tps_user_vllm"]
 
 
 def test_summary_labels_every_definition() -> None:

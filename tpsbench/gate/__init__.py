@@ -63,7 +63,8 @@ Statistics, per row (x = baseline samples, y = candidate samples):
   reciprocal's (higher is better, 10%).
 - ``tps_user_vllm`` (vLLM: output TPS / concurrency) is tested as output TPS is, on R: at a closed-loop
   point both runs have the same concurrency, so its change is output TPS's; in open loop the concurrency
-  is the achieved one, sum(latency) / window, so the value is R itself (10%).
+  is the mean in flight, sum(time in flight inside the window) / window over the requests whose tokens
+  output TPS counts, so the value is tokens per request-second, as R is (10%).
 - summary-only comparisons: medians are significant when the two summaries' ``p50_ci`` intervals do not
   overlap (asv's rule; conservative, about p < 0.006 for two 95% intervals); other percentiles (no
   interval in the summary), output TPS and the two point-level definitions are reported as not tested.

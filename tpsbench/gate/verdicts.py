@@ -320,8 +320,9 @@ def _error_cell(cell: _Cell, pb: _Side, pc: _Side, *, min_samples: int) -> None:
 
 def _output_tps_cell(cell: _Cell, pb: _Side, pc: _Side, *, min_samples: int) -> None:
     """Output TPS, or output TPS per user (``tps_user_vllm`` = output TPS / concurrency, the same
-    concurrency on both sides of a closed-loop key; in open loop the achieved one, sum(latency) / window,
-    so the ratio is sum(tokens) / sum(latency) itself): both tested on R = sum(tokens) / sum(latency)."""
+    concurrency on both sides of a closed-loop key; in open loop the mean in flight, sum(time in flight
+    inside the window) / window over the requests whose tokens output TPS counts, so the ratio is tokens per
+    request-second, R's kind): both tested on R = sum(tokens) / sum(latency)."""
     spec = cell.spec
     cell.baseline = matching.summary_value(pb.point, spec)
     cell.candidate = matching.summary_value(pc.point, spec)

@@ -85,8 +85,14 @@ def tps_user_mlperf(tpot_p90_s: float | None) -> float | None:
 
 
 def tps_user_vllm(output_tps: float | None, concurrency: float | None) -> float | None:
-    """vLLM sweep Pareto "per user" [tokens/s]: output throughput / concurrency (the level's concurrency
-    in closed loop; the achieved mean in flight in open loop). None when either is missing or zero."""
+    """vLLM sweep Pareto "per user" [tokens/s]: output throughput / concurrency (``vllm bench sweep
+    plot_pareto``: ``output_throughput`` / the run's ``max_concurrency``). Closed loop: the level's
+    concurrency. Open loop, which sets none: the requests in flight, on average, over the window
+    (``self_check.in_flight_mean``), counted over the same requests as ``output_tps`` counts tokens (warmup
+    and cooldown ones inside the window too), so the ratio is one request's share of the throughput (the
+    measured requests alone, ``achieved_concurrency``, would divide every request's tokens among fewer).
+    vLLM's plot falls back to a result's ``request_rate`` or its peak in flight, neither a mean concurrency.
+    None when either is missing or zero."""
     if output_tps is None or not concurrency:
         return None
     return output_tps / concurrency

@@ -309,7 +309,7 @@ def summarize_level(
       failed requests too (it measures the client).
     - the other TPS/user definitions (:mod:`.definitions`): per-request ones are blocks like ``tps_user``;
       ``tps_user_mlperf`` = 1 / ``tpot_inferencex_s`` p90 and ``tps_user_vllm`` = output_tps / concurrency
-      (the level's, else the achieved one); ``tps_user_definitions`` labels each with source and formula.
+      (the level's, else ``in_flight_mean``); ``tps_user_definitions`` labels each with source and formula.
     - ``server`` = what the endpoint's Prometheus metrics said over the level
       (:func:`.telemetry.server_block`: generated tokens and their ratio to the client's, generated TPS
       beside ``output_tps``, running/waiting, KV-cache use, speculative acceptance), from the level's
@@ -448,8 +448,9 @@ def summarize_level(
     point["self_check"] = check
     point["first_error"] = first_error(records)
     point["tps_user_mlperf"] = definitions.tps_user_mlperf(blocks["tpot_inferencex_s"]["p90"])
+    # open loop: what the server held, over the requests output_tps counts (definitions.tps_user_vllm)
     point["tps_user_vllm"] = definitions.tps_user_vllm(
-        output_tps, level.concurrency or check["achieved_concurrency"]
+        output_tps, level.concurrency or check["in_flight_mean"]
     )
     point["tps_user_definitions"] = definitions.table(point)
     point["by_turn"] = turn_breakdown(ok, rows, seed=seed)
