@@ -341,7 +341,7 @@ class _Connection(asyncio.Protocol):
                 payload = self._last
             else:
                 self._last = payload
-            reads = ex.reads
+            reads = ex.reads  # ReadLog.add inlined: the one place that writes its columns (see ReadLog)
             reads.stamps.append(t)
             reads.payloads.append(payload)
             if not self._got_first:
