@@ -303,7 +303,7 @@ def itl_figure(run: Run) -> Figure:
         fig, ax = new_figure(4.6)
         curves: list[tuple[Point, np.ndarray, np.ndarray]] = []
         for p in run.points:
-            gaps = [g for r in run.measured(p.level) for g in metrics.itl_s(r) or []]
+            gaps = metrics.pooled(run.measured(p.level), "itl_s")
             if gaps:
                 q = np.linspace(0.0, 1.0, 401)  # 401 quantiles draw the same curve as 100k gaps, smaller SVG
                 curves.append((p, np.quantile(np.asarray(gaps, dtype=float), q), q))
@@ -354,7 +354,7 @@ def tokens_per_chunk_figure(run: Run) -> Figure | None:
     decoding or server-side buffering. Needs requests.jsonl; None without it."""
     rows: list[tuple[Point, list[int], float]] = []
     for p in run.points:
-        raw = np.asarray([s for r in run.measured(p.level) for s in r.chunk_tokens], dtype=float)
+        raw = np.asarray(metrics.pooled(run.measured(p.level), "tokens_per_chunk"), dtype=float)
         if raw.size:
             # Estimated counts are fractional: a chunk is binned by its rounded count (at least 1).
             sizes = np.maximum(1, np.rint(raw))

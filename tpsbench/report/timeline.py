@@ -45,12 +45,22 @@ def _in_flight(records: Sequence[RequestRecord], t0: int) -> tuple[list[float], 
     return xs, ys
 
 
+def _joined(records: Sequence[RequestRecord], name: str, dtype: type[np.generic]) -> np.ndarray:
+    """One chunk field of every record, end to end (records in order)."""
+    parts = [np.asarray(getattr(r, name), dtype=dtype) for r in records]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
 def _client_tps(records: Sequence[RequestRecord], t0: int, t_end: float) -> tuple[np.ndarray, np.ndarray]:
     """Tokens received per second, in BIN_S bins by chunk arrival (bin centres, rates)."""
     edges = np.arange(0.0, t_end + BIN_S, BIN_S)
-    times = [(t - t0) / NS_PER_S for r in records for t in r.chunk_ns]
-    weights = [k for r in records for k in r.chunk_tokens]
-    counts, _ = np.histogram(times, bins=edges, weights=weights)
+    # numpy arrays, not lists: a throughput run streams 15 million chunks (0.5 GB as Python floats); the
+    # int64 difference is exact and its division by NS_PER_S rounds as Python's int / int does
+    ns = _joined(records, "chunk_ns", np.int64)
+    ns -= t0
+    times = ns / NS_PER_S
+    del ns
+    counts, _ = np.histogram(times, bins=edges, weights=_joined(records, "chunk_tokens", np.float64))
     return (edges[:-1] + edges[1:]) / 2, counts / BIN_S
 
 

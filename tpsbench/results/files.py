@@ -71,14 +71,14 @@ Torn lines (one rule): records are appended and flushed one line at a time, so a
 (Ctrl-C) can leave a partial *last* line: it is skipped with a warning naming file and line. A bad line
 anywhere else means a corrupt file: :class:`RunFileError` naming file and line.
 
-    >>> from tpsbench.core.record import RequestRecord
+    >>> from tpsbench.core.record import Packed, RequestRecord
     >>> line = record_line(RequestRecord(request_id=0, level=0, send_ns=0, end_ns=10, chunk_ns=[5, 10],
     ...                                  chunk_tokens=[1.0, 2.0]))
     >>> line["format"], line["chunk_dns"], line["chunk_tokens"], "itl_s" in line
     (5, [5, 5], [1, 2], False)
     >>> r = record_from_line(line, "requests.jsonl:1")
     >>> r.chunk_ns, r.chunk_tokens
-    ([5, 10], [1.0, 2.0])
+    (Packed('q', [5, 10]), Packed('d', [1.0, 2.0]))
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from tpsbench.core.record import RequestRecord
+import numpy as np
+
+from tpsbench.core.record import Packed, RequestRecord
 from tpsbench.results import metrics
 from tpsbench.results.telemetry import Sample
 
@@ -259,8 +261,30 @@ def _undelta(line: Mapping[str, Any], where: str) -> dict[str, Any]:
     deltas, send = d.pop("chunk_dns", None), d.get("send_ns")
     if not isinstance(deltas, list) or not all(type(x) is int for x in deltas) or type(send) is not int:
         raise RunFileError(f"{where}: not a request record (format 4+: integer send_ns and chunk_dns)")
-    d["chunk_ns"] = list(itertools.accumulate(deltas, initial=send))[1:]
+    try:
+        d["chunk_ns"] = _times(deltas, send)
+    except OverflowError:
+        raise RunFileError(f"{where}: not a request record (a chunk time does not fit in 64 bits)") from None
     return d
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _times(deltas: list[int], send: int) -> Packed:
+    """The chunk times of a delta-encoded line, packed: the running sum of ``deltas`` from ``send``. numpy
+    sums (25 us for 1,000 chunks where a Python running sum and its packing take 90) when no partial sum can
+    leave int64; else exactly in Python (OverflowError when a time does not fit)."""
+    out = Packed("q")
+    d = np.array(deltas, dtype=np.int64)
+    if d.size and abs(send) + int(np.abs(d).max()) * d.size > _INT64_MAX:
+        out.extend(itertools.accumulate(deltas, initial=send))
+        del out[0]
+        return out
+    np.cumsum(d, out=d)
+    d += send
+    out.frombytes(d.data.cast("B"))
+    return out
 
 
 def record_from_line(line: Mapping[str, Any], where: str) -> RequestRecord:
@@ -270,12 +294,20 @@ def record_from_line(line: Mapping[str, Any], where: str) -> RequestRecord:
     _check_version(version, RECORD_FORMATS, RECORD_FORMAT, "record format", where)
     fields = _undelta(line, where) if version >= 4 else dict(line)
     try:
+        # packed (core.record.Packed): 16 bytes a chunk instead of about 90; counts read back as floats
+        if not isinstance(ns := fields.get("chunk_ns", ()), Packed):  # formats 1 to 3: the times themselves
+            fields["chunk_ns"] = Packed("q", ns)
+        fields["chunk_tokens"] = Packed("d", fields.get("chunk_tokens", ()))
+    except (TypeError, OverflowError) as e:
+        raise RunFileError(
+            f"{where}: not a request record (chunk times: integers, chunk tokens: numbers; {e})"
+        ) from None
+    try:
         r = RequestRecord.from_dict(fields)
     except (TypeError, ValueError) as e:
         raise RunFileError(f"{where}: not a request record ({e})") from None
     if isinstance(r.level, bool) or not isinstance(r.level, int):
         raise RunFileError(f"{where}: not a request record (no integer 'level')")
-    r.chunk_tokens = [float(k) for k in r.chunk_tokens]
     return r
 
 

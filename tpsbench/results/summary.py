@@ -80,16 +80,6 @@ def _values(rows: Sequence[Mapping[str, metrics.MetricValue]], key: str) -> list
     return out
 
 
-def _pooled(records: Sequence[RequestRecord], key: str) -> list[float]:
-    """Every value of the list metric ``key`` over ``records``, one list at a time (see
-    :func:`metrics.list_metric`)."""
-    out: list[float] = []
-    for r in records:
-        if v := metrics.list_metric(r, key):
-            out.extend(v)
-    return out
-
-
 def _with_lists(
     m: Mapping[str, metrics.MetricValue], r: RequestRecord, names: Sequence[str]
 ) -> Mapping[str, metrics.MetricValue]:
@@ -354,7 +344,7 @@ def summarize_level(
 
     blocks = {
         name: describe(
-            _pooled(ok, name) if name in metrics.LIST_KEYS else _values(rows, name),
+            metrics.pooled(ok, name) if name in metrics.LIST_KEYS else _values(rows, name),
             ci=name not in POOLED_METRICS,
             seed=seed,
         )
