@@ -164,6 +164,17 @@ def test_warnings_name_a_reason_and_a_hint() -> None:
     assert p["first_error"]["kind"] == "http_5xx"
 
 
+def test_a_simulator_that_fell_behind_flags_the_level() -> None:
+    """The reference endpoint's own pace report (over the measured window) is a level warning."""
+    behind = "reference endpoint fell behind its schedule (step lag p50 20.0 ms): TPS here is the host's"
+    p = point0(self_check={"simulator": {"window": "measured", "warnings": [behind]}})
+    coded = {c["cause"]: c["detail"] for c in p["warning_causes"]}
+    assert coded["reference_pace"] == behind
+    assert any(w.startswith(behind + ": The bundled reference endpoint") for w in p["warnings"])
+    clean = point0(self_check={"simulator": {"window": "measured", "warnings": []}})
+    assert "reference_pace" not in {c["cause"] for c in clean["warning_causes"]}
+
+
 def test_self_check_is_completed_and_judged() -> None:
     p = point0(self_check={"loop_lag_p99_s": 0.002, "cpu_percent": 40.0, "interrupted": False})
     check = p["self_check"]

@@ -94,6 +94,39 @@ def exchange(kind: str, respond: Respond, timeouts: Timeouts = FAST) -> RawExcha
     return asyncio.run(go())
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_unix_socket_carries_the_request_whatever_the_urls_port(kind: str, tmp_path: Any) -> None:
+    """``unix_socket``: every connection goes there (the URL's port is closed); the URL gives Host."""
+    heads: list[bytes] = []
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await read_request(reader))
+        writer.write(SSE_HEAD + chunk(b"data: 1\n\n") + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def go() -> RawExchange:
+        path = str(tmp_path / "s.sock")
+        server = await asyncio.start_unix_server(respond, path)
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        closed.close()  # nothing listens there
+        transport = make_transport(kind, unix_socket=path)  # type: ignore[arg-type]
+        try:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            return await transport.stream(url, {"content-type": "application/json"}, b"{}", FAST)
+        finally:
+            await transport.aclose()
+            server.close()
+            await server.wait_closed()
+
+    raw = asyncio.run(go())
+    assert (raw.status, raw.error, raw.body_complete) == (200, None, True)
+    assert body_of(raw) == b"data: 1\n\ndata: [DONE]\n\n"
+    assert len(heads) == 1 and b"host: 127.0.0.1:" in heads[0].lower()
+
+
 def body_of(raw: RawExchange) -> bytes:
     return b"".join(data for _, data in raw.reads)
 

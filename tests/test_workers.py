@@ -146,6 +146,33 @@ def test_driver_ends_the_cooldown_once_every_worker_is_done_measuring() -> None:
     assert driver.calls.count("end_cooldown") == 1
 
 
+class Window:
+    def __init__(self, driver: ScriptedDriver) -> None:
+        self.driver = driver
+
+    def opened(self) -> None:
+        self.driver.calls.append("opened")
+
+    def closed(self) -> None:
+        self.driver.calls.append("closed")
+
+
+def test_driver_brackets_the_levels_measured_window() -> None:
+    """Opened at the first worker's first measured send, closed once every worker's measured requests
+    have ended (the reference endpoint's pace report covers that window)."""
+    check = {"sent": 3}
+    script: list[tuple[object, ...]] = [("ready", 0, None), ("ready", 1, None)]
+    script += [("measured_started", 1, None), ("measured_started", 0, None), ("measured_done", 0, None)]
+    script += [("measured_done", 1, None), ("done", 0, check), ("done", 1, check)]
+    driver = ScriptedDriver(script, exited_after=99)
+    drive(driver, 2, lambda reply: None, lambda: False, Window(driver))
+    assert driver.calls == ["go", "opened", "end_cooldown", "closed", "close"]
+    # a share that ended without a measured_done word (interrupted) closes it by its done
+    driver = ScriptedDriver([("measured_started", 0, None), ("done", 0, check), ("done", 1, check)], 99)
+    drive(driver, 2, lambda reply: None, lambda: False, Window(driver))
+    assert driver.calls == ["opened", "end_cooldown", "closed", "close"]
+
+
 def test_driver_stops_every_worker_when_one_ends_without_a_word() -> None:
     script: list[tuple[object, ...]] = [("ready", 0, None), ("ready", 1, None), ("done", 0, {"sent": 1})]
     driver = ScriptedDriver(script, exited_after=3)

@@ -1,5 +1,6 @@
-"""How a run reaches its endpoint: the environment's proxy (:mod:`.proxy`) and ``endpoint.tls``
-(:mod:`.tls`), resolved once per process, described for the run's metadata and header (redacted).
+"""How a run reaches its endpoint: the environment's proxy (:mod:`.proxy`), ``endpoint.tls``
+(:mod:`.tls`) and the Unix socket, if any, resolved once per process, described for the run's metadata and
+header (redacted).
 
     net = network_for(scenario.endpoint)        # ValueError (exit 2) for a bad proxy variable or TLS file
     transport = make_transport(kind, proxies=net.proxies, tls=net.tls)
@@ -30,6 +31,7 @@ class Network:
     verify: bool = True
     ca_bundle: str | None = None
     client_cert: str | None = None
+    unix_socket: str | None = None  # every load connection goes through it (no proxy then)
 
     def describe(self, base_url: str) -> dict[str, Any]:
         """The metadata block: the proxy used for ``base_url`` (credentials redacted) and the TLS checks."""
@@ -41,12 +43,15 @@ class Network:
             if https
             else None
         )
+        block["unix_socket"] = self.unix_socket
         return block
 
     def header_lines(self, base_url: str) -> list[str]:
         """What the run header says about the path to ``base_url``: the proxy, and the loud TLS warning."""
         block = self.describe(base_url)
         lines = []
+        if self.unix_socket is not None:
+            lines.append(f"via the Unix socket {self.unix_socket}")
         if block["proxy"] is not None:
             how = "CONNECT tunnel" if block["proxy_mode"] == "connect" else "absolute-form requests"
             lines.append(f"via proxy {block['proxy']} ({how})")
@@ -55,20 +60,24 @@ class Network:
         return lines
 
 
-def network_for(endpoint: Endpoint) -> Network:
+def network_for(endpoint: Endpoint, unix_socket: str | None = None) -> Network:
     """Read the proxy variables and build the TLS context ``endpoint.tls`` asks for.
 
     With no ``base_url`` the run measures the bundled reference endpoint, which tpsbench starts on this
-    host's loopback: no proxy applies to it (a corporate ``http_proxy`` would otherwise carry it away)."""
+    host's loopback: no proxy applies to it (a corporate ``http_proxy`` would otherwise carry it away).
+    ``unix_socket``: the load connects through it (``tpsbench run`` passes the reference endpoint's), so
+    no proxy applies either."""
     t = endpoint.tls
     default = t.verify and t.ca_bundle is None and t.client_cert is None
     ctx = None if default else tls_context(
         ca_bundle=t.ca_bundle, client_cert=t.client_cert, client_key=t.client_key, verify=t.verify
     )  # fmt: skip
+    direct = endpoint.base_url is None or unix_socket is not None
     return Network(
-        ProxySettings.from_env() if endpoint.base_url is not None else ProxySettings(),
+        ProxySettings() if direct else ProxySettings.from_env(),
         ctx,
         verify=t.verify,
         ca_bundle=str(t.ca_bundle) if t.ca_bundle else None,
         client_cert=str(t.client_cert) if t.client_cert else None,
+        unix_socket=unix_socket,
     )

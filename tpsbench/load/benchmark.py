@@ -16,12 +16,10 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
-
-import httpx
 
 from tpsbench.client.network import Network
 from tpsbench.client.tokens import rescale
@@ -29,9 +27,9 @@ from tpsbench.config.dump import dump_scenario
 from tpsbench.config.scenario import Level, Scenario
 from tpsbench.core.record import Reply, RequestRecord, TokenSource
 from tpsbench.core.redact import redact_url
-from tpsbench.core.tls import verify_for
 from tpsbench.load import placement
-from tpsbench.load.placement import plan_cores
+from tpsbench.load.endpoint import Endpoint, endpoint_for
+from tpsbench.load.pace_window import PaceWindow
 from tpsbench.load.preflight import preflight, resolve_model
 from tpsbench.load.runner import LevelResult, run_level
 from tpsbench.load.session import LevelSession, RunContext
@@ -89,22 +87,6 @@ class RunOutcome:
     points: list[dict[str, Any]] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def endpoint_for(scenario: Scenario) -> Iterator[tuple[str, str | None]]:
-    """Yield (base_url, how it was obtained). With no base_url, start the bundled reference endpoint in
-    its own process (so the simulator and the load generator never share an event loop), on a core of its
-    own where the host has two or more (:mod:`.placement`), and stop it."""
-    if scenario.endpoint.base_url:
-        yield scenario.endpoint.base_url, None
-        return
-    from tpsbench.reference.serve import ReferenceServerProcess
-
-    cores = plan_cores(workers=scenario.workers)
-    server = ReferenceServerProcess(scenario.reference, seed=scenario.workload.seed, cpus=cores.simulator)
-    with cores.applied(), server:
-        yield server.url, "reference"
-
-
 def api_key_for(scenario: Scenario) -> str | None:
     """The API key from the environment variable the scenario names; never stored anywhere."""
     name = scenario.endpoint.api_key_env
@@ -122,21 +104,6 @@ def expected_requests(level: Level, warmup: int) -> int | None:
     if level.rate is not None and level.duration_s is not None:
         return warmup + round(level.rate * level.duration_s)
     return None
-
-
-async def _simulator_metrics(base_url: str, reset: bool) -> dict[str, Any] | None:
-    """The reference endpoint's pace report, ``/pace``: it knows when the host could not keep its schedule."""
-    root = base_url.rstrip("/").removesuffix("/v1")
-    try:
-        async with httpx.AsyncClient(timeout=5.0, verify=verify_for([root])) as http:
-            if reset:
-                await http.post(root + "/pace/reset")
-                return None
-            resp = await http.get(root + "/pace")
-            data: dict[str, Any] = resp.json()
-            return data
-    except (httpx.HTTPError, ValueError):
-        return None
 
 
 async def run_benchmark(
@@ -173,13 +140,9 @@ async def run_benchmark(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     try:
-        with endpoint_for(scenario) as (base_url, source):
+        with endpoint_for(scenario) as endpoint:
             run = await _start(
-                scenario,
-                base_url,
-                source,
-                api_key,
-                opts=_Options(out_root, run_name, argv, cluster, preflight),
+                scenario, endpoint, api_key, opts=_Options(out_root, run_name, argv, cluster, preflight)
             )
             return await _run_levels(run, obs, stop)
     finally:
@@ -217,14 +180,14 @@ class _Run:
         return self.ctx.scenario.workers > 1 or bool(self.cluster)
 
 
-async def _start(
-    scenario: Scenario, base_url: str, source: str | None, api_key: str | None, *, opts: _Options
-) -> _Run:
+async def _start(scenario: Scenario, endpoint: Endpoint, api_key: str | None, *, opts: _Options) -> _Run:
     """Resolve the model, load the tokenizer, create the run directory and write its scenario and metadata."""
     ep = scenario.endpoint
+    base_url, source = endpoint.base_url, endpoint.source
     model = await resolve_model(scenario, base_url, api_key)
     # a per-run nonce in every prompt: the same scenario run twice must not hit the server's prompt cache
-    ctx = RunContext(scenario, base_url, model, api_key, nonce=time.time_ns() & 0x7FFFFFFF)
+    nonce = time.time_ns() & 0x7FFFFFFF
+    ctx = RunContext(scenario, base_url, model, api_key, nonce, endpoint.unix_socket)
     session = LevelSession.open(ctx)
     # A deferred tokenizer counts in this process after each level; worker processes cannot defer.
     if session.deferred and (scenario.workers > 1 or opts.cluster):
@@ -236,7 +199,13 @@ async def _start(
     checked: dict[str, Any] = {"skipped": True}
     if opts.preflight:
         checked = await preflight(
-            scenario, base_url, model, api_key, tokenizer=session.tokenizer, nonce=ctx.nonce
+            scenario,
+            base_url,
+            model,
+            api_key,
+            tokenizer=session.tokenizer,
+            nonce=ctx.nonce,
+            unix_socket=ctx.unix_socket,
         )
     run_dir = create_run_dir(opts.out_root, opts.run_name or scenario.name or "run")
     write_bytes_atomic(run_dir / SCENARIO, dump_scenario(scenario).encode())
@@ -478,12 +447,10 @@ async def _drive_level(
 ) -> tuple[dict[str, Any], int]:
     """Drive one level (here, or in the workers) with its records streaming to ``writer``; returns the
     level's self-check and how many requests it sent."""
-    scenario, base_url = run.ctx.scenario, run.ctx.base_url
+    base_url = run.ctx.base_url
     expected = expected_requests(level, level.resolved_warmup)
     prompt_count = expected or MAX_PROMPTS_PER_LEVEL
     obs.level_started(index, level, expected)
-    if run.source == "reference":
-        await _simulator_metrics(base_url, reset=True)
     held: list[Reply] = []  # replies whose count waits for the deferred tokenizer
 
     def sink(reply: Reply) -> None:
@@ -494,32 +461,55 @@ async def _drive_level(
             return
         obs.request_done(writer.write(reply.record))
 
+    pace = PaceWindow(base_url) if run.source == "reference" else None
+    try:
+        if pace is not None:
+            await pace.start()
+        try:
+            self_check, sent = await _drive_share(run, index, level, first_id, prompt_count, sink, stop, pace)
+        finally:
+            _count_held(held, run.session.tokenizer, writer, obs)  # workers refuse deferred tokenizers
+        if pace is not None:
+            self_check["simulator"] = await pace.report()
+    finally:
+        if pace is not None:
+            await pace.aclose()
+    return self_check, sent
+
+
+async def _drive_share(
+    run: _Run,
+    index: int,
+    level: Level,
+    first_id: int,
+    prompt_count: int,
+    sink: Callable[[Reply], None],
+    stop: asyncio.Event,
+    pace: PaceWindow | None,
+) -> tuple[dict[str, Any], int]:
+    """The level itself: in the workers' processes, or in this one."""
+    scenario = run.ctx.scenario
     if run.pooled:
         anchor = ClockAnchor.here()
         n = scenario.workers
         jobs = [WorkerJob(run.ctx, index, level, first_id, prompt_count, k, n, anchor) for k in range(n)]
-        self_check, sent = await asyncio.to_thread(run_level_in_workers, jobs, sink, stop.is_set, run.cluster)
-    else:
-        work = run.session.work(index, level, prompt_count)
-        try:
-            result: LevelResult = await run_level(
-                run.session.send,
-                level,
-                index,
-                work.prompts,
-                sink=sink,
-                seed=scenario.workload.seed,
-                id_offset=first_id,
-                stop=stop,
-                schedule_s=work.schedule_s,
-                sessions=work.sessions,
-            )
-        finally:
-            _count_held(held, run.session.tokenizer, writer, obs)
-        self_check, sent = result.self_check(), result.sent
-    if run.source == "reference":
-        self_check["simulator"] = await _simulator_metrics(base_url, reset=False)
-    return self_check, sent
+        return await asyncio.to_thread(run_level_in_workers, jobs, sink, stop.is_set, run.cluster, pace)
+    work = run.session.work(index, level, prompt_count)
+    result: LevelResult = await run_level(
+        run.session.send,
+        level,
+        index,
+        work.prompts,
+        sink=sink,
+        seed=scenario.workload.seed,
+        id_offset=first_id,
+        stop=stop,
+        schedule_s=work.schedule_s,
+        sessions=work.sessions,
+        measured_started=pace.opened if pace is not None else None,
+        measured_done=pace.closed if pace is not None else None,
+    )
+    return result.self_check(), result.sent
 
 
 def _count_held(

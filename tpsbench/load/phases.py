@@ -18,16 +18,22 @@ class Phases:
 
     Request numbers below ``warmup`` are warmup; from ``cooldown_from`` on (set when the measured requests
     have all been handed out: :meth:`close`, or up front for an open-loop schedule) cooldown; the rest are
-    measured. ``cooldown_over`` is None without cooldown. ``measured_done`` is called once, when the share
-    is closed and none of its measured requests is in flight.
+    measured. ``cooldown_over`` is None without cooldown. ``measured_started`` is called once, when the
+    share's first measured request starts; ``measured_done`` once, when the share is closed and none of its
+    measured requests is in flight.
     """
 
     def __init__(
-        self, warmup: int, cooldown_over: asyncio.Event | None, measured_done: Callable[[], None] | None
+        self,
+        warmup: int,
+        cooldown_over: asyncio.Event | None,
+        measured_done: Callable[[], None] | None,
+        measured_started: Callable[[], None] | None = None,
     ) -> None:
         self.warmup = warmup
         self.cooldown_over = cooldown_over
         self.measured_done = measured_done
+        self.measured_started = measured_started
         self.cooldown_from: int | None = None
         self.closed = False
         self.in_flight = 0  # measured requests started and not ended
@@ -43,6 +49,9 @@ class Phases:
     def began(self, g: int) -> None:
         if g >= self.warmup and not self.is_cooldown(g):
             self.in_flight += 1
+            if self.measured_started is not None:
+                started, self.measured_started = self.measured_started, None
+                started()
 
     def ended(self, g: int) -> None:
         if g >= self.warmup and not self.is_cooldown(g):

@@ -202,11 +202,13 @@ async def preflight(
     *,
     tokenizer: Tokenizer | None = None,
     nonce: int = 0,
+    unix_socket: str | None = None,
 ) -> dict[str, Any]:
-    """Send one unmeasured request shaped like the scenario's; return what it saw (for metadata.json) or
-    raise :class:`EndpointUnusable`."""
+    """Send one unmeasured request shaped like the scenario's, the way the load will (``unix_socket``:
+    through it); return what it saw (for metadata.json) or raise :class:`EndpointUnusable`."""
     ep = scenario.endpoint
-    target = _Target(base_url, api_key, ep.api_key_env, ep.timeouts.connect_s, network_for(ep), ep.api)
+    net = network_for(ep, unix_socket)
+    target = _Target(base_url, api_key, ep.api_key_env, ep.timeouts.connect_s, net, ep.api)
     prompt = build_prompts(
         scenario.workload,
         ep.api,
@@ -215,7 +217,7 @@ async def preflight(
         nonce=nonce,
         tokenizer=tokenizer if tokenizer is not None and not tokenizer.deferred else None,
     )[0]
-    transport = make_transport(ep.transport, proxies=target.net.proxies, tls=target.net.tls)
+    transport = make_transport(ep.transport, proxies=net.proxies, tls=net.tls, unix_socket=net.unix_socket)
     client = Client(ep, base_url, model, transport, api_key=api_key)
     started = time.perf_counter()
     try:

@@ -132,6 +132,7 @@ async def run_level(
     sessions: Sequence[SessionSpec] | None = None,
     cooldown_over: asyncio.Event | None = None,
     measured_done: Callable[[], None] | None = None,
+    measured_started: Callable[[], None] | None = None,
 ) -> LevelResult:
     """Run one level to completion (its request count or duration) and return what the runner saw.
 
@@ -163,6 +164,9 @@ async def run_level(
     ``cooldown_over`` is set. Without it the runner sets its own once this share's measured requests have
     all ended (a single process is the whole level); workers pass the driver's, set when every share has
     reported ``measured_done`` (called once, when this share's measured requests have all ended).
+    ``measured_started`` is called once, when this share's first measured request starts: with
+    ``measured_done`` it brackets the share's measured window (the reference endpoint's pace report covers
+    the level's, :mod:`.pace_window`).
     """
     stop = stop or asyncio.Event()
     # The cyclic GC's full passes visit every object of the process: up to 100 ms with no chunk stamped,
@@ -180,7 +184,7 @@ async def run_level(
     if level.cooldown and cooldown_over is None:
         cooldown_over = asyncio.Event()
         measured_done = chain(measured_done, cooldown_over.set)
-    phases = Phases(warmup, cooldown_over if level.cooldown else None, measured_done)
+    phases = Phases(warmup, cooldown_over if level.cooldown else None, measured_done, measured_started)
 
     def record_done(record: RequestRecord) -> None:
         if result.stopped is None and (reason := streak.add(record)) is not None:

@@ -34,6 +34,7 @@ class RunContext:
     model: str
     api_key: str | None
     nonce: int  # per run, in every prompt: the same scenario run twice must not hit a prompt cache
+    unix_socket: str | None = None  # the load connects through it (the reference endpoint started here)
 
 
 class LevelSession:
@@ -45,12 +46,17 @@ class LevelSession:
         self.tokenizer = tokenizer
         self.deferred = tokenizer is not None and tokenizer.deferred
         ep = ctx.scenario.endpoint
-        self.network = network_for(ep)  # the environment's proxy and endpoint.tls, in every process
+        self.network = network_for(ep, ctx.unix_socket)  # proxy, endpoint.tls, socket: in every process
         self.client = Client(
             ep,
             ctx.base_url,
             ctx.model,
-            make_transport(ep.transport, proxies=self.network.proxies, tls=self.network.tls),
+            make_transport(
+                ep.transport,
+                proxies=self.network.proxies,
+                tls=self.network.tls,
+                unix_socket=self.network.unix_socket,
+            ),
             api_key=ctx.api_key,
             count_tokens=tokenizer.count if tokenizer is not None and not self.deferred else None,
             # a deferred count needs the text after the level; a multi-turn session, for its next turn

@@ -5,7 +5,9 @@ its share (see :func:`.runner.run_level`: closed-loop users split evenly, open-l
 and dealt round-robin) and streams its records back through a :class:`WorkerSide`. With a level's
 ``cooldown`` a share keeps sending cooldown requests until *every* share's measured requests have ended:
 it reports its own (``measured_done``) and the driver says when all have (``cooldown_over``), so the
-level holds its load until the level's last measured end, not each share's. The pools that start
+level holds its load until the level's last measured end, not each share's. A share also reports when
+its first measured request starts (``measured_started``): the driver brackets the level's measured window
+with the first of those and the last ``measured_done``. The pools that start
 workers (local processes in :mod:`.workers`, Ray tasks in :mod:`.raypool`) differ only in their sides.
 All processes of a host stamp ``time.perf_counter_ns`` (CLOCK_MONOTONIC, one clock per host), so records
 merge without conversion; workers on another host convert their times with the driver's clock anchor.
@@ -115,6 +117,9 @@ async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
             await asyncio.sleep(POLL_S)
         stop.set()
 
+    def measured_started() -> None:
+        side.put(("measured_started", job.worker, None))
+
     def measured_done() -> None:
         side.put(("measured_done", job.worker, None))
 
@@ -145,7 +150,8 @@ async def run_worker(job: WorkerJob, side: WorkerSide) -> None:
             schedule_s=work.schedule_s,
             sessions=work.sessions,
             cooldown_over=cooldown_over if job.level.cooldown else None,
-            measured_done=measured_done if job.level.cooldown else None,
+            measured_done=measured_done,
+            measured_started=measured_started,
         )
     finally:
         watcher.cancel()

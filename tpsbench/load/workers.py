@@ -9,7 +9,8 @@ start the same worker: :class:`ProcessPool` (local processes) and :class:`~.rayp
 The driver does no measuring: it waits for every worker to be ready (imports and connections take a
 moment), starts them together at one absolute ``t0_ns`` (an open-loop schedule starts there in every
 worker), copies records to the sink as they arrive, and ends a level's cooldown once every worker's
-measured requests have ended.
+measured requests have ended. It also says when the level's measured window opens (the first worker's
+first measured request starts) and closes (every worker's measured requests have ended).
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ from typing import Any, Protocol
 from tpsbench.core.record import Reply, RequestRecord, default_clock
 from tpsbench.load.worker import POLL_S, WorkerJob, WorkerSide, worker_entry
 
-__all__ = ["DriverSide", "ProcessPool", "drive", "merge_self_checks", "run_level_in_workers"]
+__all__ = ["DriverSide", "ProcessPool", "WindowHooks", "drive", "merge_self_checks", "run_level_in_workers"]
 
 START_LEAD_NS = 100_000_000  # workers start 100 ms after the go signal, so all see the same t0 in time
+
+
+class WindowHooks(Protocol):
+    """Told when a level's measured window opens and closes (:class:`.pace_window.PaceWindow`)."""
+
+    def opened(self) -> None: ...
+    def closed(self) -> None: ...
 
 
 class DriverSide(Protocol):
@@ -110,13 +118,25 @@ def drive(
     n_workers: int,
     sink: Callable[[Reply], None],
     stop_requested: Callable[[], bool],
+    window: WindowHooks | None = None,
 ) -> tuple[dict[str, Any], int]:
     """The driver loop (blocking; call it from a thread): start the workers together once all are ready,
     copy records to the sink as they arrive, end the cooldown once every worker has reported its measured
-    requests ended (``measured_done``, or ``done``), stop them when asked. Returns the merged self-check and
-    the number of requests sent."""
+    requests ended (``measured_done``, or ``done``), stop them when asked. ``window``, called from this
+    thread: ``opened()`` at the first ``measured_started``, ``closed()`` once every worker's measured
+    requests have ended. Returns the merged self-check and the number of requests sent."""
     ready, done = 0, 0
+    started = False
     measured: set[int] = set()  # workers whose measured requests have all ended
+
+    def measured_ended(worker: int) -> None:
+        all_before = len(measured) == n_workers
+        measured.add(worker)
+        if len(measured) == n_workers and not all_before:
+            driver.end_cooldown()
+            if window is not None:
+                window.closed()
+
     failures: list[str] = []
     checks: list[dict[str, Any]] = []
     sent = 0
@@ -142,12 +162,14 @@ def drive(
                 ready += 1
                 if ready == n_workers:
                     driver.go(default_clock() + START_LEAD_NS)
+            elif kind == "measured_started":
+                if not started and window is not None:
+                    window.opened()
+                started = True
             elif kind == "measured_done":
-                measured.add(int(payload[0]))
-                if len(measured) == n_workers:
-                    driver.end_cooldown()
+                measured_ended(int(payload[0]))
             elif kind == "done":
-                measured.add(int(payload[0]))
+                measured_ended(int(payload[0]))
                 done += 1
                 checks.append(payload[1])
                 sent += int(payload[1].get("sent", 0))
@@ -166,14 +188,15 @@ def run_level_in_workers(
     sink: Callable[[Reply], None],
     stop_requested: Callable[[], bool],
     cluster: str | None = None,
+    window: WindowHooks | None = None,
 ) -> tuple[dict[str, Any], int]:
     """One level's shares in local processes, or as Ray tasks when ``cluster`` is given ("auto" or an
     address; needs ``pip install 'tpsbench[ray]'``)."""
     if cluster:
         from tpsbench.load.raypool import RayPool
 
-        return drive(RayPool(jobs, cluster), len(jobs), sink, stop_requested)
-    return drive(ProcessPool(jobs), len(jobs), sink, stop_requested)
+        return drive(RayPool(jobs, cluster), len(jobs), sink, stop_requested, window)
+    return drive(ProcessPool(jobs), len(jobs), sink, stop_requested, window)
 
 
 def merge_self_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -56,15 +56,24 @@ async def _serve_until_stopped(
     exit_on_stdin_eof: bool = False,
     per_turn: int = PER_TURN,
     accept_per_turn: int = ACCEPT_PER_TURN,
+    unix_path: str | None = None,
 ) -> None:
     handle = await start_server(
-        host, port, params, seed, precise_s=precise_s, per_turn=per_turn, accept_per_turn=accept_per_turn
+        host,
+        port,
+        params,
+        seed,
+        precise_s=precise_s,
+        per_turn=per_turn,
+        accept_per_turn=accept_per_turn,
+        unix_path=unix_path,
     )
     collector.quiet()  # a full GC pass mid-step would make the engine late (core/collector.py)
     print(handle.url, flush=True)  # the first stdout line is the contract with ServerProcess
     print(
         f"tpsbench reference endpoint ({MODEL_NAME}) on {handle.url}; Prometheus metrics at "
-        f"{handle.root}/metrics, pace report at {handle.root}/pace",
+        f"{handle.root}/metrics, pace report at {handle.root}/pace"
+        + (f"; also on the Unix socket {unix_path}" if unix_path else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -99,15 +108,16 @@ def serve(
     per_turn: int = PER_TURN,
     max_events: int = MAX_EVENTS,
     accept_per_turn: int = ACCEPT_PER_TURN,
+    unix_path: str | None = None,
 ) -> None:
     """Serve until SIGINT / SIGTERM (``tpsbench serve``). Prints the base URL on stdout first.
     ``per_turn``, ``max_events``, ``accept_per_turn``: the work the loop takes on per turn
-    (:mod:`.admission`)."""
+    (:mod:`.admission`); ``unix_path``: also serve on this Unix socket."""
     _raise_fd_limit()
     with asyncio.Runner(loop_factory=lambda: new_event_loop(max_events)) as runner:
         runner.run(
             _serve_until_stopped(
-                host, port, params, seed, precise_s, exit_on_stdin_eof, per_turn, accept_per_turn
+                host, port, params, seed, precise_s, exit_on_stdin_eof, per_turn, accept_per_turn, unix_path
             )
         )
 
@@ -131,8 +141,9 @@ class ReferenceServerProcess(ServerProcess):
             print(server.url)   # http://127.0.0.1:PORT/v1
 
     ``cpus``: pin the child to these CPUs (``os.sched_setaffinity``), so that it and the client never
-    share a core's time slices. The child watches its stdin and exits when that closes, so it cannot outlive
-    its parent. ``extra_args``: more of its command line (e.g. ``["--admit-per-turn", "4"]``).
+    share a core's time slices. ``unix_path``: it also serves on this Unix socket (ready, like the TCP
+    port, once the URL is printed). The child watches its stdin and exits when that closes, so it cannot
+    outlive its parent. ``extra_args``: more of its command line (e.g. ``["--admit-per-turn", "4"]``).
     """
 
     name = "reference server"
@@ -148,9 +159,12 @@ class ReferenceServerProcess(ServerProcess):
         cpus: Iterable[int] | None = None,
         startup_timeout_s: float = 30.0,
         extra_args: Iterable[str] = (),
+        unix_path: str | None = None,
     ) -> None:
         self.cpus = sorted(cpus) if cpus is not None else None
+        self.unix_path = unix_path
         pin = ["--cpus", ",".join(map(str, self.cpus))] if self.cpus else []
+        pin += ["--unix", unix_path] if unix_path else []
         super().__init__(
             [
                 "-m", "tpsbench.reference.serve", "--host", host, "--port", str(port), "--seed", str(seed),
@@ -191,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--accept-per-turn", type=int, default=ACCEPT_PER_TURN, help="connections accepted per loop turn"
     )
+    parser.add_argument("--unix", metavar="PATH", help="also serve on this Unix socket")
     parser.add_argument(
         "--exit-on-stdin-eof",
         action="store_true",
@@ -213,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         per_turn=args.admit_per_turn,
         max_events=args.max_events,
         accept_per_turn=args.accept_per_turn,
+        unix_path=args.unix,
     )
     return 0
 

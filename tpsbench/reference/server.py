@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 from collections import deque
@@ -416,6 +417,8 @@ class ServerHandle:
     port: int
     server: ReferenceServer
     _listener: asyncio.Server
+    unix_path: str | None = None  # also listening on this Unix socket (``unix_path`` of start_server)
+    _unix_listener: asyncio.Server | None = None
 
     @property
     def root(self) -> str:
@@ -433,13 +436,19 @@ class ServerHandle:
     async def stop(self) -> None:
         """Stop the engine (open streams end with an error event), then close the listener and every
         connection."""
-        self._listener.close()
+        listeners = [x for x in (self._listener, self._unix_listener) if x is not None]
+        for listener in listeners:
+            listener.close()
+        if self.unix_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.unix_path)
         await self.server.engine.stop()
         await asyncio.sleep(0)  # let the last writes go out
         for conn in list(self.server.connections):
             if conn.transport is not None:
                 conn.transport.close()
-        await self._listener.wait_closed()
+        for listener in listeners:
+            await listener.wait_closed()
         await asyncio.sleep(0)
 
 
@@ -452,10 +461,16 @@ async def start_server(
     precise_s: float = 0.001,
     per_turn: int = PER_TURN,
     accept_per_turn: int = ACCEPT_PER_TURN,
+    unix_path: str | None = None,
 ) -> ServerHandle:
     """Start the reference endpoint on the running loop; ``port=0`` picks a free port. ``per_turn``,
     ``accept_per_turn``: requests parsed, connections accepted per loop turn (:mod:`.admission`). On a
-    loop made by :func:`.admission.new_event_loop`, ``/pace`` also reports its turns (``loop_turn_cpu_s``)."""
+    loop made by :func:`.admission.new_event_loop`, ``/pace`` also reports its turns (``loop_turn_cpu_s``).
+
+    ``unix_path``: serve the same endpoint on this Unix socket too (replacing a stale file). A client on
+    this host that connects there skips the kernel's TCP loopback path, which costs the sender the
+    receiver's side of every packet too (measured here: ~6.8 us per small send over TCP, ~2.2 us over a
+    Unix socket): at 2,048 streams that is a third of the simulator's core."""
     engine = Engine(ReferenceModel(params), seed=seed, precise_s=precise_s)
     await engine.start()
     server = ReferenceServer(engine, per_turn=per_turn)
@@ -474,4 +489,14 @@ async def start_server(
         lambda: _HttpConnection(server, loop), sock=sock, backlog=accept_per_turn
     )
     sock.listen(LISTEN_BACKLOG)
-    return ServerHandle(host, sock.getsockname()[1], server, listener)
+    unix_listener = None
+    if unix_path is not None:
+        usock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(unix_path)
+        usock.bind(unix_path)
+        unix_listener = await loop.create_unix_server(
+            lambda: _HttpConnection(server, loop), sock=usock, backlog=accept_per_turn
+        )
+        usock.listen(LISTEN_BACKLOG)  # a Unix socket's full queue refuses at once (EAGAIN), no retry
+    return ServerHandle(host, sock.getsockname()[1], server, listener, unix_path, unix_listener)

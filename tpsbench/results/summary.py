@@ -178,6 +178,9 @@ WARNING_CAUSES: dict[str, str] = {
     "check the token source (usage vs estimate), and whether other clients used the server",
     "client_bound": "the client could not keep up: timestamps are late (TTFT and inter-token latency "
     "inflated) and the offered load was lower than asked. Hint: more `workers`, or a lower load per worker",
+    "reference_pace": "the bundled reference endpoint could not keep its model's schedule on this host over "
+    "the measured window (its own pace report): these figures are partly the host's, not the model's. Hint: "
+    "fewer streams, or a quieter machine (the simulator needs a core to itself)",
 }
 LOW_CONCURRENCY_FRACTION = 0.90  # achieved / target concurrency below this: the level did not hold its load
 
@@ -246,6 +249,9 @@ def _warnings(
     )
     if reasons:
         add("client_bound", "; ".join(reasons))
+    pace = check.get("simulator")
+    if isinstance(pace, Mapping) and (notes := [str(w) for w in pace.get("warnings") or []]):
+        add("reference_pace", "; ".join(notes))
     return out
 
 

@@ -25,22 +25,30 @@ def make_transport(
     max_connections: int | None = None,
     proxies: ProxySettings | None = None,
     tls: ssl.SSLContext | None = None,
+    unix_socket: str | None = None,
 ) -> Transport:
     """The transport named by ``Endpoint.transport``; ``max_connections=None`` means unlimited.
 
     ``proxies``: the environment's proxy settings (:mod:`tpsbench.client.proxy`; None: always direct);
-    ``tls``: the context of https connections (:mod:`tpsbench.core.tls`; None: the system default).
-    Every transport honours both."""
+    ``tls``: the context of https connections (:mod:`tpsbench.core.tls`; None: the system default);
+    ``unix_socket``: connect through this Unix socket, not TCP (no proxy then). Every transport honours
+    all three."""
     if kind == "aiohttp":
         from tpsbench.client.transport.aiohttp import AiohttpTransport
 
-        return AiohttpTransport(clock=clock, max_connections=max_connections, proxies=proxies, tls=tls)
+        return AiohttpTransport(
+            clock=clock, max_connections=max_connections, proxies=proxies, tls=tls, unix_socket=unix_socket
+        )
     if kind == "httpx":
         from tpsbench.client.transport.httpx import HttpxTransport
 
-        return HttpxTransport(clock=clock, max_connections=max_connections, proxies=proxies, tls=tls)
+        return HttpxTransport(
+            clock=clock, max_connections=max_connections, proxies=proxies, tls=tls, unix_socket=unix_socket
+        )
     if kind == "h11":
         from tpsbench.client.transport.h11 import H11Transport
 
-        return H11Transport(clock=clock, max_connections=max_connections, proxies=proxies, tls=tls)
+        return H11Transport(
+            clock=clock, max_connections=max_connections, proxies=proxies, tls=tls, unix_socket=unix_socket
+        )
     raise ValueError(f"unknown transport {kind!r}: expected 'aiohttp', 'httpx' or 'h11'")

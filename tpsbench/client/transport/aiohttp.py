@@ -78,9 +78,11 @@ class AiohttpTransport(StreamingTransport):
         max_connections: int | None = None,
         proxies: ProxySettings | None = None,
         tls: ssl.SSLContext | None = None,
+        unix_socket: str | None = None,
     ) -> None:
         super().__init__(clock)
         self._max_connections = max_connections
+        self._unix_socket = unix_socket
         self._session: aiohttp.ClientSession | None = None
         self._fresh: aiohttp.ClientSession | None = None  # for resends: a new connection each time
         self._proxies = proxies
@@ -91,7 +93,9 @@ class AiohttpTransport(StreamingTransport):
         kw = self._per_url.get(url)
         if kw is None:
             kw = {} if self._tls is None else {"ssl": self._tls}
-            proxy = self._proxies.for_url(url) if self._proxies is not None else None
+            proxy = None
+            if self._proxies is not None and self._unix_socket is None:
+                proxy = self._proxies.for_url(url)
             if proxy is not None:  # credentials as a header, never in a URL aiohttp may log
                 kw["proxy"] = f"http://{proxy.host_port}"
                 if proxy.authorization:
@@ -102,9 +106,14 @@ class AiohttpTransport(StreamingTransport):
     def _get_session(self, fresh: bool) -> aiohttp.ClientSession:
         session = self._fresh if fresh else self._session
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=0 if fresh else self._max_connections or 0, limit_per_host=0, force_close=fresh
-            )
+            limit = 0 if fresh else self._max_connections or 0
+            connector: aiohttp.BaseConnector
+            if self._unix_socket is not None:
+                connector = aiohttp.UnixConnector(
+                    self._unix_socket, limit=limit, limit_per_host=0, force_close=fresh
+                )
+            else:
+                connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, force_close=fresh)
             # aiohttp has no public seam for the protocol; its connector makes every connection from this
             factory = functools.partial(_Protocol, loop=asyncio.get_running_loop())
             connector._factory = cast("functools.partial[ResponseHandler]", factory)

@@ -1,7 +1,10 @@
-"""Opening a connection for the protocol-level transport: direct, to an HTTP proxy, or through a CONNECT
-tunnel (:mod:`tpsbench.client.proxy` decides which proxy applies).
+"""Opening a connection for the protocol-level transport: direct, to an HTTP proxy, through a CONNECT
+tunnel (:mod:`tpsbench.client.proxy` decides which proxy applies), or through a Unix socket.
 
 - direct: ``loop.create_connection`` to the server (TLS for https);
+- a Unix socket (``unix_socket``: a server on this host listening on one, such as the bundled reference
+  endpoint started by ``tpsbench run``): ``loop.create_unix_connection`` to it, whatever the URL's host
+  and port (which still give the Host header); no proxy applies;
 - ``http://`` URL through a proxy: a plain connection to the proxy; the request is sent in absolute form
   (the caller's job: :func:`absolute_target`), ``Proxy-Authorization`` on every request;
 - ``https://`` URL through a proxy: a TCP connection to the proxy, ``CONNECT host:port HTTP/1.1`` (with
@@ -83,10 +86,15 @@ async def open_connection(
     tls: ssl.SSLContext | None,
     proxy: Proxy | None,
     user_agent: str,
+    unix_socket: str | None = None,
 ) -> P:
     """Connect (see the module docstring) and return the protocol ``factory`` made."""
     loop = asyncio.get_running_loop()
-    if proxy is None:
+    if unix_socket is not None:
+        _, protocol = await loop.create_unix_connection(
+            factory, unix_socket, ssl=tls, server_hostname=host if tls else None
+        )
+    elif proxy is None:
         _, protocol = await loop.create_connection(
             factory, host, port, ssl=tls, server_hostname=host if tls else None
         )

@@ -432,9 +432,11 @@ class H11Transport:
         max_connections: int | None = None,
         proxies: ProxySettings | None = None,
         tls: ssl.SSLContext | None = None,
+        unix_socket: str | None = None,
     ) -> None:
         self._clock = clock
         self._pool = _Pool()
+        self._unix_socket = unix_socket
         self._origins: dict[str, _Origin] = {}
         self._limit = asyncio.Semaphore(max_connections) if max_connections else None
         self._proxies = proxies
@@ -444,7 +446,9 @@ class H11Transport:
     def _origin(self, url: str) -> _Origin:
         origin = self._origins.get(url)
         if origin is None:
-            proxy = self._proxies.for_url(url) if self._proxies is not None else None
+            proxy = None
+            if self._proxies is not None and self._unix_socket is None:
+                proxy = self._proxies.for_url(url)
             origin = self._origins[url] = origin_for(url, proxy)
         return origin
 
@@ -461,6 +465,7 @@ class H11Transport:
                     tls=tls,
                     proxy=origin.proxy,
                     user_agent=_USER_AGENT,
+                    unix_socket=self._unix_socket,
                 )
         except TimeoutError:  # ours (the outer deadlines surface as cancellation here), or the OS's ETIMEDOUT
             raise _ConnectTimeout(f"no connection to {origin.host_header} within {connect_s:g} s") from None

@@ -128,9 +128,11 @@ class HttpxTransport(StreamingTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         proxies: ProxySettings | None = None,
         tls: ssl.SSLContext | None = None,
+        unix_socket: str | None = None,
     ) -> None:
         super().__init__(clock)
         n = max_connections
+        self._unix_socket = unix_socket
         self._limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
         self._transport = transport
         self._proxies = proxies
@@ -140,21 +142,26 @@ class HttpxTransport(StreamingTransport):
         self._clients: dict[tuple[Proxy | None, bool], httpx.AsyncClient] = {}
 
     def _make_client(self, proxy: Proxy | None, *, fresh: bool) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=0) if fresh else self._limits
+        verify: ssl.SSLContext | bool = self._tls if self._tls is not None else True
+        transport = self._transport
+        if transport is None and self._unix_socket is not None:  # its own pool: limits and verify go there
+            transport = httpx.AsyncHTTPTransport(uds=self._unix_socket, limits=limits, verify=verify)
         return _track_connections(
             httpx.AsyncClient(
-                transport=self._transport,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=0)
-                if fresh
-                else self._limits,
+                transport=transport,
+                limits=limits,
                 timeout=httpx.Timeout(None),
                 trust_env=False,
                 proxy=httpx_proxy(proxy),
-                verify=self._tls if self._tls is not None else True,
+                verify=verify,
             )
         )
 
     def _client_for(self, url: str, fresh: bool) -> httpx.AsyncClient:
-        proxy = self._proxies.for_url(url) if self._proxies is not None else None
+        proxy = None
+        if self._proxies is not None and self._unix_socket is None:
+            proxy = self._proxies.for_url(url)
         if proxy is None and not fresh:
             return self._client
         client = self._clients.get((proxy, fresh))
