@@ -54,7 +54,7 @@ def _format3(r: RequestRecord) -> dict[str, Any]:
     """The current line with absolute chunk times (format 3's layout)."""
     line = files.record_line(r)
     del line["chunk_dns"]
-    return line | {"format": 3, "chunk_ns": r.chunk_ns}
+    return line | {"format": 3, "chunk_ns": list(r.chunk_ns)}
 
 
 def measure(run: Path, passes: int) -> list[tuple[str, float, float]]:
