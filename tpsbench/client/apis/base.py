@@ -38,6 +38,7 @@ __all__ = [
     "Stepped",
     "StreamApi",
     "TypedEventHandler",
+    "advance",
     "error_message",
     "finish_body",
     "int_or_none",
@@ -255,14 +256,22 @@ ScanSteps = Generator[None, None, Scan]
 """A decode in steps: ``next()`` runs one slice; the :class:`Scan` is the generator's return value."""
 
 
+def advance(steps: ScanSteps) -> Scan | None:
+    """Run one slice of a stepped decode: its :class:`Scan` when that was the last, else None (the client
+    yields to its loop between slices; :func:`run_steps` does not)."""
+    try:
+        next(steps)
+    except StopIteration as done:
+        scan: Scan = done.value
+        return scan
+    return None
+
+
 def run_steps(steps: ScanSteps) -> Scan:
     """Run a stepped decode to its end and return its :class:`Scan`."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            scan: Scan = done.value
-            return scan
+    while (scan := advance(steps)) is None:
+        pass
+    return scan
 
 
 class Stepped:
