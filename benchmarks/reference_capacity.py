@@ -29,8 +29,12 @@ CPU time holds while other jobs share the host (wall-clock lag does not). ``--se
 per-turn limits, e.g. ``"--admit-per-turn 100000 --max-events 100000 --accept-per-turn 4096"``: the server
 as it was before they existed.
 
+``--unix``: the streams go through the simulator's Unix socket, as ``tpsbench run`` sends them (TCP
+loopback costs both sides the kernel's TCP stack per chunk: ``benchmarks/loopback_cost.py``).
+
     python benchmarks/reference_capacity.py --levels 1,64,256,512,1024,2048 --window-s 4
     python benchmarks/reference_capacity.py --levels 2048 --window-s 10 --burst 512 --burst-every-s 2
+    python benchmarks/reference_capacity.py --levels 1024,2048 --client h11 --unix
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -214,7 +219,7 @@ async def _level(
             b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
         )
         for _ in range(n_long):
-            tr, _p = await loop.create_connection(lambda: _MinimalStream(counter, request), host, port)
+            tr, _p = await _connect(loop, lambda: _MinimalStream(counter, request), host, port, args.unix)
             transports.append(tr)
     else:
         started: set[int] = set()
@@ -223,7 +228,7 @@ async def _level(
             counter.chunks += 1
             return time.perf_counter_ns()
 
-        h11 = H11Transport(clock=clock)
+        h11 = H11Transport(clock=clock, unix_socket=args.unix)
         headers = {"Content-Type": "application/json"}
         timeouts = Timeouts(connect_s=60, first_token_s=600, request_s=3600)
         tasks = [
@@ -242,8 +247,8 @@ async def _level(
     if burst:
         burst_request = _chat_request(isl, args.burst_tokens)
         for _ in range(burst):
-            btr, proto = await loop.create_connection(
-                lambda: _BurstStream(burst_request, burst_ttfts), host, port
+            btr, proto = await _connect(
+                loop, lambda: _BurstStream(burst_request, burst_ttfts), host, port, args.unix
             )
             transports.append(btr)
             burst_streams.append(proto)
@@ -284,6 +289,15 @@ async def _level(
     }
 
 
+async def _connect(
+    loop: asyncio.AbstractEventLoop, factory: Any, host: str, port: int, unix: str | None
+) -> tuple[asyncio.BaseTransport, Any]:
+    """A client connection over TCP, or through the simulator's Unix socket (``--unix``)."""
+    if unix:
+        return await loop.create_unix_connection(factory, unix)
+    return await loop.create_connection(factory, host, port)
+
+
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1e3:.2f}"
 
@@ -309,6 +323,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             precise_s=args.precise_ms / 1e3,
             cpus={args.server_cpu},
             extra_args=args.server_args.split(),
+            unix_path=args.unix,
         )
     )
     with server:
@@ -386,7 +401,20 @@ def main() -> int:
     parser.add_argument("--url", help="measure a server already running here (with --pid), not a new one")
     parser.add_argument("--pid", type=int, help="that server's process id (its CPU time is read)")
     parser.add_argument("--pace-path", default="/pace", help="its pace report (before the rewrite: /metrics)")
+    parser.add_argument(
+        "--unix",
+        action="store_true",
+        help="streams go through the simulator's Unix socket, as in tpsbench run (default: TCP loopback)",
+    )
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tpsbench-capacity-") as folder:
+        args.unix = os.path.join(folder, "reference.sock") if args.unix else None
+        if args.unix and args.url:
+            parser.error("--unix starts its own simulator: not with --url")
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     global PACE
     PACE = args.pace_path
     if args.loop == "uvloop":

@@ -100,14 +100,19 @@ class LlamaServer:
         return {m[1]: float(m[2]) for m in re.finditer(r"^(llamacpp:\w+) (\S+)$", text, re.M)}
 
 
-def start_llama_server(gguf: Path, slots: int, ctx_per_slot: int = CTX_PER_SLOT) -> Iterator[LlamaServer]:
+def start_llama_server(
+    gguf: Path, slots: int, ctx_per_slot: int = CTX_PER_SLOT, unix_socket: str | None = None
+) -> Iterator[LlamaServer]:
     """llama-server on ``slots`` slots of ``ctx_per_slot`` tokens each (continuous batching, prompt cache
-    usable on Gemma 3 thanks to ``--swa-full``, one CPU thread), stopped when the generator is closed."""
+    usable on Gemma 3 thanks to ``--swa-full``, one CPU thread), stopped when the generator is closed.
+    With ``unix_socket`` (a path ending in ``.sock``) it listens there only, and ``url``'s port is one
+    nothing listens on: what reaches the server went through the socket."""
     binary = llama_server_binary()
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
+    listen = ["--host", unix_socket] if unix_socket else ["--host", "127.0.0.1", "--port", str(port)]
     args = [
-        "--model", str(gguf), "--alias", MODEL, "--host", "127.0.0.1", "--port", str(port),
+        "--model", str(gguf), "--alias", MODEL, *listen,
         "--parallel", str(slots), "--cont-batching", "--ctx-size", str(ctx_per_slot * slots),
         "--threads", "1", "--threads-batch", "1",  # the client has the other core
         "--no-jinja", "--chat-template", "gemma",  # the GGUF carries none; with jinja (the default) "gemma"
@@ -115,6 +120,8 @@ def start_llama_server(gguf: Path, slots: int, ctx_per_slot: int = CTX_PER_SLOT)
         "--swa-full",  # Gemma 3 has sliding-window layers: without a full-size cache no prompt is reused
         "--metrics", "--no-webui",
     ]  # fmt: skip
-    with ServerProcess(args, executable=str(binary), url=url, startup_timeout_s=120) as proc:
+    with ServerProcess(
+        args, executable=str(binary), url=url, startup_timeout_s=120, unix_socket=unix_socket
+    ) as proc:
         proc.name = f"llama-server -np {slots}"
         yield LlamaServer(url, slots, gguf, proc)

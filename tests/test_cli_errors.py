@@ -109,6 +109,14 @@ CASES = [
     ("run {key} --out {out}", "error: endpoint.api_key_env names 'TPSB_NOPE'"),
     ("run {s} --endpoint {closed} --model m --out {out}", "error: preflight request failed: connect"),
     ("run {s} --endpoint {closed} --out {out}", "error: no model given and GET http://127.0.0.1:"),
+    (
+        "run {s} --endpoint {closed} --unix-socket {out}/no.sock --model m --out {out}",
+        "error: preflight request failed: connect",
+    ),
+    (
+        "run {s} --endpoint {closed} --unix-socket no.sock --out {out}",
+        "error: command line: endpoint.unix_socket: expected an absolute path",
+    ),
     ("run {s} --endpoint {ref} --model my-model --out {out}", "error: preflight request failed: HTTP 404"),
     ("run {s} --endpoint {ref_root} --out {out}", "error: no model given and GET"),
     ("run {s} --endpoint {ref_root} --model m --out {out}", "error: preflight request failed: HTTP 404"),
@@ -131,6 +139,7 @@ CASES = [
 ]
 HINTS = {  # what the message must also say (the server's words, the hint)
     "run {s} --endpoint {closed} --model m --out {out}": "is anything listening on 127.0.0.1:",
+    "run {s} --endpoint {closed} --unix-socket {out}/no.sock --model m --out {out}": "no Unix socket at",
     "run {s} --endpoint {ref} --model my-model --out {out}": "serves 'llama-4-maverick-b200-sim'",
     "run {s} --endpoint {ref_root} --out {out}": "the base URL is missing /v1",
     "run {s} --endpoint {ref_root} --model m --out {out}": "the base URL is missing /v1",

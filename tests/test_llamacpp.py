@@ -67,6 +67,11 @@ def np8(gguf: Path) -> Iterator[LlamaServer]:
     yield from start_llama_server(gguf, 8)
 
 
+@pytest.fixture(scope="session")
+def np2_unix(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    yield from start_llama_server(gguf, 2, unix_socket=str(tmp_path_factory.mktemp("uds") / "llama.sock"))
+
+
 def _scenario(server: LlamaServer, api: str, load: list[dict[str, Any]], **over: Any) -> Scenario:
     endpoint = {"base_url": server.url, "api": api, "model": MODEL} | over.pop("endpoint", {})
     workload = {"input_tokens": 24, "output_tokens": OSL, "seed": 1} | over.pop("workload", {})
@@ -369,3 +374,23 @@ def test_llamacpp_scenarios_run_on_llama_server(np4: LlamaServer, name: str, tmp
             f"\n{name} ({scenario.endpoint.api}) c={point['concurrency']}: TTFT p50 "
             f"{1000 * point['ttft_s']['p50']:.0f} ms, TPS/user p50 {point['tps_user']['p50']:.1f}"
         )
+
+
+def test_a_server_on_a_unix_socket_is_measured_through_it(np2_unix: LlamaServer, tmp_path: Path) -> None:
+    """llama-server listening on a Unix socket only (``--host PATH.sock``): preflight, the model list, the
+    load, the server-side token count (``tokenizer: server``) and the /metrics scrape all go through
+    ``endpoint.unix_socket``; the base URL's port has nothing listening."""
+    path = np2_unix.process.unix_socket
+    assert path is not None
+    load = [{"concurrency": 2, "requests": 6}]
+    over = {"endpoint": {"unix_socket": path, "model": None, "tokenizer": "server"}}
+    scenario = _scenario(np2_unix, "chat", load, **over)
+    summary, records = _run(scenario, tmp_path)
+    (point,) = summary["points"]
+    assert point["errors"] == {} and point["ok"] == point["measured"] == 6, point["warnings"]
+    assert all(r["output_tokens"] == OSL for r in records)
+    assert point["server"] is not None and "llama.cpp" in point["server"]["engines"]
+    (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["endpoint"]["network"]["unix_socket"] == path
+    assert meta["endpoint"]["model"] == MODEL and meta["tokenizer"] != "estimate"

@@ -528,3 +528,22 @@ def test_validate_prints_each_warning_with_its_place(tmp_path: Path) -> None:
         f"warning: {path}:3: endpoint.tls: verify set, but base_url 'http://h:8000/v1' is plain http"
         in " ".join(res.output.split())
     )
+
+
+def test_a_unix_socket_needs_an_absolute_path_and_an_http_base_url(tmp_path: Path) -> None:
+    def endpoint(block: str) -> Path:
+        return write(tmp_path, f"endpoint: {block}\nload: [{{concurrency: 1, requests: 2}}]\n")
+
+    ok = load_scenario(endpoint("{base_url: 'http://localhost/v1', unix_socket: /run/vllm.sock}"))
+    assert ok.endpoint.unix_socket == "/run/vllm.sock"
+    ((line, field, message),) = issues(endpoint("{base_url: 'http://localhost/v1', unix_socket: vllm.sock}"))
+    assert (line, field) == (1, "endpoint.unix_socket") and "expected an absolute path" in message
+    long = "/" + "s" * 120
+    ((_, _, message),) = issues(endpoint(f"{{base_url: 'http://localhost/v1', unix_socket: {long}}}"))
+    assert "at most 107 bytes" in message
+    for base in ("", "base_url: 'https://localhost/v1', "):
+        ((_, field, message),) = issues(endpoint(f"{{{base}unix_socket: /run/vllm.sock}}"))
+        assert field == "endpoint" and "needs an http:// base_url" in message
+    # on the command line, with the file's own URL
+    s = ok.with_overrides(unix_socket="/tmp/other.sock")
+    assert s.endpoint.unix_socket == "/tmp/other.sock"

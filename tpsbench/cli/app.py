@@ -103,6 +103,10 @@ def run(
     model: Annotated[
         str | None, typer.Option(help="Model name (default: the scenario's, else /v1/models).")
     ] = None,
+    unix_socket: Annotated[
+        str | None,
+        typer.Option(help="Connect through this Unix socket (a server on this host, e.g. vLLM's --uds)."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Results root; each run gets a new directory.")] = Path("results"),
     name: Annotated[str | None, typer.Option(help="Run name (default: the scenario's name).")] = None,
     concurrency: Annotated[
@@ -155,7 +159,13 @@ def run(
     from tpsbench.results.views import Run
 
     path = scenario or _default_scenario()
-    overrides = {"base_url": endpoint, "model": model, "error_budget": error_budget, "repeat": repeat}
+    overrides = {
+        "base_url": endpoint,
+        "model": model,
+        "unix_socket": unix_socket,
+        "error_budget": error_budget,
+        "repeat": repeat,
+    }
     s = _load(path, **overrides, concurrency=_parse_int_list(concurrency, "--concurrency"))
     if workers is not None:
         s = s.model_copy(update={"workers": workers})

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from tpsbench.client.proxy import ProxySettings
 from tpsbench.core.tls import INSECURE_WARNING, tls_context
 
@@ -46,6 +48,13 @@ class Network:
         block["unix_socket"] = self.unix_socket
         return block
 
+    def httpx_transport(self) -> httpx.AsyncHTTPTransport | None:
+        """The transport of the run's small httpx calls to the endpoint (``/models``, ``/metrics``,
+        ``/pace``): through the Unix socket; None (httpx's own) without one."""
+        if self.unix_socket is None:
+            return None
+        return httpx.AsyncHTTPTransport(uds=self.unix_socket, verify=self.tls or self.verify)
+
     def header_lines(self, base_url: str) -> list[str]:
         """What the run header says about the path to ``base_url``: the proxy, and the loud TLS warning."""
         block = self.describe(base_url)
@@ -65,8 +74,9 @@ def network_for(endpoint: Endpoint, unix_socket: str | None = None) -> Network:
 
     With no ``base_url`` the run measures the bundled reference endpoint, which tpsbench starts on this
     host's loopback: no proxy applies to it (a corporate ``http_proxy`` would otherwise carry it away).
-    ``unix_socket``: the load connects through it (``tpsbench run`` passes the reference endpoint's), so
-    no proxy applies either."""
+    ``unix_socket`` (else ``endpoint.unix_socket``): every connection to the endpoint goes through it
+    (``tpsbench run`` passes the reference endpoint's), so no proxy applies either."""
+    unix_socket = unix_socket or endpoint.unix_socket
     t = endpoint.tls
     default = t.verify and t.ca_bundle is None and t.client_cert is None
     ctx = None if default else tls_context(

@@ -28,6 +28,7 @@ from pydantic import (
 
 from tpsbench.config.base import Distribution, TokenCount
 from tpsbench.config.base import Strict as _Strict
+from tpsbench.config.endpoint import Api, Endpoint, Timeouts, Tls
 from tpsbench.config.errors import (
     COMMAND_LINE,
     ScenarioError,
@@ -37,11 +38,9 @@ from tpsbench.config.errors import (
     issues_from_validation,
 )
 from tpsbench.config.report import Mark, Report
-from tpsbench.config.urls import check_base_url
 from tpsbench.config.workloads import Dataset, Sessions, ThinkTime, Trace
 from tpsbench.core.loadlabel import load_label, trace_label
 from tpsbench.core.metricspec import check_thresholds
-from tpsbench.core.timeouts import Timeouts as _CoreTimeouts
 
 __all__ = [
     "SCHEMA",
@@ -69,87 +68,6 @@ __all__ = [
     "Trace",
     "Workload",
 ]
-
-
-Api = Literal["chat", "completions", "messages", "responses"]
-"""The streaming APIs ``endpoint.api`` can name."""
-
-
-class Timeouts(_Strict):
-    """The ``endpoint.timeouts`` block; :meth:`resolve` gives the transports' :class:`core.timeouts.Timeouts`
-    (which holds the defaults)."""
-
-    connect_s: float = Field(default=_CoreTimeouts.connect_s, gt=0)
-    first_token_s: float = Field(default=_CoreTimeouts.first_token_s, gt=0)  # until the first body byte
-    # the whole request, from its first byte sent to the end of the stream
-    request_s: float = Field(default=_CoreTimeouts.request_s, gt=0)
-
-    def resolve(self) -> _CoreTimeouts:
-        """The plain timeouts the transports take."""
-        return _CoreTimeouts(self.connect_s, self.first_token_s, self.request_s)
-
-
-class Tls(_Strict):
-    """``endpoint.tls``: how https connections are checked (tpsbench/core/tls.py). Paths are relative to
-    the scenario file."""
-
-    ca_bundle: Path | None = None  # PEM certificates to trust instead of the system store
-    client_cert: Path | None = None  # PEM client certificate (mutual TLS), with its key unless client_key
-    client_key: Path | None = None
-    verify: bool = True  # false: no certificate check at all (a loud warning, recorded in metadata)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Tls:
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("'client_key' needs 'client_cert' (the certificate the key belongs to)")
-        if not self.verify and self.ca_bundle is not None:
-            raise ValueError("'ca_bundle' has no effect with 'verify: false'; remove one of them")
-        return self
-
-
-class Endpoint(_Strict):
-    base_url: str | None = None  # None: the bundled reference endpoint, started and stopped by tpsbench
-    # chat: /chat/completions; completions: /completions; messages: Anthropic /messages; responses: OpenAI
-    # /responses (tpsbench/client/apis/)
-    api: Api = "chat"
-    model: str | None = None  # None: ask /v1/models for the first model
-    api_key_env: str | None = None  # the NAME of the environment variable; its value is never stored
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    tls: Tls = Field(default_factory=Tls)  # https only; proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY
-    # h11 (tpsbench/client/transport/h11.py) is the only transport that meets issue 6's targets on one core
-    # (benchmarks/results/client_accuracy.txt; TTFT p50 over the server's / TPS/user mean, p50 error):
-    #   256 streams:  h11 +2.3 ms / +0.06%, +0.20%   aiohttp +9.1 ms / +1.45%, +0.80%   httpx +5 s
-    #   1024 streams: h11 +2.0 ms / +0.15%, +0.69%   aiohttp +285 ms / +80%, +11%       httpx +21 s
-    # (all three within 2 ms and 0.2% up to 16 streams). It stamps bytes in the protocol callback and
-    # writes the request synchronously after send_ns; aiohttp writes it from another task and stamps reads
-    # when its reading task runs; one httpx client runs out of CPU.
-    transport: Literal["aiohttp", "httpx", "h11"] = "h11"
-    continuous_usage: bool = False  # ask for per-chunk usage (vLLM's stream_options.continuous_usage_stats)
-    extra_body: dict[str, Any] = Field(default_factory=dict)  # merged into every request body
-    # How to count tokens the server does not report (workload/tokenizer.py): None or "estimate" (labelled
-    # ceil(chars/4)), "server" (its tokenize endpoint), "gguf:PATH" (the model file's vocabulary through
-    # llama-cpp-python) or a tokenizer.json path (the `tokenizers` library). Relative paths are relative to
-    # the scenario file.
-    tokenizer: str | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            check_base_url(v)
-        return v
-
-    @field_validator("tokenizer")
-    @classmethod
-    def _tokenizer_kind(cls, v: str | None) -> str | None:
-        if v is None or v in ("estimate", "server"):
-            return v
-        if v.removeprefix("gguf:") and (v.startswith("gguf:") or v.endswith(".json")):
-            return v
-        raise ValueError(
-            f"expected 'estimate', 'server', 'gguf:PATH' or a path to a tokenizer.json, got {v!r}"
-        )
 
 
 class Workload(_Strict):
@@ -513,6 +431,7 @@ class Scenario(_Strict):
         concurrency: list[int] | None = None,
         error_budget: float | None = None,
         repeat: int | None = None,
+        unix_socket: str | None = None,
     ) -> Scenario:
         """A validated copy with command-line overrides applied (None leaves a value alone).
 
@@ -527,6 +446,8 @@ class Scenario(_Strict):
             data["endpoint"]["base_url"] = base_url
         if model is not None:
             data["endpoint"]["model"] = model
+        if unix_socket is not None:
+            data["endpoint"]["unix_socket"] = unix_socket
         if error_budget is not None:
             data["error_budget"] = error_budget
         if repeat is not None:
@@ -552,6 +473,7 @@ class Scenario(_Strict):
         given: dict[tuple[str, ...], object] = {
             ("endpoint", "base_url"): base_url,
             ("endpoint", "model"): model,
+            ("endpoint", "unix_socket"): unix_socket,
             ("error_budget",): error_budget,
             ("repeat", "count"): repeat,
             ("load",): concurrency,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import http.client
 import os
 import selectors
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,8 @@ class ServerProcess:
 
     By default ``args`` go to this Python (``executable=None``) and the child prints its URL on its first
     stdout line. With ``url``, ``executable`` is any program serving at that URL: it is started once
-    ``GET <origin><ready_path>`` answers 200 (polled every 0.1 s), and fails early if the child exits.
+    ``GET <origin><ready_path>`` answers 200 (polled every 0.1 s; through ``unix_socket`` when it serves
+    on one), and fails early if the child exits.
     """
 
     name = "server"
@@ -48,8 +50,10 @@ class ServerProcess:
         executable: str | None = None,
         url: str | None = None,
         ready_path: str = "/health",
+        unix_socket: str | None = None,
     ) -> None:
         self.args = args
+        self.unix_socket = unix_socket
         self.startup_timeout_s = startup_timeout_s
         self.executable = executable or sys.executable
         self.given_url = url
@@ -114,7 +118,11 @@ class ServerProcess:
                 text = self.log()
                 self.stop()
                 raise RuntimeError(f"the {self.name} exited at startup:\n{text[-2000:]}")
-            conn = http.client.HTTPConnection(host, port, timeout=2)
+            conn = (
+                http.client.HTTPConnection(host, port, timeout=2)
+                if self.unix_socket is None
+                else _UnixHTTPConnection(self.unix_socket, host)
+            )
             try:
                 conn.request("GET", self.ready_path)
                 if conn.getresponse().status == 200:
@@ -166,3 +174,21 @@ class ServerProcess:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """An ``http.client`` connection to a server's Unix socket (``Host`` is still ``host``)."""
+
+    def __init__(self, path: str, host: str) -> None:
+        super().__init__(host, timeout=2)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock

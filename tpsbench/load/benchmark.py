@@ -431,7 +431,14 @@ def _scraper(
     out = SampleWriter(run_dir / TELEMETRY)
     urls = tel.urls or [default_url(base_url)]
     scraper = Scraper(
-        urls, out.write, interval_s=tel.interval_s, timeout_s=tel.timeout_s, tls=net.tls, proxies=net.proxies
+        urls,
+        out.write,
+        interval_s=tel.interval_s,
+        timeout_s=tel.timeout_s,
+        # the endpoint's Unix socket serves the default URL; other URLs (tel.urls) are their own servers
+        transport=net.httpx_transport() if not tel.urls else None,
+        tls=net.tls,
+        proxies=net.proxies,
     )
     return scraper, out
 
@@ -461,7 +468,7 @@ async def _drive_level(
             return
         obs.request_done(writer.write(reply.record))
 
-    pace = PaceWindow(base_url) if run.source == "reference" else None
+    pace = PaceWindow(base_url, run.session.network) if run.source == "reference" else None
     try:
         if pace is not None:
             await pace.start()

@@ -33,9 +33,9 @@ def endpoint_for(scenario: Scenario) -> Iterator[Endpoint]:
     host has two or more (:mod:`.placement`), and stop it. The load reaches it through a Unix socket
     where the OS has them: TCP over loopback makes the sender pay the receiver's side of every packet
     too (~6.8 against ~2.2 us a small send here, both sides alike), which at 2,048 streams is a third of
-    each core. Preflight and ``/metrics`` go over TCP (the server listens on both)."""
+    each core."""
     if scenario.endpoint.base_url:
-        yield Endpoint(scenario.endpoint.base_url)
+        yield Endpoint(scenario.endpoint.base_url, None, scenario.endpoint.unix_socket)
         return
     from tpsbench.reference.serve import ReferenceServerProcess
 

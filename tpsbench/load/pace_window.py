@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from tpsbench.client.network import Network
 from tpsbench.core.tls import verify_for
 
 __all__ = ["PaceWindow"]
@@ -29,17 +30,21 @@ TIMEOUT_S = 5.0
 
 
 class PaceWindow:
-    """One level's ``/pace`` window on the reference endpoint at ``base_url`` (its ``/v1`` URL).
+    """One level's ``/pace`` window on the reference endpoint at ``base_url`` (its ``/v1`` URL), reached
+    as the run's ``network`` says (its Unix socket).
 
     Use: ``await start()`` before the level, ``opened()`` / ``closed()`` from the runner's hooks,
     ``await report()`` after it (it closes the window if the hooks never did), then ``await aclose()``.
     One client for the level, made before it: making an httpx client costs milliseconds of the loop,
     which mid-level would stall every stream's stamps."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, network: Network | None = None) -> None:
         self._root = base_url.rstrip("/").removesuffix("/v1")
         self._loop = asyncio.get_running_loop()
-        self._http = httpx.AsyncClient(timeout=TIMEOUT_S, verify=verify_for([self._root]))
+        transport = network.httpx_transport() if network is not None else None
+        self._http = httpx.AsyncClient(
+            timeout=TIMEOUT_S, verify=verify_for([self._root]), transport=transport, trust_env=False
+        )
         self._reset: asyncio.Task[dict[str, Any] | None] | None = None
         self._read: asyncio.Task[dict[str, Any] | None] | None = None
 

@@ -104,7 +104,14 @@ class _Target:
 
 async def _listed(base_url: str, target: _Target) -> list[str]:
     net = target.net
-    return await list_models(base_url, target.api_key, target.timeout_s, proxies=net.proxies, tls=net.tls)
+    return await list_models(
+        base_url,
+        target.api_key,
+        target.timeout_s,
+        proxies=net.proxies,
+        tls=net.tls,
+        transport=net.httpx_transport(),
+    )
 
 
 async def _models(base_url: str, target: _Target) -> list[str] | None:
@@ -126,6 +133,11 @@ def _connect_hint(detail: str, target: _Target) -> str:
         return "TLS failed: check the certificate, or the scheme (http vs https)"
     if "name or service not known" in low or "nodename nor servname" in low or "gaierror" in low:
         return f"cannot resolve the host of {target.host_port}: check its spelling"
+    if target.net.unix_socket is not None:
+        where = target.net.unix_socket
+        if "no such file" in low or "errno 2]" in low:
+            return f"no Unix socket at {where} (endpoint.unix_socket): is the server started with it?"
+        return f"connection refused: is anything listening on the Unix socket {where}?"
     return f"connection refused: is anything listening on {target.host_port}?"
 
 

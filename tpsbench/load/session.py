@@ -34,7 +34,7 @@ class RunContext:
     model: str
     api_key: str | None
     nonce: int  # per run, in every prompt: the same scenario run twice must not hit a prompt cache
-    unix_socket: str | None = None  # the load connects through it (the reference endpoint started here)
+    unix_socket: str | None = None  # every connection to the endpoint goes through it (endpoint.py)
 
 
 class LevelSession:
@@ -68,7 +68,14 @@ class LevelSession:
         """A session with the tokenizer the scenario names (raises ``TokenizerError`` if it cannot load)."""
         ep = ctx.scenario.endpoint
         return cls(
-            ctx, load_tokenizer(ep.tokenizer, base_url=ctx.base_url, model=ctx.model, api_key=ctx.api_key)
+            ctx,
+            load_tokenizer(
+                ep.tokenizer,
+                base_url=ctx.base_url,
+                model=ctx.model,
+                api_key=ctx.api_key,
+                unix_socket=ctx.unix_socket,
+            ),
         )
 
     def work(self, level_index: int, level: Level, count: int) -> LevelWork:

@@ -210,9 +210,15 @@ class ServerTokenizer:
 
 
 def load_tokenizer(
-    spec: str | None, *, base_url: str | None = None, model: str | None = None, api_key: str | None = None
+    spec: str | None,
+    *,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    unix_socket: str | None = None,
 ) -> Tokenizer | None:
     """The tokenizer a scenario's ``endpoint.tokenizer`` names; None for ``None`` and ``"estimate"``.
+    ``unix_socket``: the endpoint's (``server`` asks it there).
 
     Raises :class:`TokenizerError` when it cannot be loaded (missing library or file, no tokenize route).
     """
@@ -221,7 +227,8 @@ def load_tokenizer(
     if spec == "server":
         if base_url is None:
             raise TokenizerError("endpoint.tokenizer 'server' needs the endpoint's URL")
-        return ServerTokenizer(base_url, model, api_key)
+        transport = httpx.HTTPTransport(uds=unix_socket) if unix_socket is not None else None
+        return ServerTokenizer(base_url, model, api_key, transport=transport)
     if spec.startswith("gguf:"):
         return GGUFTokenizer(spec.removeprefix("gguf:"))
     return HFTokenizer(spec)
