@@ -160,3 +160,27 @@ def test_lag_percentiles_cover_every_sample_not_the_last_window() -> None:
     assert 0.0098 <= stats.quantile(0.91) <= 0.010  # rank 10,001: the first 10 ms sample
     assert stats.quantile(0.90) <= 1e-6  # rank 9,891: still the zeros
     assert s["p50"] is not None and s["p50"] <= 1e-6
+
+
+def test_lag_add_many_is_add_of_each() -> None:
+    """A step's samples at once leave the same state as one add each: in the window, across its end, and
+    in the histogram (big batches binned by numpy, small ones one at a time)."""
+    import random
+
+    from tpsbench.reference.engine import LagStats
+
+    rng = random.Random(1)
+    one, many = LagStats(window=1_000), LagStats(window=1_000)
+    for size in [0, 5, 300, 600, 2_048, 7, 31, 32, 4_096, 1]:
+        values = [rng.choice([0.0, 1e-7, 1e-6, 0.0001, 0.02]) * rng.random() for _ in range(size)]
+        values += [1e-6 * 1.02**i for i in range(0, 1_100, 97)][: size // 10]  # on edges; past the last
+        for v in values:
+            one.add(v)
+        many.add_many(values)
+        assert vars(one).keys() == vars(many).keys()
+        for name, value in vars(one).items():
+            other = vars(many)[name]
+            assert (list(value) if name == "_bins" and value is not None else value) == (
+                list(other) if name == "_bins" and other is not None else other
+            ), name
+        assert one.summary() == many.summary()

@@ -403,3 +403,27 @@ def test_pace_warnings_flag_a_simulator_that_fell_behind() -> None:
     behind = pace_warnings(metrics(0.2, 0.4, 0.4))
     assert len(behind) == 2 and "fell behind" in behind[0] and "delivery lag p99 400.0 ms" in behind[1]
     assert len(pace_warnings(metrics(0.0001, 0.004, 0.009))) == 1  # jitter only
+
+
+def test_every_streamed_chunk_is_stamped_once() -> None:
+    """The step sink writes plain middle steps from the encoder's frames: the wire has one token event per
+    engine chunk (each one a delivery-lag sample), and the usage and the text count every token."""
+
+    async def main(h: ServerHandle) -> None:
+        h.server.reset_pace()
+        async with aiohttp.ClientSession() as http:
+            payload = chat_body(max_tokens=40, ignore_eos=True, stream=True)
+            payload["stream_options"] = {"include_usage": True}
+            async with http.post(h.url + "/chat/completions", json=payload) as resp:
+                events = [data async for _, data in sse_events(resp)]
+        token_events = [
+            e
+            for e in events
+            if isinstance(e, dict) and e["choices"] and e["choices"][0]["delta"].get("content")
+        ]  # fmt: skip (not the role-only delta)
+        assert len(token_events) > 10  # speculation: 1..k+1 tokens a chunk, 40 in all
+        assert h.server.delivery.count == len(token_events)
+        assert events[-2]["usage"]["completion_tokens"] == 40 and events[-1] == "[DONE]"
+        assert sum(len(e["choices"][0]["delta"]["content"]) for e in token_events) == 4 * 40
+
+    with_server(main)

@@ -334,6 +334,12 @@ class StreamEncoder:
         last = b"\r\n" if finish_reason is None else b"\r\n0\r\n\r\n"
         return b"%x\r\n%b%b" % (len(body), body, last)
 
+    def middle_frames(self) -> dict[int, bytes] | None:
+        """:meth:`frame`'s cache of plain middle steps by token count, once the first step went out (None
+        while none may come from it, or never will: per-chunk usage). A writer that sends one of these
+        instead of calling :meth:`frame` adds its tokens to :attr:`completion`."""
+        return self._frames if self.completion and not self._continuous else None
+
     def _usage(self) -> bytes:
         c = self.completion
         return _USAGE % (self._prompt, c, self._prompt + c)

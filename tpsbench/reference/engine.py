@@ -90,7 +90,10 @@ class Generation:
             self.queue.put_nowait(chunk)
 
 
+Delivery = tuple[Generation, int, str | None]  # a request's chunk of a step: (it, tokens, finish_reason)
+
 _EDGES: list[float] = [1e-6 * 1.02**i for i in range(1_050)]  # 1 us to 1,000 s, bins 2% apart
+_EDGES_ARRAY = np.array(_EDGES)
 
 
 class LagStats:
@@ -99,13 +102,13 @@ class LagStats:
     Percentiles are exact (nearest rank) up to ``window`` samples; past that, every sample goes into a
     histogram with bins 2% apart and a percentile is its bin's upper edge (at most 2% high, never above
     the max). A level of 2,048 streams writes ~70k chunks a second: a window of the last 65,536 would
-    describe only its last second, the drain.
+    describe only its last second, the drain. :meth:`add_many` takes a step's chunks at once.
     """
 
     def __init__(self, window: int = 65_536) -> None:
         self._recent: list[float] = []
         self._window = window
-        self._bins: list[int] | None = None
+        self._bins: np.ndarray[Any, np.dtype[np.int64]] | None = None  # count per bin, once past the window
         self.count = 0
         self.total = 0.0
         self.max = 0.0
@@ -116,9 +119,7 @@ class LagStats:
         if bins is None:
             self._recent.append(value)
             if len(self._recent) > self._window:
-                bins = self._bins = [0] * (len(_EDGES) + 1)
-                for v in self._recent:
-                    bins[bisect.bisect_left(_EDGES, v)] += 1
+                self._bins = _binned(self._recent)
                 self._recent = []
         else:
             bins[bisect.bisect_left(_EDGES, value)] += 1
@@ -128,17 +129,36 @@ class LagStats:
         if value > self.max:
             self.max = value
 
+    def add_many(self, values: list[float]) -> None:
+        """:meth:`add` of each value in order (the same state after), one call for a step's chunks."""
+        if not values:
+            return
+        bins = self._bins
+        if bins is None and len(self._recent) + len(values) <= self._window:
+            self._recent += values
+        elif bins is not None and len(values) >= 32:  # fewer: numpy's fixed cost is more than the bisects
+            bins += _binned(values)
+        else:
+            for v in values:
+                self.add(v)
+            return
+        total = self.total
+        for v in values:  # one add at a time, as add does: the same float sum
+            total += v
+        self.total = total
+        self.count += len(values)
+        self.last = values[-1]
+        top = max(values)
+        if top > self.max:
+            self.max = top
+
     def quantile(self, q: float) -> float:
         """The q-quantile of the samples so far (see the class); call with at least one sample."""
         if self._bins is None:
             return _quantile(sorted(self._recent), q)
         rank = max(1, math.ceil(q * self.count))
-        seen = 0
-        for i, n in enumerate(self._bins):
-            seen += n
-            if seen >= rank:
-                return min(_EDGES[i] if i < len(_EDGES) else self.max, self.max)
-        return self.max
+        i = int(np.searchsorted(np.cumsum(self._bins), rank, side="left"))  # first bin where seen >= rank
+        return min(_EDGES[i] if i < len(_EDGES) else self.max, self.max)
 
     def summary(self) -> dict[str, float | int | None]:
         if not self.count:
@@ -156,6 +176,12 @@ class LagStats:
             "max": self.max,
             "last": self.last,
         }
+
+
+def _binned(values: list[float]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Counts of ``values`` per histogram bin: bin i holds (_EDGES[i-1], _EDGES[i]] (bisect_left's i)."""
+    index = np.searchsorted(_EDGES_ARRAY, values, side="left")
+    return np.bincount(index, minlength=len(_EDGES) + 1).astype(np.int64, copy=False)
 
 
 def _quantile(ordered: list[float], q: float) -> float:
@@ -222,6 +248,9 @@ class Engine:
         self._cdf: dict[int, list[float]] = {}
         self._counters = _Counters(started=0.0)
         self.work_cpu = 0.0  # thread CPU seconds of every step's commit since the start (never reset)
+        # Takes each step's chunks at once, in commit order, with the step's planned end; it must deliver
+        # every one (as deliver_each does) and must not raise. The server's writes them in one loop.
+        self.step_sink: Callable[[list[Delivery], float], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -425,14 +454,30 @@ class Engine:
         return [bisect.bisect_right(cdf, u) + 1 for u in self._rng.random(n).tolist()]
 
     def _commit(self, decoders: list[Generation], k: int, prefills: list[_Prefill], now: float) -> None:
-        totals = self.totals
-        emit = self._emit
+        """Commit the step's tokens, then hand its chunks over at once (:attr:`step_sink`)."""
+        out: list[Delivery] = []
+        append = out.append
+        attended_of = self.model.attended_positions
+        decoded = tokens = 0
         for gen, n in zip(decoders, self._draws(k, len(decoders)), strict=True):
-            if not gen.done:  # cancelled during the step
-                committed = emit(gen, n, now)
-                if k:
-                    totals.draft_tokens += k
-                    totals.accepted_tokens += committed - 1
+            if gen.done:  # cancelled during the step
+                continue
+            decoded += 1
+            generated = gen.generated + n
+            if generated < gen.target_tokens:  # a middle chunk (the common case): no finish bookkeeping
+                gen.generated = generated
+                attended = int(attended_of(gen.prompt_tokens + generated))
+                self._attended += attended - gen.attended
+                gen.attended = attended
+                append((gen, n, None))
+                tokens += n
+            else:
+                tokens += self._emit(gen, n, append)
+        if k:
+            self.totals.draft_tokens += k * decoded
+            self.totals.accepted_tokens += tokens - decoded  # each sequence's bonus token is no draft
+        self._counters.completion_tokens += tokens
+        self.totals.generation_tokens += tokens
         for gen, end in prefills:
             if gen.done:
                 continue
@@ -440,27 +485,31 @@ class Engine:
             if end == gen.prompt_tokens:  # the prefill's last position yields the first token
                 del self._prefilling[gen.id]
                 self._decoding[gen.id] = gen
-                self._emit(gen, 1, now)
+                first = self._emit(gen, 1, append)
+                self._counters.completion_tokens += first
+                self.totals.generation_tokens += first
+        (self.step_sink or deliver_each)(out, now)
 
-    def _emit(self, gen: Generation, n: int, now: float) -> int:
-        """Commit up to ``n`` tokens of ``gen`` and deliver them; returns how many were committed."""
+    def _emit(self, gen: Generation, n: int, append: Callable[[Delivery], None]) -> int:
+        """Commit up to ``n`` tokens of ``gen`` (its chunk goes to ``append``); returns how many."""
         n = min(n, gen.target_tokens - gen.generated)
         gen.generated += n
-        self._counters.completion_tokens += n
-        self.totals.generation_tokens += n
-        finished = gen.generated >= gen.target_tokens
-        if finished:
+        if gen.generated >= gen.target_tokens:
             gen.done = True
             self._counters.finished += 1
             self.totals.requests_finished += 1
             del self._decoding[gen.id]
             self._attended -= gen.attended
-            reason = "length" if gen.generated >= gen.max_tokens else "stop"
-            gen.deliver(Chunk(n, reason, now))
+            append((gen, n, "length" if gen.generated >= gen.max_tokens else "stop"))
             return n
-        context = gen.prompt_tokens + gen.generated
-        attended = int(self.model.attended_positions(context))
+        attended = int(self.model.attended_positions(gen.prompt_tokens + gen.generated))
         self._attended += attended - gen.attended
         gen.attended = attended
-        gen.deliver(Chunk(n, None, now))
+        append((gen, n, None))
         return n
+
+
+def deliver_each(chunks: list[Delivery], end: float) -> None:
+    """The default :attr:`Engine.step_sink`: each chunk to its request's sink or queue."""
+    for gen, tokens, reason in chunks:
+        gen.deliver(Chunk(tokens, reason, end))

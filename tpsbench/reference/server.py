@@ -48,7 +48,7 @@ from tpsbench.reference.api import (
     models_body,
     parse_request,
 )
-from tpsbench.reference.engine import Chunk, Engine, Generation, LagStats
+from tpsbench.reference.engine import Chunk, Delivery, Engine, Generation, LagStats
 from tpsbench.reference.model import DEFAULT_PARAMS, ModelParams, ReferenceModel
 from tpsbench.reference.responses import ResponsesEncoder, response_body
 from tpsbench.reference.telemetry import pace_report, pace_warnings, prometheus_text
@@ -85,6 +85,39 @@ class ReferenceServer:
         self.connections: set[_HttpConnection] = set()
         self.admission = Admission(asyncio.get_running_loop(), per_turn)
         self.monitor: TurnMonitor | None = None  # set where the loop's selector times its turns
+        self._clock = asyncio.get_running_loop().time
+        engine.step_sink = self.deliver_step
+
+    def deliver_step(self, chunks: list[Delivery], end: float) -> None:
+        """The engine's step sink: one loop writes the step's chunks (``end``: its planned end).
+
+        A streamed response's plain middle step is the same bytes every time (:meth:`StreamEncoder.
+        middle_frames`): written and stamped here, with no call or Chunk per chunk. Any other chunk goes to
+        its request's sink as a :class:`Chunk` (first and last steps, other APIs, non-streamed requests)."""
+        clock = self._clock
+        lags: list[float] = []
+        lag = lags.append
+        for gen, tokens, reason in chunks:
+            sink = gen.sink
+            if (
+                reason is None
+                and type(sink) is _Stream
+                and (frames := sink.frames) is not None
+                and (frame := frames.get(tokens)) is not None
+            ):
+                transport = sink.transport
+                if transport.is_closing():  # gone: connection_lost cancels the request
+                    continue
+                sink.enc.completion += tokens
+                transport.write(frame)
+                now = clock()
+                lag(now - end if now > end else 0.0)
+            else:
+                if lags:  # the samples in write order
+                    self.delivery.add_many(lags)
+                    lags.clear()
+                gen.deliver(Chunk(tokens, reason, end))
+        self.delivery.add_many(lags)
 
     def pace(self) -> dict[str, Any]:
         turns = self.monitor.turns if self.monitor is not None else None
@@ -113,14 +146,24 @@ _ID_PREFIX: dict[Api, str] = {
 
 
 class _Stream:
-    """The sink of one streamed response: one write per engine step."""
+    """The sink of one streamed response: one write per engine step. Its plain middle steps are written by
+    :meth:`ReferenceServer.deliver_step` from ``frames`` (set after the first step where they exist)."""
 
-    __slots__ = ("_arrival", "_chunked", "_conn", "_enc", "_first", "_server")
+    __slots__ = ("_arrival", "_chunked", "_conn", "_first", "_server", "enc", "frames", "transport")
 
-    def __init__(self, conn: _HttpConnection, enc: _Encoder, arrival: float, chunked: bool) -> None:
+    def __init__(
+        self,
+        conn: _HttpConnection,
+        transport: asyncio.Transport,
+        enc: _Encoder,
+        arrival: float,
+        chunked: bool,
+    ) -> None:
         self._conn = conn
         self._server = conn.server
-        self._enc = enc
+        self.transport = transport
+        self.enc = enc
+        self.frames: dict[int, bytes] | None = None
         self._arrival = arrival
         self._chunked = chunked
         self._first = True
@@ -131,19 +174,21 @@ class _Stream:
         if transport is None or transport.is_closing():  # gone: connection_lost cancels the request
             return
         reason = chunk.finish_reason
+        enc = self.enc
         if reason == "abort":
-            body = self._enc.abort()
+            body = enc.abort()
             transport.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if self._chunked else body)
         elif self._chunked:
-            enc = self._enc
             if isinstance(enc, StreamEncoder):  # its middle steps are cached frames
                 transport.write(enc.frame(chunk.tokens, reason))
+                if self.frames is None:
+                    self.frames = enc.middle_frames()
             else:
                 body = enc.step(chunk.tokens, reason)
                 last = b"\r\n0\r\n\r\n" if reason is not None else b"\r\n"
                 transport.write(b"%x\r\n%b%b" % (len(body), body, last))
         else:
-            transport.write(self._enc.step(chunk.tokens, reason))
+            transport.write(enc.step(chunk.tokens, reason))
         now = conn.loop.time()
         server = self._server
         server.delivery.add(now - chunk.time if now > chunk.time else 0.0)
@@ -366,7 +411,8 @@ class _HttpConnection(asyncio.Protocol):
         framing = b"Connection: close\r\n\r\n" if http10 else b"Transfer-Encoding: chunked\r\n\r\n"
         self._write(_STREAM_HEAD + framing)  # the headers at once, as real servers do
         enc = _ENCODERS[api](req, rid, int(time.time()))
-        gen.sink = _Stream(self, enc, arrival, chunked=not http10)
+        assert self.transport is not None  # parse_next runs only while connected
+        gen.sink = _Stream(self, self.transport, enc, arrival, chunked=not http10)
 
     # --- responses ------------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
