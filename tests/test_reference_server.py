@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -427,3 +428,39 @@ def test_every_streamed_chunk_is_stamped_once() -> None:
         assert sum(len(e["choices"][0]["delta"]["content"]) for e in token_events) == 4 * 40
 
     with_server(main)
+
+
+def test_a_full_socket_keeps_every_streamed_byte_in_order() -> None:
+    """Where the step sink sends a frame itself and the socket takes part of it or none, the rest goes to
+    the transport's buffer (transport.write): the client still reads every HTTP chunk whole, in order."""
+
+    async def main(h: ServerHandle) -> tuple[bytes, int]:
+        reader, writer = await asyncio.open_connection(h.host, h.port)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        body = json.dumps(chat_body(max_tokens=1_000_000, ignore_eos=True, stream=True)).encode()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+        )
+        received = await reader.readuntil(b" tok")  # the first token: its stream's middle frames exist
+        (conn,) = h.server.connections
+        transport = conn.transport
+        assert transport is not None and conn._gen is not None
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        h.server.deliver_step([(conn._gen, 2, None)] * 3_000, asyncio.get_running_loop().time())
+        buffered = transport.get_write_buffer_size()
+        while received.count(b"data: ") < 3_000:
+            received += await reader.read(65536)
+        writer.close()
+        return received, buffered
+
+    received, buffered = with_server(main)
+    assert buffered > 100_000  # the socket took a few frames; the transport holds the rest
+    stream = received.partition(b"\r\n\r\n")[2]
+    events = 0
+    while (end := stream.find(b"\r\n")) >= 0 and len(stream) >= end + 2 + int(stream[:end], 16) + 2:
+        size = int(stream[:end], 16)
+        chunk, stream = stream[end + 2 : end + 2 + size], stream[end + 2 + size :]
+        assert chunk.startswith(b"data: {") and chunk.endswith(b"}\n\n") and stream.startswith(b"\r\n")
+        stream = stream[2:]
+        events += chunk.count(b"data: ")
+    assert events >= 3_000

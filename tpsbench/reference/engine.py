@@ -11,9 +11,10 @@ One task runs step after step. At the start of a step it admits queued requests 
 
 The step lasts ``ReferenceModel.step_time_sum`` of exactly that work (sums of attended positions over the
 batch, not a mean). When it ends, each decoding sequence commits 1..k+1 tokens drawn from the acceptance
-distribution (seeded), capped at what it still may generate, and that becomes ONE :class:`Chunk` on the
-request's ``asyncio.Queue`` (or passed to its ``sink``, the server's streaming fast path); a prompt whose
-last chunk was prefilled commits its first token (1 token). A cancelled request leaves at once, freeing its
+distribution (seeded), capped at what it still may generate, and that becomes ONE chunk; a prompt whose
+last chunk was prefilled commits its first token (1 token). The step's chunks go together to
+``Engine.step_sink`` (the server's: one write loop), by default each as a :class:`Chunk` on its request's
+``asyncio.Queue`` or to its ``sink``. A cancelled request leaves at once, freeing its
 slot for the next step.
 
 Time keeping: steps are scheduled on absolute deadlines, ``end_i = end_{i-1} + duration_i``, on

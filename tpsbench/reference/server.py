@@ -12,10 +12,11 @@ Routes (the API itself is :mod:`.api`; the telemetry :mod:`.telemetry`):
 - ``GET /health``.
 
 Why a hand-made server: at the throughput end the simulator writes 2,048 streams x one chunk per 28 ms step
-(74,000 chunks/s) on one core. Here a chunk costs what it must: the engine calls the stream's sink at the end
-of the step, the sink formats the step's events from pre-encoded pieces and writes them, framed as one
-HTTP chunk, with one ``transport.write``. There is no task, coroutine, future or queue per chunk or per
-request (a non-streamed request is a sink too, that answers when its last chunk comes).
+(74,000 chunks/s) on one core. Here a chunk costs what it must: the engine hands the step's chunks to
+:meth:`ReferenceServer.deliver_step` at once, which sends a stream's plain middle step (cached bytes) itself;
+other steps go to the stream's sink, which formats its events from pre-encoded pieces and writes them,
+framed as one HTTP chunk, with one ``transport.write``. There is no task, coroutine, future or queue per
+chunk or per request (a non-streamed request is a sink too, that answers when its last chunk comes).
 
 HTTP: request bodies by ``Content-Length`` (``Expect: 100-continue`` answered), keep-alive (HTTP/1.1
 unless ``Connection: close``), pipelined requests answered in order; a streamed response is chunked (HTTP/1.0:
@@ -30,6 +31,7 @@ import contextlib
 import os
 import socket
 import time
+from asyncio import selector_events
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
@@ -85,7 +87,9 @@ class ReferenceServer:
         self.connections: set[_HttpConnection] = set()
         self.admission = Admission(asyncio.get_running_loop(), per_turn)
         self.monitor: TurnMonitor | None = None  # set where the loop's selector times its turns
-        self._clock = asyncio.get_running_loop().time
+        loop = asyncio.get_running_loop()
+        # the engine's clock (loop.time()), without the method call where it is asyncio's own
+        self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         engine.step_sink = self.deliver_step
 
     def deliver_step(self, chunks: list[Delivery], end: float) -> None:
@@ -105,11 +109,21 @@ class ReferenceServer:
                 and (frames := sink.frames) is not None
                 and (frame := frames.get(tokens)) is not None
             ):
-                transport = sink.transport
-                if transport.is_closing():  # gone: connection_lost cancels the request
-                    continue
+                raw = sink.raw
+                if raw is not None and not raw._buffer and not raw._closing:
+                    # transport.write's own first step (its checks hold for a stream between chunks)
+                    try:
+                        sent = sink.sock.send(frame)
+                    except OSError:  # full (EAGAIN) or failed: transport.write retries, buffers or fails it
+                        sent = 0
+                    if sent < len(frame):
+                        raw.write(frame[sent:])
+                else:
+                    transport = sink.transport
+                    if transport.is_closing():  # gone: connection_lost cancels the request
+                        continue
+                    transport.write(frame)
                 sink.enc.completion += tokens
-                transport.write(frame)
                 now = clock()
                 lag(now - end if now > end else 0.0)
             else:
@@ -149,7 +163,18 @@ class _Stream:
     """The sink of one streamed response: one write per engine step. Its plain middle steps are written by
     :meth:`ReferenceServer.deliver_step` from ``frames`` (set after the first step where they exist)."""
 
-    __slots__ = ("_arrival", "_chunked", "_conn", "_first", "_server", "enc", "frames", "transport")
+    __slots__ = (
+        "_arrival",
+        "_chunked",
+        "_conn",
+        "_first",
+        "_server",
+        "enc",
+        "frames",
+        "raw",
+        "sock",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -162,6 +187,7 @@ class _Stream:
         self._conn = conn
         self._server = conn.server
         self.transport = transport
+        self.raw, self.sock = _direct(transport)
         self.enc = enc
         self.frames: dict[int, bytes] | None = None
         self._arrival = arrival
@@ -446,6 +472,20 @@ class _HttpConnection(asyncio.Protocol):
             return
         if self._buf:
             self.server.admission.add(self)  # parsed in a later loop turn, never inside the engine's commit
+
+
+_SELECTOR_TRANSPORT = getattr(selector_events, "_SelectorSocketTransport", None)
+
+
+def _direct(transport: asyncio.Transport) -> tuple[Any, Any]:
+    """(transport, its socket) where the transport is asyncio's selector socket transport, whose first
+    step of ``write`` (send at once while nothing is buffered) :meth:`ReferenceServer.deliver_step` does
+    itself, saving the checks and a call per chunk; else (None, None): ``transport.write`` it is."""
+    names = ("_sock", "_buffer", "_closing")
+    if type(transport) is _SELECTOR_TRANSPORT and all(hasattr(transport, n) for n in names):
+        raw: Any = transport
+        return raw, raw._sock
+    return None, None
 
 
 _GET_ROUTES = frozenset({"/v1/models", "/metrics", "/pace", "/health"})
