@@ -33,6 +33,8 @@ def make_transport(
     ``tls``: the context of https connections (:mod:`tpsbench.core.tls`; None: the system default);
     ``unix_socket``: connect through this Unix socket, not TCP (no proxy then). Every transport honours
     all three."""
+    if unix_socket is not None:
+        proxies = None  # a Unix socket is this host's: no proxy stands between (decided here, for all three)
     if kind == "aiohttp":
         from tpsbench.client.transport.aiohttp import AiohttpTransport
 

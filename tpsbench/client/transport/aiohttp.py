@@ -93,9 +93,7 @@ class AiohttpTransport(StreamingTransport):
         kw = self._per_url.get(url)
         if kw is None:
             kw = {} if self._tls is None else {"ssl": self._tls}
-            proxy = None
-            if self._proxies is not None and self._unix_socket is None:
-                proxy = self._proxies.for_url(url)
+            proxy = self._proxies.for_url(url) if self._proxies is not None else None
             if proxy is not None:  # credentials as a header, never in a URL aiohttp may log
                 kw["proxy"] = f"http://{proxy.host_port}"
                 if proxy.authorization:

@@ -446,9 +446,7 @@ class H11Transport:
     def _origin(self, url: str) -> _Origin:
         origin = self._origins.get(url)
         if origin is None:
-            proxy = None
-            if self._proxies is not None and self._unix_socket is None:
-                proxy = self._proxies.for_url(url)
+            proxy = self._proxies.for_url(url) if self._proxies is not None else None
             origin = self._origins[url] = origin_for(url, proxy)
         return origin
 

@@ -159,9 +159,7 @@ class HttpxTransport(StreamingTransport):
         )
 
     def _client_for(self, url: str, fresh: bool) -> httpx.AsyncClient:
-        proxy = None
-        if self._proxies is not None and self._unix_socket is None:
-            proxy = self._proxies.for_url(url)
+        proxy = self._proxies.for_url(url) if self._proxies is not None else None
         if proxy is None and not fresh:
             return self._client
         client = self._clients.get((proxy, fresh))
