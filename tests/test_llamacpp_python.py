@@ -181,6 +181,24 @@ def test_server_tokenizer_speaks_the_extras_dialect_and_counts_after_each_level(
         ]
         assert [server.count(t) for t in texts] == [vocab.count(t) for t in texts]
         assert server.count("") == 0  # the BOS the server adds is removed
+        # A generated answer is counted as its text, exactly as the GGUF vocabulary counts that text.
+        scenario = _scenario(llama, gguf, "chat", [{"concurrency": 1, "requests": 1}])
+        prompt = build_prompts(scenario.workload, "chat", 1, tokenizer=vocab)[0]
+
+        async def go() -> tuple[RequestRecord, str | None]:
+            transport = make_transport("h11")
+            client = Client(
+                scenario.endpoint, llama, MODEL, transport, count_tokens=server.count, keep_text=True
+            )
+            try:
+                reply = await client.send(prompt, request_id=0, level=0, workload=scenario.workload)
+            finally:
+                await transport.aclose()
+            return reply.record, reply.text
+
+        record, text = asyncio.run(go())
+        assert record.error is None and text, record.error_detail
+        assert record.output_tokens == vocab.count(text)
     finally:
         server.close()
     scenario = _scenario(
@@ -193,5 +211,7 @@ def test_server_tokenizer_speaks_the_extras_dialect_and_counts_after_each_level(
     summary, lines = _run(scenario, tmp_path)
     assert summary["run"]["tokenizer"].startswith("server:")
     assert summary["points"][0]["token_sources"] == {"tokenizer": 2}
-    assert all(x["token_source"] == "tokenizer" and abs(x["output_tokens"] - OSL) <= 2 for x in lines)
+    # A count of the text, not of the generation: this small model's sampled tokens often re-tokenize into
+    # fewer (21 of 32 seen, finish_reason "length"), so the bound is from above; the exact count is above.
+    assert all(x["token_source"] == "tokenizer" and 0 < x["output_tokens"] <= OSL + 2 for x in lines)
     assert all(sum(x["chunk_tokens"]) == pytest.approx(x["output_tokens"]) for x in lines)
