@@ -160,8 +160,9 @@ WARNING_CAUSES: dict[str, str] = {
     "errors": "requests failed; latencies and token rates cover only the ones that succeeded. Hint: see "
     "`error_detail` in requests.jsonl and the server's logs, or lower the load",
     "interrupted": "interrupted: the level is incomplete, do not compare it. Hint: rerun it to completion",
-    "short_outputs": "answers shorter than max_tokens (the workload's length was not honoured). Hint: the "
-    "server may ignore `ignore_eos`/`min_tokens`; see `finish_reason` in requests.jsonl",
+    "short_outputs": "answers shorter than max_tokens: the workload's length was not honoured or, where a "
+    "tokenizer counts the text, the text re-tokenizes into fewer tokens than were generated. Hint: the "
+    "server may ignore `ignore_eos`/`min_tokens`; see `finish_reason` and the chunk count in requests.jsonl",
     "estimated_tokens": "token counts estimated from characters (the server reported no usage): token "
     "rates are approximate. Hint: `stream_options.include_usage`, or configure `endpoint.tokenizer`",
     "single_chunk": "answers in a single chunk have no TPS/user or TPOT. Hint: check that the endpoint "
