@@ -26,7 +26,7 @@ from tpsbench.client.client import Client
 from tpsbench.client.sse import SSEParser
 from tpsbench.client.transport import RawExchange, make_transport
 from tpsbench.config.scenario import Scenario, Timeouts
-from tpsbench.core.record import RequestRecord
+from tpsbench.core.record import Reply
 from tpsbench.core.serverprocess import ServerProcess
 from tpsbench.load.benchmark import run_benchmark
 from tpsbench.results import files, metrics
@@ -85,6 +85,20 @@ def _run(scenario: Scenario, tmp_path: Path) -> tuple[dict[str, Any], list[dict[
     return outcome.summary, [metrics.request_metrics(r) | r.to_dict() for r in records]
 
 
+def _send_one(scenario: Scenario, url: str, vocab: GGUFTokenizer, transport: Any, **client: Any) -> Reply:
+    """The scenario's first prompt, sent once through a :class:`Client` on ``transport`` (closed after)."""
+    prompt = build_prompts(scenario.workload, "chat", 1, tokenizer=vocab)[0]
+
+    async def go() -> Reply:
+        sender = Client(scenario.endpoint, url, MODEL, transport, **client)
+        try:
+            return await sender.send(prompt, request_id=0, level=0, workload=scenario.workload)
+        finally:
+            await transport.aclose()
+
+    return asyncio.run(go())
+
+
 class _Recording:
     """A transport that keeps every raw exchange, to look at the bytes the server sent."""
 
@@ -107,17 +121,8 @@ def test_role_only_first_delta_and_no_usage_in_the_stream(
     scenario = _scenario(
         llama, gguf, "chat", [{"concurrency": 1, "requests": 1}], workload={"output_tokens": 8}
     )
-    prompt = build_prompts(scenario.workload, "chat", 1, tokenizer=vocab)[0]
     recording = _Recording()
-
-    async def go() -> RequestRecord:
-        client = Client(scenario.endpoint, llama, MODEL, recording, count_tokens=vocab.count)  # type: ignore[arg-type]
-        try:
-            return (await client.send(prompt, request_id=0, level=0, workload=scenario.workload)).record
-        finally:
-            await recording.aclose()
-
-    record = asyncio.run(go())
+    record = _send_one(scenario, llama, vocab, recording, count_tokens=vocab.count).record
     assert record.error is None, (record.error_detail, recording.exchanges[0])
     events: list[tuple[int, dict[str, Any]]] = []
     parser = SSEParser()
@@ -183,20 +188,9 @@ def test_server_tokenizer_speaks_the_extras_dialect_and_counts_after_each_level(
         assert server.count("") == 0  # the BOS the server adds is removed
         # A generated answer is counted as its text, exactly as the GGUF vocabulary counts that text.
         scenario = _scenario(llama, gguf, "chat", [{"concurrency": 1, "requests": 1}])
-        prompt = build_prompts(scenario.workload, "chat", 1, tokenizer=vocab)[0]
-
-        async def go() -> tuple[RequestRecord, str | None]:
-            transport = make_transport("h11")
-            client = Client(
-                scenario.endpoint, llama, MODEL, transport, count_tokens=server.count, keep_text=True
-            )
-            try:
-                reply = await client.send(prompt, request_id=0, level=0, workload=scenario.workload)
-            finally:
-                await transport.aclose()
-            return reply.record, reply.text
-
-        record, text = asyncio.run(go())
+        transport = make_transport("h11")
+        reply = _send_one(scenario, llama, vocab, transport, count_tokens=server.count, keep_text=True)
+        record, text = reply.record, reply.text
         assert record.error is None and text, record.error_detail
         assert record.output_tokens == vocab.count(text)
     finally:
