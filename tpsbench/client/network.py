@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tpsbench.client.proxy import ProxySettings
+from tpsbench.client.unix_socket import UnixSocketTransport
 from tpsbench.core.tls import INSECURE_WARNING, tls_context
 
 if TYPE_CHECKING:
@@ -50,10 +51,11 @@ class Network:
 
     def httpx_transport(self) -> httpx.AsyncHTTPTransport | None:
         """The transport of the run's small httpx calls to the endpoint (``/models``, ``/metrics``,
-        ``/pace``): through the Unix socket; None (httpx's own) without one."""
+        ``/pace``): through the Unix socket (on the loop's streams: :mod:`.unix_socket`); None (httpx's own)
+        without one."""
         if self.unix_socket is None:
             return None
-        return httpx.AsyncHTTPTransport(uds=self.unix_socket, verify=self.tls or self.verify)
+        return UnixSocketTransport(self.unix_socket)  # http only (config/endpoint.py)
 
     def header_lines(self, base_url: str) -> list[str]:
         """What the run header says about the path to ``base_url``: the proxy, and the loud TLS warning."""
