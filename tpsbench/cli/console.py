@@ -147,13 +147,18 @@ def warning_lines(points: Sequence[Point], width: int = WIDTH) -> list[str]:
 def summary_table(run: Run) -> Table:
     """One row per level: the numbers users compare (median and spread, with N, never a bare number).
     Short headers, so that the table fits an 80-column terminal without truncating a number."""
+    title = f"{run.model or ''}: TTFT in ms; TPS/user, server, /GPU in tokens/s"
     table = Table(
-        title=f"{run.model or ''}: TTFT in ms; TPS/user, server, /GPU in tokens/s",
+        title=title,
         caption="! = client-bound: timestamps may be late, see the warnings"
         if any(p.client_bound for p in run.points)
         else None,
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        # One space before each cell, beside the box's one-space divider: with (0, 1) a throughput run's
+        # rows (2048/2048, !c=2048, 69,116) came to 82 columns and the err column was cut at 80.
+        padding=(0, 0, 0, 1),
+        min_width=min(len(title), WIDTH),  # a title wider than its table wraps
     )
     for col in ("load", "ok/n", "TTFT p50", "p99", "TPS/user p50", "p10", "server", "/GPU", "err"):
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
