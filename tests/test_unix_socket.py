@@ -16,6 +16,7 @@ from aiohttp import web
 from tpsbench.client.network import Network
 from tpsbench.client.proxy import ProxySettings
 from tpsbench.client.unix_socket import UnixSocketTransport
+from tpsbench.core import eventloop
 
 
 class CountingLoop(asyncio.SelectorEventLoop):
@@ -33,20 +34,16 @@ class CountingLoop(asyncio.SelectorEventLoop):
         super().add_writer(fd, callback, *args)
 
 
-def _loops() -> list[str]:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return ["asyncio"]
-    return ["asyncio", "uvloop"]
-
-
-def _run(loop: str, main: Coroutine[Any, Any, Any]) -> Any:
-    if loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(main)
-    return asyncio.run(main)
+def _run(loop: str, main: Coroutine[Any, Any, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``main`` on the client's loop (tpsbench.core.eventloop), asyncio's or uvloop."""
+    if loop == "asyncio":
+        monkeypatch.setenv("TPSBENCH_LOOP", "asyncio")
+    else:
+        monkeypatch.delenv("TPSBENCH_LOOP", raising=False)
+    if eventloop.loop_name() != loop:
+        main.close()
+        pytest.skip("uvloop is not installed (pip install -e '.[fast]')")
+    return eventloop.run(main)
 
 
 async def _serving(path: Path, body: Callable[[Any], Awaitable[None]]) -> None:
@@ -79,8 +76,10 @@ async def _serving(path: Path, body: Callable[[Any], Awaitable[None]]) -> None:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("loop", _loops())
-def test_requests_round_trip_and_keep_their_connection(loop: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_requests_round_trip_and_keep_their_connection(
+    loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "s.sock"
 
     async def body(accepted: list[object]) -> None:
@@ -97,11 +96,11 @@ def test_requests_round_trip_and_keep_their_connection(loop: str, tmp_path: Path
             await asyncio.sleep(0.05)
             assert (await c.get("/pace")).json() == {"connections": 2}
 
-    _run(loop, _serving(path, body))
+    _run(loop, _serving(path, body), monkeypatch)
 
 
-@pytest.mark.parametrize("loop", _loops())
-def test_failures_are_httpx_errors(loop: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_failures_are_httpx_errors(loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "s.sock"
 
     async def body(_: list[object]) -> None:
@@ -117,7 +116,7 @@ def test_failures_are_httpx_errors(loop: str, tmp_path: Path) -> None:
             with pytest.raises(httpx.ConnectError, match="TLS through a Unix socket"):
                 await c.get("/pace")
 
-    _run(loop, _serving(path, body))
+    _run(loop, _serving(path, body), monkeypatch)
 
 
 def test_no_raw_socket_callbacks_reach_the_loop(tmp_path: Path) -> None:

@@ -2,13 +2,11 @@
 
 httpx's ``AsyncHTTPTransport(uds=...)`` reaches the socket through anyio, which drives a raw socket by
 hand: each wait is ``loop.add_reader(sock, future.set_result, None)``, and the reader is taken off in the
-future's done-callback, one loop turn later. asyncio's selector loop cancels a queued reader when it is
-removed; uvloop runs a ready fd's callback inside libuv's poll phase, and where the fd is reported again
-before that turn ends, calls ``set_result`` on the finished future: ``InvalidStateError`` tracebacks on the
-user's terminal (seen at 2,048 streams on the throughput scenario, where the run's side calls, ``/pace``
-and ``/metrics``, share the client loop with the load). The loop's stream transports (libuv's streams
-under uvloop, the selector transports under asyncio) have no such window, and are what the load's own
-h11 connections use.
+future's done-callback, a loop turn later. Under uvloop, at 2,048 streams on the throughput scenario (where
+the run's side calls, ``/pace`` and ``/metrics``, share the client loop with the load), the reader was
+called again on the finished future before that: ``InvalidStateError`` tracebacks on the user's terminal.
+The loop's stream transports (libuv's streams under uvloop, the selector transports under asyncio) hand the
+loop no such callback, and are what the load's own h11 connections use.
 
     transport = UnixSocketTransport("/tmp/reference.sock")
     client = httpx.AsyncClient(transport=transport, base_url="http://localhost")
@@ -27,22 +25,22 @@ import httpx
 
 __all__ = ["UnixSocketTransport"]
 
-# httpx's own default pool size (httpx.AsyncHTTPTransport's DEFAULT_LIMITS)
-DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+# httpx's own default pool size (httpx.AsyncHTTPTransport's DEFAULT_LIMITS; httpcore's differ)
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
 class UnixSocketTransport(httpx.AsyncHTTPTransport):
-    """``httpx.AsyncHTTPTransport(uds=path, limits=...)`` with its connections on asyncio streams, plain
+    """``httpx.AsyncHTTPTransport(uds=path)`` with its connections on asyncio streams, plain
     HTTP (no TLS through a Unix socket, as ``endpoint.unix_socket`` has it). httpx takes no network
     backend, so the pool (the transport's one state, which its request and close methods use) is made
     here, as httpx makes it, with the backend below; httpx's ``__init__`` is not run, as it would build a
     pool and an SSL context only to drop them."""
 
-    def __init__(self, path: str, *, limits: httpx.Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, path: str) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
             uds=path,
             network_backend=_StreamsBackend(),
         )
@@ -66,14 +64,11 @@ class _StreamsBackend(httpcore.AsyncNetworkBackend):
         self,
         path: str,
         timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
+        socket_options: Iterable[Any] | None = None,  # none: the pool above sets none
     ) -> httpcore.AsyncNetworkStream:
         with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_unix_connection(path)
-        sock = writer.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
         return _Stream(reader, writer)
 
     async def sleep(self, seconds: float) -> None:
